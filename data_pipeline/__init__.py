@@ -1,0 +1,1 @@
+"""Data sources, clip plans and streaming backends for maskedskip_jax."""
