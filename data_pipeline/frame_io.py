@@ -1,0 +1,126 @@
+"""Reading the frames of a `Video` with OpenCV, as uint8 RGB (H, W, 3) or grey (H, W)."""
+
+import concurrent.futures
+import os
+from typing import Iterator, Sequence
+
+import cv2
+import numpy as np
+
+from data_pipeline.video import Video
+from maskedskip_jax.errors import UserError
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff")
+VIDEO_EXTENSIONS = (".avi", ".mp4")
+
+# Trailing bytes some encoders leave after a JPEG's end-of-image marker.
+_JPEG_TAIL = 1024
+
+
+def _to_uint8(image: np.ndarray, path: str) -> np.ndarray:
+  if image.dtype == np.uint8:
+    return image
+  if image.dtype == np.uint16:
+    # Rescale the full 16-bit range; a plain cast would wrap around.
+    return ((image.astype(np.uint32) * 255 + 32767) // 65535).astype(np.uint8)
+  raise UserError(f"{path}: unsupported pixel type {image.dtype}; expected "
+                  "8- or 16-bit images.")
+
+
+def _to_rgb_or_grey(image: np.ndarray, path: str) -> np.ndarray:
+  if image.ndim == 2:
+    return image
+  channels = image.shape[2]
+  if channels == 1:
+    return image[..., 0]
+  if channels == 3:
+    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+  if channels == 4:
+    return cv2.cvtColor(image, cv2.COLOR_BGRA2RGB)
+  raise UserError(f"{path}: {channels} channels; expected 1, 3 or 4.")
+
+
+def read_frame(path: str) -> np.ndarray:
+  """Reads one image file as uint8 RGB (H, W, 3) or grey (H, W)."""
+  try:
+    with open(path, "rb") as f:
+      data = f.read()
+  except OSError as e:
+    raise UserError(f"{path}: cannot read image ({e.strerror}).") from None
+  # OpenCV decodes a cut-off JPEG without complaint, padding it with grey;
+  # an interrupted copy would then silently poison training.
+  if (path.lower().endswith((".jpg", ".jpeg"))
+      and b"\xff\xd9" not in data[-_JPEG_TAIL:]):
+    raise UserError(f"{path}: truncated JPEG (no end-of-image marker).")
+  # UNCHANGED keeps single-channel greys and the depth of 16-bit TIFFs.
+  image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+  if image is None or image.size == 0:
+    raise UserError(f"{path}: not a readable image (corrupt or unsupported "
+                    "format).")
+  return _to_rgb_or_grey(_to_uint8(image, path), path)
+
+
+def _open_video(path: str) -> cv2.VideoCapture:
+  if not os.path.isfile(path):
+    raise UserError(f"{path}: video file not found.")
+  # One fixed backend, so counting and reading decode the same frames.
+  capture = cv2.VideoCapture(path, cv2.CAP_FFMPEG)
+  if not capture.isOpened():
+    raise UserError(f"{path}: not a readable video (truncated, corrupt or "
+                    "unsupported codec); read 0 frames.")
+  return capture
+
+
+def count_frames(path: str) -> int:
+  """Decodes a container video once and returns its number of frames.
+
+  The header's frame count is an estimate for some codecs, so it only serves
+  to notice truncated files: fewer decodable frames than claimed is an error.
+  """
+  capture = _open_video(path)
+  try:
+    claimed = int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
+    count = 0
+    # grab() decodes without the colour conversion that read() adds.
+    while capture.grab():
+      count += 1
+  finally:
+    capture.release()
+  if count == 0:
+    raise UserError(f"{path}: no decodable frames (truncated or corrupt "
+                    "video); read 0 frames.")
+  if count < claimed:
+    raise UserError(f"{path}: truncated video: read {count} frames, its "
+                    f"header claims {claimed}.")
+  return count
+
+
+def count_frames_many(paths: Sequence[str]) -> list[int]:
+  """`count_frames` over many files; OpenCV releases the GIL while decoding."""
+  if len(paths) <= 1:
+    return [count_frames(p) for p in paths]
+  workers = min(len(paths), os.cpu_count() or 1, 8)
+  with concurrent.futures.ThreadPoolExecutor(workers) as pool:
+    return list(pool.map(count_frames, paths))
+
+
+def _iter_container(path: str, num_frames: int) -> Iterator[np.ndarray]:
+  capture = _open_video(path)
+  try:
+    for index in range(num_frames):
+      ok, frame = capture.read()
+      if not ok:
+        raise UserError(f"{path}: truncated video: read {index} frames, "
+                        f"expected {num_frames}.")
+      yield cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
+  finally:
+    capture.release()
+
+
+def iter_frames(video: Video) -> Iterator[np.ndarray]:
+  """Yields the video's `num_frames` frames in order (uint8 RGB or grey)."""
+  if video.frame_paths is not None:
+    for path in video.frame_paths:
+      yield read_frame(path)
+  else:
+    yield from _iter_container(video.video_path, video.num_frames)

@@ -1,0 +1,160 @@
+"""MaskedSkipUNet and its ablation family (paper Table 2), selected by name.
+
+Input (B, T, H, W, C) in [0, 1]; output the reconstructed centre frame (B, H, W, C).
+The encoder sees each frame as an independent image (frames folded into the batch);
+each skip passes through its own conv whose output for the centre frame is all the
+decoder sees.
+"""
+
+import dataclasses
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from maskedskip_jax import layers
+from maskedskip_jax.errors import UserError
+
+SKIP_KERNELS = (17, 11, 7, 3)
+SKIP_MASKS = (7, 5, 3, 1)
+
+
+@dataclasses.dataclass(frozen=True)
+class VariantSpec:
+  skips: str               # 'none' | 'identity' | 'conv3d' | 'masked3d' | 'masked2d'
+  active: tuple[bool, ...]  # which of skips 1..4 carry signal (the others are zeros)
+  ed_mask: bool = False
+  temporal: int = 3        # default T; T=1 variants see single frames
+
+
+_ALL = (True, True, True, True)
+SPECS = {
+    "maskedskip_unet": VariantSpec("masked3d", _ALL),
+    "autoencoder": VariantSpec("none", (False,) * 4, temporal=1),
+    "unet": VariantSpec("identity", _ALL, temporal=1),
+    "conv3d_skip_unet": VariantSpec("conv3d", _ALL),
+    "masked2d_skip_unet": VariantSpec("masked2d", _ALL, temporal=1),
+    "ed_masks_skip_unet": VariantSpec("masked3d", _ALL, ed_mask=True),
+    "one_mask": VariantSpec("masked3d", (False, False, False, True)),
+    "two_mask": VariantSpec("masked3d", (False, False, True, True)),
+    "three_mask": VariantSpec("masked3d", (False, True, True, True)),
+}
+VARIANTS = tuple(SPECS)
+
+
+def spec(variant: str) -> VariantSpec:
+  if variant not in SPECS:
+    raise UserError(f"model.variant: unknown variant {variant!r}; known: {', '.join(VARIANTS)}")
+  return SPECS[variant]
+
+
+def default_temporal(variant: str) -> int:
+  return spec(variant).temporal
+
+
+class MaskedSkipUNet(nn.Module):
+  """The whole family; `variant` picks the skip type (see `SPECS`)."""
+  variant: str = "maskedskip_unet"
+  latent_dim: int = 512
+  channels: int = 3
+  temporal: int = 3
+  skip_kernels: tuple[int, ...] = SKIP_KERNELS
+  skip_masks: tuple[int, ...] = SKIP_MASKS
+  centre_only: bool = True
+  dtype: jnp.dtype = jnp.float32
+  param_dtype: jnp.dtype = jnp.float32
+
+  @property
+  def widths(self) -> tuple[int, int, int, int]:
+    d = self.latent_dim
+    return d // 8, d // 4, d // 2, d
+
+  def _skip(self, i: int, x: jax.Array) -> jax.Array:
+    """Skip i (1..4): x is (B, T, h, w, c); returns the centre frame's skip (B, h, w, c)."""
+    s = spec(self.variant)
+    t = x.shape[1]
+    centre = x[:, (t - 1) // 2]
+    if not s.active[i - 1]:
+      return jnp.zeros_like(centre)
+    if s.skips == "identity":
+      return centre
+    c, k, m = x.shape[-1], self.skip_kernels[i - 1], self.skip_masks[i - 1]
+    kw = dict(dtype=self.dtype, param_dtype=self.param_dtype)
+    if s.skips == "masked2d":
+      return layers.Conv(c, (k, k), layers.centre_square_mask(k, m), name=f"mconv{i}", **kw)(centre)
+    if s.skips == "conv3d":
+      mask, name = None, f"conv{i}"
+    else:
+      mask, name = layers.centre_square_mask(k, m, t), f"mconv{i}"
+    return layers.Conv(c, (t, k, k), mask, centre_frame=True, centre_only=self.centre_only,
+                       name=name, **kw)(x)
+
+  @nn.compact
+  def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
+    check_input_shape(self, x.shape)
+    s = spec(self.variant)
+    b, t, h, w, c = x.shape
+    kw = dict(ed_mask=s.ed_mask, dtype=self.dtype, param_dtype=self.param_dtype)
+    y = x.reshape(b * t, h, w, c).astype(self.dtype)
+    feats = []
+    for i, width in enumerate(self.widths, start=1):
+      y = layers.ConvBlock(width, name=f"encoder_{i}", **kw)(y, train)
+      feats.append(y.reshape(b, t, *y.shape[1:]))
+    skips = [self._skip(i, f) for i, f in enumerate(feats, start=1)]
+
+    l1, l2, l3, _ = self.widths
+    # Without skips the latent map itself feeds the decoder.
+    bottom = feats[3][:, (t - 1) // 2] if s.skips == "none" else skips[3]
+    y = layers.ConvBlock(l3, decode=True, name="decoder_1", **kw)(bottom, train)
+    outs = (l2, l1, self.channels)
+    for j, (width, skip) in enumerate(zip(outs, skips[2::-1]), start=2):
+      if s.skips != "none":
+        y = jnp.concatenate([y, skip], axis=-1)  # the reference's [decoder, skip] order
+      y = layers.ConvBlock(width, decode=True, last=(j == 4), name=f"decoder_{j}", **kw)(y, train)
+    return nn.sigmoid(y.astype(jnp.float32))
+
+
+def build(variant: str = "maskedskip_unet", *, latent_dim: int = 512, channels: int = 3,
+          temporal: int | None = None, skip_kernels=SKIP_KERNELS, skip_masks=SKIP_MASKS,
+          centre_only: bool = True, dtype=jnp.float32, param_dtype=jnp.float32) -> MaskedSkipUNet:
+  s = spec(variant)
+  temporal = s.temporal if temporal is None else temporal
+  if s.temporal == 1 and temporal != 1:
+    raise UserError(f"model.temporal: variant {variant!r} sees single frames; temporal must be 1, got {temporal}")
+  if temporal < 1 or temporal % 2 == 0:
+    raise UserError(f"model.temporal: must be a positive odd number (the target is the centre frame), got {temporal}")
+  if latent_dim < 8 or latent_dim % 8:
+    raise UserError(f"model.latent_dim: must be a positive multiple of 8, got {latent_dim}")
+  if channels not in (1, 3):
+    raise UserError(f"model.channels: must be 1 or 3, got {channels}")
+  for k, m in zip(skip_kernels, skip_masks):
+    if k % 2 == 0 or m >= k or (k - m) % 2:
+      raise UserError(f"model.skip_kernels/skip_masks: kernel {k} and mask {m} must be odd with mask < kernel")
+  return MaskedSkipUNet(variant, latent_dim, channels, temporal, tuple(skip_kernels),
+                        tuple(skip_masks), centre_only, dtype, param_dtype)
+
+
+def check_input_shape(model: MaskedSkipUNet, shape) -> None:
+  """Raise UserError unless `shape` is (B, T, H, W, C) this model accepts."""
+  if len(shape) != 5:
+    raise UserError(f"model input: expected (batch, T, H, W, C), got shape {tuple(shape)}")
+  _, t, h, w, c = shape
+  if t != model.temporal:
+    raise UserError(f"model input: expected T={model.temporal} frames per clip, got {t}")
+  if h % 16 or w % 16 or h == 0 or w == 0:
+    raise UserError(f"model input: height and width must be multiples of 16 (four 2x downsamplings), "
+                    f"got {h}x{w}")
+  if c != model.channels:
+    raise UserError(f"model input: expected {model.channels} channels, got {c}")
+
+
+def masked_kernel_labels(params) -> dict:
+  """'masked' for every masked-conv kernel, 'free' for everything else (for optax.multi_transform)."""
+  def label(path, _):
+    return "masked" if getattr(path[-1], "key", None) == "masked_kernel" else "free"
+  return jax.tree_util.tree_map_with_path(label, params)
+
+
+def count_params(params) -> int:
+  return int(sum(np.prod(p.shape) for p in jax.tree_util.tree_leaves(params)))
