@@ -40,8 +40,9 @@ def _to_rgb_or_grey(image: np.ndarray, path: str) -> np.ndarray:
   raise UserError(f"{path}: {channels} channels; expected 1, 3 or 4.")
 
 
-def read_frame(path: str) -> np.ndarray:
+def read_frame(path: str | os.PathLike) -> np.ndarray:
   """Reads one image file as uint8 RGB (H, W, 3) or grey (H, W)."""
+  path = os.fspath(path)
   try:
     with open(path, "rb") as f:
       data = f.read()
@@ -53,7 +54,10 @@ def read_frame(path: str) -> np.ndarray:
       and b"\xff\xd9" not in data[-_JPEG_TAIL:]):
     raise UserError(f"{path}: truncated JPEG (no end-of-image marker).")
   # UNCHANGED keeps single-channel greys and the depth of 16-bit TIFFs.
-  image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+  try:
+    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+  except cv2.error:  # raised instead of returning None, e.g. for empty files
+    image = None
   if image is None or image.size == 0:
     raise UserError(f"{path}: not a readable image (corrupt or unsupported "
                     "format).")
@@ -64,7 +68,9 @@ def _open_video(path: str) -> cv2.VideoCapture:
   if not os.path.isfile(path):
     raise UserError(f"{path}: video file not found.")
   # One fixed backend, so counting and reading decode the same frames.
-  capture = cv2.VideoCapture(path, cv2.CAP_FFMPEG)
+  backend = (cv2.CAP_FFMPEG if cv2.videoio_registry.hasBackend(cv2.CAP_FFMPEG)
+             else cv2.CAP_ANY)
+  capture = cv2.VideoCapture(path, backend)
   if not capture.isOpened():
     raise UserError(f"{path}: not a readable video (truncated, corrupt or "
                     "unsupported codec); read 0 frames.")

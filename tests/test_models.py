@@ -1,0 +1,163 @@
+"""The nine variants: parameter counts, shapes, errors, masked-kernel optimiser modes."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from maskedskip_jax import losses, models, optim
+from maskedskip_jax.errors import UserError
+
+REFERENCE_COUNTS = {
+    "maskedskip_unet": 115_811_792,
+    "autoencoder": 75_938_064,
+    "unet": 89_600_528,
+    "conv3d_skip_unet": 115_811_792,
+    "masked2d_skip_unet": 98_338_256,
+    "ed_masks_skip_unet": 115_811_792,
+    "one_mask": 96_678_928,
+    "two_mask": 106_312_976,
+    "three_mask": 112_260_496,
+}
+
+
+def _init_shapes(model, hw=(32, 32)):
+  x = jnp.zeros((1, model.temporal, *hw, model.channels))
+  return jax.eval_shape(lambda: model.init(jax.random.key(0), x, train=False))
+
+
+def test_all_variants_are_known():
+  assert set(models.VARIANTS) == set(REFERENCE_COUNTS)
+
+
+@pytest.mark.parametrize("variant", sorted(REFERENCE_COUNTS))
+def test_reference_parameter_counts(variant):
+  model = models.build(variant, latent_dim=512, channels=3)
+  assert models.count_params(_init_shapes(model)["params"]) == REFERENCE_COUNTS[variant]
+
+
+@pytest.mark.parametrize("variant", sorted(REFERENCE_COUNTS))
+def test_output_shapes(variant):
+  model = models.build(variant, latent_dim=16, channels=1)
+  x = jax.ShapeDtypeStruct((2, model.temporal, 32, 48, 1), jnp.float32)
+  variables = jax.eval_shape(lambda x: model.init(jax.random.key(1), x), x)
+  y, _ = jax.eval_shape(lambda v, x: model.apply(v, x, train=True, mutable=["batch_stats"]), variables, x)
+  assert y.shape == (2, 32, 48, 1) and y.dtype == jnp.float32
+
+
+@pytest.mark.parametrize("variant", ["maskedskip_unet", "autoencoder", "masked2d_skip_unet"])
+def test_outputs_are_probabilities(variant):
+  model = models.build(variant, latent_dim=8, channels=1)
+  x = jax.random.uniform(jax.random.key(0), (2, model.temporal, 16, 32, 1))
+  variables = model.init(jax.random.key(1), x)
+  y = jax.jit(lambda v, x: model.apply(v, x))(variables, x)
+  assert y.shape == (2, 16, 32, 1)
+  assert float(y.min()) >= 0 and float(y.max()) <= 1 and float(y.std()) > 0
+
+
+def test_skip_zeroing_variants_ignore_shallow_skips():
+  # one_mask: only the latent skip carries signal, so its decoder sees zeros on the other three.
+  model = models.build("one_mask", latent_dim=16, channels=1)
+  shapes = _init_shapes(model)["params"]
+  assert "mconv4" in shapes and not any(f"mconv{i}" in shapes for i in (1, 2, 3))
+  assert set(k for k in shapes if k.startswith("mconv")) == {"mconv4"}
+  three = _init_shapes(models.build("three_mask", latent_dim=16, channels=1))["params"]
+  assert {k for k in three if k.startswith("mconv")} == {"mconv2", "mconv3", "mconv4"}
+
+
+@pytest.mark.parametrize("shape,needle", [
+    ((1, 3, 40, 32, 1), "multiples of 16"),
+    ((1, 5, 32, 32, 1), "T=3"),
+    ((1, 3, 32, 32, 3), "channels"),
+    ((3, 32, 32, 1), "(batch, T, H, W, C)"),
+])
+def test_bad_input_shapes_raise_user_error(shape, needle):
+  model = models.build("maskedskip_unet", latent_dim=16, channels=1)
+  with pytest.raises(UserError, match=needle.replace("(", r"\(").replace(")", r"\)")):
+    model.init(jax.random.key(0), jnp.zeros(shape))
+
+
+@pytest.mark.parametrize("kwargs,needle", [
+    (dict(temporal=4), "odd"),
+    (dict(variant="unet", temporal=3), "single frames"),
+    (dict(channels=2), "channels"),
+    (dict(variant="nope"), "known: maskedskip_unet"),
+])
+def test_bad_build_arguments(kwargs, needle):
+  args = dict(variant="maskedskip_unet", latent_dim=16)
+  args.update(kwargs)
+  with pytest.raises(UserError, match=needle):
+    models.build(args.pop("variant"), **args)
+
+
+def test_norm_loss_is_mean_channel_norm():
+  t = jnp.zeros((2, 4, 4, 3))
+  r = jnp.zeros((2, 4, 4, 3)).at[..., 0].set(3.0).at[..., 1].set(4.0)
+  np.testing.assert_allclose(float(losses.norm_loss(t, r)), 5.0, rtol=1e-6)
+  r2 = jnp.zeros((2, 4, 4, 3)).at[0, 0, 0].set(jnp.array([3.0, 4.0, 0.0]))
+  np.testing.assert_allclose(float(losses.norm_loss(t, r2)), 5.0 / 32, rtol=1e-5)
+
+
+def _train_steps(masked_kernels, variant="maskedskip_unet", steps=3):
+  model = models.build(variant, latent_dim=8, channels=1)
+  # 32x32 keeps the latent map 2x2: at 1x1 the ed-masked 3x3 convs see only padding.
+  x = jax.random.uniform(jax.random.key(0), (2, model.temporal, 32, 32, 1))
+  v = model.init(jax.random.key(1), x)
+  tx = optim.make_optimizer(1e-2, masked_kernels=masked_kernels)
+  params, stats, opt = v["params"], v["batch_stats"], None
+  opt = tx.init(params)
+
+  @jax.jit
+  def step(params, stats, opt):
+    def loss_fn(p):
+      y, upd = model.apply({"params": p, "batch_stats": stats}, x, train=True, mutable=["batch_stats"])
+      return losses.norm_loss(x[:, model.temporal // 2], y), upd["batch_stats"]
+    (loss, stats), g = jax.value_and_grad(loss_fn, has_aux=True)(params)
+    upd, opt = tx.update(g, opt, params)
+    return optax.apply_updates(params, upd), stats, opt, g
+
+  grads = []
+  for _ in range(steps):
+    params, stats, opt, g = step(params, stats, opt)
+    grads.append(g)
+  return v["params"], params, grads
+
+
+def test_frozen_mode_keeps_masked_kernels_bit_identical_while_biases_move():
+  before, after, _ = _train_steps("frozen")
+  for i in range(1, 5):
+    np.testing.assert_array_equal(np.asarray(after[f"mconv{i}"]["masked_kernel"]),
+                                  np.asarray(before[f"mconv{i}"]["masked_kernel"]))
+    assert np.any(np.asarray(after[f"mconv{i}"]["bias"]) != np.asarray(before[f"mconv{i}"]["bias"]))
+  assert np.any(np.asarray(after["encoder_1"]["convs_0"]["kernel"])
+                != np.asarray(before["encoder_1"]["convs_0"]["kernel"]))
+
+
+@pytest.mark.parametrize("variant", ["maskedskip_unet", "ed_masks_skip_unet"])
+def test_train_mode_moves_masked_kernels_but_masked_taps_stay_zero(variant):
+  before, after, grads = _train_steps("train", variant)
+  model = models.build(variant, latent_dim=8, channels=1)
+  labels = models.masked_kernel_labels(after)
+  leaves = jax.tree_util.tree_leaves_with_path(after)
+  masked = [(p, a) for (p, a), l in zip(leaves, jax.tree_util.tree_leaves(labels)) if l == "masked"]
+  assert len(masked) == (4 if variant == "maskedskip_unet" else 4 + 8 * 3)
+  for i in range(1, 5):
+    k = np.asarray(after[f"mconv{i}"]["masked_kernel"])
+    t, ks = model.temporal, k.shape[1]
+    m = models.SKIP_MASKS[i - 1]
+    lo = (ks - m) // 2
+    assert np.all(k[t // 2, lo:lo + m, lo:lo + m] == 0)
+    assert np.all(np.asarray(grads[-1][f"mconv{i}"]["masked_kernel"])[t // 2, lo:lo + m, lo:lo + m] == 0)
+    assert np.any(k != np.asarray(before[f"mconv{i}"]["masked_kernel"]))
+
+
+def test_bf16_compute_keeps_float32_params_and_output():
+  model = models.build("maskedskip_unet", latent_dim=8, channels=1, dtype=jnp.bfloat16)
+  x = jax.random.uniform(jax.random.key(0), (1, 3, 16, 16, 1))
+  v = model.init(jax.random.key(1), x)
+  assert all(p.dtype == jnp.float32 for p in jax.tree_util.tree_leaves(v["params"]))
+  y = jax.jit(model.apply)(v, x)
+  assert y.dtype == jnp.float32
+  ref = jax.jit(models.build("maskedskip_unet", latent_dim=8, channels=1).apply)(v, x)
+  assert float(jnp.abs(y - ref).max()) < 0.05
