@@ -50,7 +50,7 @@ def test_output_shapes(variant):
 def test_outputs_are_probabilities(variant):
   model = models.build(variant, latent_dim=8, channels=1)
   x = jax.random.uniform(jax.random.key(0), (2, model.temporal, 16, 32, 1))
-  variables = model.init(jax.random.key(1), x)
+  variables = models.init_variables(model, 1, x.shape)
   y = jax.jit(lambda v, x: model.apply(v, x))(variables, x)
   assert y.shape == (2, 16, 32, 1)
   assert float(y.min()) >= 0 and float(y.max()) <= 1 and float(y.std()) > 0
@@ -103,7 +103,7 @@ def _train_steps(masked_kernels, variant="maskedskip_unet", steps=3):
   model = models.build(variant, latent_dim=8, channels=1)
   # 32x32 keeps the latent map 2x2: at 1x1 the ed-masked 3x3 convs see only padding.
   x = jax.random.uniform(jax.random.key(0), (2, model.temporal, 32, 32, 1))
-  v = model.init(jax.random.key(1), x)
+  v = models.init_variables(model, 1, x.shape)
   tx = optim.make_optimizer(1e-2, masked_kernels=masked_kernels)
   params, stats, opt = v["params"], v["batch_stats"], None
   opt = tx.init(params)
@@ -155,9 +155,46 @@ def test_train_mode_moves_masked_kernels_but_masked_taps_stay_zero(variant):
 def test_bf16_compute_keeps_float32_params_and_output():
   model = models.build("maskedskip_unet", latent_dim=8, channels=1, dtype=jnp.bfloat16)
   x = jax.random.uniform(jax.random.key(0), (1, 3, 16, 16, 1))
-  v = model.init(jax.random.key(1), x)
+  v = models.init_variables(model, 1, x.shape)
   assert all(p.dtype == jnp.float32 for p in jax.tree_util.tree_leaves(v["params"]))
   y = jax.jit(model.apply)(v, x)
   assert y.dtype == jnp.float32
   ref = jax.jit(models.build("maskedskip_unet", latent_dim=8, channels=1).apply)(v, x)
   assert float(jnp.abs(y - ref).max()) < 0.05
+
+
+@pytest.mark.parametrize("variant", ["maskedskip_unet", "ed_masks_skip_unet", "masked2d_skip_unet", "autoencoder"])
+def test_host_init_matches_flax_init_layout_and_torch_distributions(variant):
+  model = models.build(variant, latent_dim=16, channels=1)
+  shape = (1, model.temporal, 32, 32, 1)
+  v = models.init_variables(model, 3, shape)
+  ref = _init_shapes(model)
+  assert jax.tree_util.tree_structure(v) == jax.tree_util.tree_structure(ref)
+  for a, b in zip(jax.tree_util.tree_leaves(v), jax.tree_util.tree_leaves(ref)):
+    assert a.shape == b.shape and a.dtype == b.dtype
+  flat = jax.tree_util.tree_leaves_with_path(v["params"])
+  for path, leaf in flat:
+    name = path[-1].key
+    leaf = np.asarray(leaf)
+    if name in ("kernel", "masked_kernel"):
+      bound = 1 / np.sqrt(np.prod(leaf.shape[:-1]))
+      assert np.abs(leaf).max() <= bound and np.abs(leaf).max() > 0.5 * bound
+  for i in range(1, 5):
+    if f"mconv{i}" in v["params"]:
+      k = np.asarray(v["params"][f"mconv{i}"]["masked_kernel"])
+      m = models.SKIP_MASKS[i - 1]
+      lo = (k.shape[-3] - m) // 2
+      centre = k[model.temporal // 2] if k.ndim == 5 else k
+      assert np.all(centre[lo:lo + m, lo:lo + m] == 0)
+      assert np.count_nonzero(k == 0) == m * m * k.shape[-2] * k.shape[-1]
+  if variant == "ed_masks_skip_unet":
+    k7 = np.asarray(v["params"]["encoder_2"]["convs_2"]["masked_kernel"])
+    assert np.all(k7[1:6, 1:6] == 0) and np.all(k7[0] != 0)
+  bn = v["batch_stats"]["encoder_1"]["batch_norm_1"]
+  assert np.all(np.asarray(bn["var"]) == 1) and np.all(np.asarray(bn["mean"]) == 0)
+  same = models.init_variables(model, 3, shape)
+  other = models.init_variables(model, 4, shape)
+  k = lambda t: np.asarray(t["params"]["encoder_1"]["convs_0"][
+      "masked_kernel" if variant == "ed_masks_skip_unet" else "kernel"])
+  np.testing.assert_array_equal(k(v), k(same))
+  assert np.any(k(v) != k(other))

@@ -1,0 +1,271 @@
+"""The model bundle: a directory holding everything needed to run a trained model.
+
+  params.msgpack       {'params', 'batch_stats'} as numpy, flax msgpack (no pickle),
+                       keys sorted so equal values give equal bytes
+  model.json           format version, architecture (variant, latent_dim, channels,
+                       temporal, skip kernels/masks), image_size, metadata
+  inference.stablehlo  optional jax.export of the eval-mode forward at a fixed shape
+  manifest.json        sha256 and size of every other file
+
+`save` builds the bundle in a temp directory beside the target and renames it into
+place; `load` verifies every checksum before it parses anything.
+"""
+
+from collections.abc import Mapping
+import hashlib
+import json
+import os
+import secrets
+import shutil
+import tempfile
+
+from flax import serialization
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from maskedskip_jax import stablehlo_export
+from maskedskip_jax.errors import UserError
+
+FORMAT = "maskedskip_jax.bundle"
+FORMAT_VERSION = 1
+PARAMS_FILE = "params.msgpack"
+CONFIG_FILE = "model.json"
+EXPORT_FILE = "inference.stablehlo"
+MANIFEST_FILE = "manifest.json"
+ARCH_KEYS = ("variant", "latent_dim", "channels", "temporal", "skip_kernels", "skip_masks")
+# Settings that change how a model runs, not what its weights mean: not recorded.
+_RUNTIME_KEYS = ("dtype", "param_dtype", "centre_only")
+
+
+def _plain_tree(tree) -> dict:
+  """Nested dicts with sorted keys and numpy leaves: one canonical form per set of values."""
+  if isinstance(tree, Mapping):
+    return {str(k): _plain_tree(tree[k]) for k in sorted(tree, key=str)}
+  return np.asarray(jax.device_get(tree))
+
+
+def _architecture(model_config: Mapping) -> dict:
+  # Imported here so that load_exported() works without the model code.
+  from maskedskip_jax import models  # pylint: disable=g-import-not-at-top
+  config = dict(model_config)
+  unknown = sorted(set(config) - set(ARCH_KEYS) - set(_RUNTIME_KEYS) - {"image_size"})
+  if unknown:
+    raise UserError(f"model config: unknown keys {unknown}; architecture keys are {list(ARCH_KEYS)} "
+                    "(put anything else in metadata)")
+  if "variant" not in config:
+    raise UserError("model config: 'variant' is required")
+  model = models.build(**{k: config[k] for k in ARCH_KEYS if k in config})
+  arch = {k: getattr(model, k) for k in ARCH_KEYS}
+  return {k: list(v) if isinstance(v, tuple) else v for k, v in arch.items()}
+
+
+def _build(arch: Mapping, **kwargs):
+  from maskedskip_jax import models  # pylint: disable=g-import-not-at-top
+  return models.build(**{k: tuple(v) if isinstance(v, list) else v for k, v in arch.items()}, **kwargs)
+
+
+def _check_shapes(model, variables: dict, where: str) -> None:
+  """UserError unless `variables` has exactly the leaves and shapes `model` creates."""
+  x = np.zeros((1, model.temporal, 16, 16, model.channels), np.float32)
+  expected = jax.eval_shape(lambda: model.init(jax.random.key(0), x, train=False))
+  want = {jax.tree_util.keystr(p): tuple(a.shape) for p, a in jax.tree_util.tree_flatten_with_path(expected)[0]}
+  have = {jax.tree_util.keystr(p): tuple(np.shape(a)) for p, a in jax.tree_util.tree_flatten_with_path(variables)[0]}
+  wrong = sorted(k for k in set(want) | set(have) if want.get(k) != have.get(k))
+  if wrong:
+    shown = ", ".join(f"{k} {have.get(k)} != {want.get(k)}" for k in wrong[:10])
+    raise UserError(f"{where}: variables do not fit the {model.variant} model config: {shown}")
+
+
+def _sha256(data: bytes) -> str:
+  return hashlib.sha256(data).hexdigest()
+
+
+def _json_bytes(doc) -> bytes:
+  return (json.dumps(doc, indent=2, sort_keys=True) + "\n").encode()
+
+
+def _replaceable(out_dir: str) -> None:
+  if not os.path.exists(out_dir):
+    return
+  if not os.path.isdir(out_dir):
+    raise UserError(f"{out_dir}: exists and is not a directory; refusing to replace it with a model bundle")
+  entries = os.listdir(out_dir)
+  if entries and MANIFEST_FILE not in entries:
+    raise UserError(f"{out_dir}: exists, is not empty and is not a model bundle; refusing to replace it")
+
+
+def _write_dir(out_dir: str, files: Mapping[str, bytes]) -> None:
+  """Writes `files` into a fresh directory at `out_dir`, replacing an old bundle there."""
+  out_dir = os.path.abspath(out_dir)
+  parent, name = os.path.split(out_dir)
+  os.makedirs(parent, exist_ok=True)
+  _replaceable(out_dir)
+  tmp = tempfile.mkdtemp(prefix=f".{name}.tmp-", dir=parent)
+  try:
+    for fname, data in files.items():
+      with open(os.path.join(tmp, fname), "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.chmod(tmp, 0o755)  # mkdtemp makes it private
+    if not os.path.exists(out_dir):
+      os.rename(tmp, out_dir)
+      return
+    # Two renames keep a complete bundle at out_dir except for the instant between them.
+    old = os.path.join(parent, f".{name}.old-{secrets.token_hex(4)}")
+    os.rename(out_dir, old)
+    try:
+      os.rename(tmp, out_dir)
+    except OSError:
+      os.rename(old, out_dir)
+      raise
+    shutil.rmtree(old, ignore_errors=True)
+  finally:
+    if os.path.exists(tmp):
+      shutil.rmtree(tmp, ignore_errors=True)
+
+
+def save(out_dir: str, variables: Mapping, model_config: Mapping, metadata: Mapping | None = None,
+         example_shape=None) -> str:
+  """Writes a bundle for `variables` ({'params', 'batch_stats'}) of the model `model_config` describes.
+
+  `model_config` holds `models.build` arguments (at least 'variant') and optionally
+  'image_size' (H, W). `example_shape` (B, T, H, W, C) also exports the float32
+  eval-mode forward for that input shape. Arrays must be fully addressable (gather
+  sharded ones first). Returns the bundle's absolute path.
+  """
+  arch = _architecture(model_config)
+  model = _build(arch)
+  tree = _plain_tree({"params": variables["params"], "batch_stats": variables.get("batch_stats", {})})
+  _check_shapes(model, tree, out_dir)
+  image_size = model_config.get("image_size")
+  if example_shape is not None:
+    example_shape = tuple(int(d) for d in example_shape)
+    from maskedskip_jax import models  # pylint: disable=g-import-not-at-top
+    models.check_input_shape(model, example_shape)
+    image_size = image_size or example_shape[2:4]
+  doc = {
+      "format": FORMAT, "format_version": FORMAT_VERSION, **arch,
+      "image_size": None if image_size is None else [int(d) for d in image_size],
+      "metadata": dict(metadata or {}),
+      "export": None,
+  }
+  files = {PARAMS_FILE: serialization.msgpack_serialize(tree)}
+  if example_shape is not None:
+    apply_fn = lambda v, x: model.apply(v, x, train=False)
+    files[EXPORT_FILE] = stablehlo_export.serialize(apply_fn, tree, example_shape)
+    doc["export"] = {"file": EXPORT_FILE, "input_shape": list(example_shape), "dtype": "float32",
+                     "platforms": list(stablehlo_export.PLATFORMS), "returns": "recon (B, H, W, C)"}
+  try:
+    files[CONFIG_FILE] = _json_bytes(doc)
+  except TypeError as e:
+    raise UserError(f"{out_dir}: metadata must be JSON-serializable ({e})") from None
+  manifest = {"format": FORMAT, "format_version": FORMAT_VERSION,
+              "files": {n: {"sha256": _sha256(d), "size": len(d)} for n, d in sorted(files.items())}}
+  files[MANIFEST_FILE] = _json_bytes(manifest)
+  _write_dir(out_dir, files)
+  return os.path.abspath(out_dir)
+
+
+def _read_json(path: str, data: bytes) -> dict:
+  try:
+    doc = json.loads(data)
+  except (UnicodeDecodeError, json.JSONDecodeError) as e:
+    raise UserError(f"{path}: not valid JSON ({e.msg if hasattr(e, 'msg') else e})") from None
+  if not isinstance(doc, dict):
+    raise UserError(f"{path}: expected a JSON object")
+  return doc
+
+
+def _manifest(bundle_dir: str) -> dict:
+  path = os.path.join(bundle_dir, MANIFEST_FILE)
+  if not os.path.isdir(bundle_dir):
+    raise UserError(f"{bundle_dir}: no such model bundle directory")
+  if not os.path.isfile(path):
+    raise UserError(f"{bundle_dir}: not a model bundle (no {MANIFEST_FILE})")
+  with open(path, "rb") as f:
+    doc = _read_json(path, f.read())
+  files = doc.get("files")
+  if doc.get("format") != FORMAT or not isinstance(files, dict):
+    raise UserError(f"{path}: not a {FORMAT} manifest")
+  if doc.get("format_version", 0) > FORMAT_VERSION:
+    raise UserError(f"{path}: bundle format {doc.get('format_version')} is newer than this code "
+                    f"reads ({FORMAT_VERSION}); upgrade maskedskip_jax")
+  for name in (PARAMS_FILE, CONFIG_FILE):
+    if name not in files:
+      raise UserError(f"{path}: does not list {name}")
+  return files
+
+
+def _read_verified(bundle_dir: str, name: str, files: Mapping) -> bytes:
+  """The bytes of `name`, after checking them against the manifest."""
+  path = os.path.join(bundle_dir, name)
+  entry = files.get(name)
+  if not isinstance(entry, dict) or os.path.basename(name) != name:
+    raise UserError(f"{os.path.join(bundle_dir, MANIFEST_FILE)}: no valid entry for {name}")
+  if not os.path.isfile(path):
+    raise UserError(f"{path}: missing from the model bundle")
+  with open(path, "rb") as f:
+    data = f.read()
+  if len(data) != entry.get("size"):
+    raise UserError(f"{path}: {len(data)} bytes, manifest says {entry.get('size')} (truncated or modified)")
+  if _sha256(data) != entry.get("sha256"):
+    raise UserError(f"{path}: sha256 does not match manifest.json (file modified or corrupted)")
+  return data
+
+
+def verify(bundle_dir: str) -> dict:
+  """Checks every file the manifest lists; returns model.json's contents."""
+  files = _manifest(bundle_dir)
+  for name in sorted(files):
+    if name != CONFIG_FILE:
+      _read_verified(bundle_dir, name, files)
+  return _config(bundle_dir, files)
+
+
+def _config(bundle_dir: str, files: Mapping) -> dict:
+  path = os.path.join(bundle_dir, CONFIG_FILE)
+  doc = _read_json(path, _read_verified(bundle_dir, CONFIG_FILE, files))
+  missing = [k for k in ARCH_KEYS if k not in doc]
+  if doc.get("format") != FORMAT or missing:
+    raise UserError(f"{path}: not a {FORMAT} model config (missing {missing})")
+  return doc
+
+
+def _variables(bundle_dir: str, files: Mapping) -> dict:
+  data = _read_verified(bundle_dir, PARAMS_FILE, files)
+  try:
+    tree = serialization.msgpack_restore(data)
+  except Exception as e:  # pylint: disable=broad-except
+    raise UserError(f"{os.path.join(bundle_dir, PARAMS_FILE)}: unreadable ({type(e).__name__})") from None
+  if not isinstance(tree, dict) or "params" not in tree:
+    raise UserError(f"{os.path.join(bundle_dir, PARAMS_FILE)}: expected {{'params', 'batch_stats'}}")
+  return tree
+
+
+def load(bundle_dir: str, expect_variant: str | None = None, dtype=None):
+  """Verifies and reads a bundle: (model, variables, model_config).
+
+  `model_config` is model.json's contents. The model computes in float32 unless
+  `dtype` says otherwise. Any missing, truncated or modified file, or a variant
+  other than `expect_variant`, raises UserError.
+  """
+  files = _manifest(bundle_dir)
+  config = _config(bundle_dir, files)
+  if expect_variant is not None and config["variant"] != expect_variant:
+    raise UserError(f"{bundle_dir}: holds a {config['variant']!r} model, expected {expect_variant!r}")
+  variables = _variables(bundle_dir, files)
+  kwargs = {} if dtype is None else {"dtype": dtype}
+  model = _build({k: config[k] for k in ARCH_KEYS}, **kwargs)
+  _check_shapes(model, variables, os.path.join(bundle_dir, PARAMS_FILE))
+  return model, jax.tree.map(jnp.asarray, variables), config
+
+
+def load_exported(bundle_dir: str) -> stablehlo_export.ExportedModel:
+  """The bundle's exported inference function, ready to call; needs no model code."""
+  files = _manifest(bundle_dir)
+  if EXPORT_FILE not in files:
+    raise UserError(f"{bundle_dir}: has no {EXPORT_FILE} (save it with example_shape=...)")
+  blob = _read_verified(bundle_dir, EXPORT_FILE, files)
+  return stablehlo_export.ExportedModel(blob, _variables(bundle_dir, files), os.path.join(bundle_dir, EXPORT_FILE))
