@@ -1,0 +1,193 @@
+"""The config schema: every key, its default, its type and what values it accepts.
+
+Config files (configs/*.py) start from `default_config()` and override what they
+need, so every config has every key. `validate` runs at start-up and turns any
+mistake into one UserError naming the key, before a dataset is read or a step is
+compiled.
+"""
+
+import dataclasses
+import difflib
+from typing import Any, Callable
+
+import ml_collections
+
+from maskedskip_jax.errors import UserError
+
+DATASETS = ("synthetic", "ucsd_ped1", "ucsd_ped2", "cuhk_avenue", "shanghaitech", "generic", "frames")
+BACKENDS = ("auto", "tfdata", "grain")
+COMPUTE_DTYPES = ("auto", "float32", "bfloat16")
+SCHEDULES = ("constant", "cosine", "warmup_cosine")
+# Kept in step with data_pipeline.synthetic.DEFAULTS (a test checks); written out so
+# that reading a config needs neither OpenCV nor the generator.
+SYNTHETIC_DEFAULTS = dict(seed=0, num_train=10, num_test=8, frames_per_video=120, height=120, width=160)
+
+
+@dataclasses.dataclass(frozen=True)
+class Field:
+  default: Any
+  kind: str  # 'int' | 'float' | 'str' | 'bool' | 'size' ((height, width) of positive ints)
+  check: Callable[[Any], str | None] | None = None  # returns what was expected when the value is bad
+  doc: str = ""
+
+
+def _one_of(*options):
+  return lambda v: None if v in options else f"one of {', '.join(map(repr, options))}"
+
+
+def _at_least(lo):
+  return lambda v: None if v >= lo else f"a number >= {lo}"
+
+
+def _positive(v):
+  return None if v > 0 else "a number > 0"
+
+
+def _odd(v):
+  return None if v >= 1 and v % 2 == 1 else "a positive odd number (the target is the centre frame)"
+
+
+def _multiple_of_16(v):
+  if all(s > 0 and s % 16 == 0 for s in v):
+    return None
+  return "(height, width), both multiples of 16 (the network downsamples 4 times by 2)"
+
+
+def _multiple_of_8(v):
+  return None if v >= 8 and v % 8 == 0 else "a positive multiple of 8"
+
+
+def _postprocess(v):
+  from maskedskip_jax import postprocess  # pylint: disable=g-import-not-at-top
+  try:
+    postprocess.parse_chain(v)
+  except UserError as e:
+    return f"a post-processing chain such as 'median' or 'gaussian:sigma=3+zscore' ({e})"
+  return None
+
+
+def _variant(v):
+  from maskedskip_jax import models  # pylint: disable=g-import-not-at-top
+  return None if v in models.VARIANTS else f"one of {', '.join(models.VARIANTS)}"
+
+
+SCHEMA: dict[str, Field] = {
+    "data.name": Field("synthetic", "str", _one_of(*DATASETS), "dataset layout (data_pipeline.registry)"),
+    "data.root": Field("", "str", None, "dataset folder; '' for synthetic means generate into data.cache_dir"),
+    "data.image_size": Field((64, 64), "size", _multiple_of_16, "frames are resized to (height, width)"),
+    "data.channels": Field(1, "int", _one_of(1, 3), "1 = grey, 3 = RGB"),
+    "data.cache_dir": Field("~/.cache/maskedskip_jax", "str", None,
+                            "decoded-frame stores and generated synthetic data; '' = keep in memory"),
+    "data.tfds_data_dir": Field("", "str", None, "read a TFDS build from here instead of data.root"),
+    "data.backend": Field("auto", "str", _one_of(*BACKENDS), "clip streaming: tf.data or Grain"),
+    "data.stride": Field(1, "int", _at_least(1), "frames between the starts of consecutive training clips"),
+    "model.variant": Field("maskedskip_unet", "str", _variant, "models.VARIANTS"),
+    "model.latent_dim": Field(512, "int", _multiple_of_8, "widths are latent/8, /4, /2, /1"),
+    "model.temporal": Field(3, "int", _odd, "frames per clip (1 for unet / masked2d_skip_unet / autoencoder)"),
+    "model.masked_kernels": Field("train", "str", _one_of("train", "frozen"),
+                                  "'frozen' = the published code (masked-conv kernels never update)"),
+    "model.centre_only": Field(True, "bool", None, "compute only the centre frame of the 3-D skip convs"),
+    "train.batch_size": Field(16, "int", _at_least(1), "global batch, split over all devices"),
+    "train.epochs": Field(10, "int", _at_least(0), "used when train.num_steps is 0"),
+    "train.num_steps": Field(0, "int", _at_least(0), "> 0 overrides train.epochs"),
+    "train.learning_rate": Field(1e-2, "float", _positive, "Adam"),
+    "train.schedule": Field("constant", "str", _one_of(*SCHEDULES), "learning-rate schedule"),
+    "train.warmup_steps": Field(0, "int", _at_least(0), "for warmup_cosine"),
+    "train.grad_clip_norm": Field(0.0, "float", _at_least(0), "0 = no clipping"),
+    "train.seed": Field(0, "int", _at_least(0), "parameter init, rng and data order"),
+    "train.checkpoint_every_steps": Field(500, "int", _at_least(1), "also saved at the end and on SIGTERM"),
+    "train.keep_checkpoints": Field(3, "int", _at_least(1), "newest N are kept"),
+    "train.log_every_steps": Field(50, "int", _at_least(1), "metrics.jsonl / TensorBoard interval"),
+    "train.compute_dtype": Field("auto", "str", _one_of(*COMPUTE_DTYPES),
+                                 "'auto' = bfloat16 on GPU/TPU, float32 on CPU; params stay float32"),
+    "train.compilation_cache_dir": Field("~/.cache/maskedskip_jax/jax", "str", None,
+                                         "JAX persistent compilation cache; '' = off"),
+    "train.prefetch": Field(2, "int", _at_least(1), "batches placed on the devices ahead of the step"),
+    "eval.batch_size": Field(32, "int", _at_least(1), "clips per evaluation batch (global)"),
+    "eval.postprocess": Field("none", "str", _postprocess, "frame-score smoothing, e.g. 'median:window=17'"),
+    "eval.patch": Field(16, "int", _at_least(1), "frame score = max over patch means of this size"),
+}
+for _key, _value in SYNTHETIC_DEFAULTS.items():
+  SCHEMA[f"data.synthetic.{_key}"] = Field(_value, "int", _at_least(0), "synthetic generator parameter")
+
+
+def _nest(flat: dict[str, Any]) -> ml_collections.ConfigDict:
+  tree = {}
+  for key, value in flat.items():
+    node = tree
+    *parents, leaf = key.split(".")
+    for p in parents:
+      node = node.setdefault(p, {})
+    node[leaf] = value
+  return ml_collections.ConfigDict(tree)
+
+
+def default_config() -> ml_collections.ConfigDict:
+  """Every key at its default; config files override from here."""
+  return _nest({k: f.default for k, f in SCHEMA.items()})
+
+
+def flatten(config) -> dict[str, Any]:
+  """{'train.batch_size': 16, ...} for a ConfigDict or nested dicts."""
+  out = {}
+  items = config.items() if hasattr(config, "items") else []
+  for key, value in items:
+    if isinstance(value, (dict, ml_collections.ConfigDict)):
+      out.update({f"{key}.{k}": v for k, v in flatten(value).items()})
+    else:
+      out[key] = value
+  return out
+
+
+def unknown_key_message(key: str) -> str:
+  close = difflib.get_close_matches(key, SCHEMA, n=1)
+  hint = f"; did you mean {close[0]}?" if close else ""
+  return f"unknown config key {key}{hint}"
+
+
+def is_known_key(key: str) -> bool:
+  """A leaf key of the schema, or a group of them ('train')."""
+  return key in SCHEMA or any(k.startswith(key + ".") for k in SCHEMA)
+
+
+def _typed(key: str, kind: str, value: Any) -> Any:
+  """`value` converted to `kind`, or a UserError naming the key."""
+  ok = {"int": isinstance(value, int) and not isinstance(value, bool),
+        "float": isinstance(value, (int, float)) and not isinstance(value, bool),
+        "str": isinstance(value, str),
+        "bool": isinstance(value, bool),
+        "size": (isinstance(value, (tuple, list)) and len(value) == 2
+                 and all(isinstance(s, int) and not isinstance(s, bool) for s in value))}[kind]
+  if not ok:
+    expected = {"size": "(height, width) as two integers"}.get(kind, kind)
+    raise UserError(f"config key {key}: expected {expected}, got {value!r}")
+  return float(value) if kind == "float" else tuple(value) if kind == "size" else value
+
+
+def validate(config) -> None:
+  """Raise UserError naming the first unknown, missing, mistyped or bad key."""
+  flat = flatten(config)
+  for key in flat:
+    if key not in SCHEMA:
+      raise UserError(unknown_key_message(key))
+  for key, field in SCHEMA.items():
+    if key not in flat:
+      raise UserError(f"config key {key} is missing (start the config from config_check.default_config())")
+    value = _typed(key, field.kind, flat[key])
+    problem = field.check(value) if field.check else None
+    if problem:
+      raise UserError(f"config key {key}: expected {problem}, got {flat[key]!r}")
+  _check_together(flat)
+
+
+def _check_together(flat: dict[str, Any]) -> None:
+  from maskedskip_jax import models  # pylint: disable=g-import-not-at-top
+  default_t = models.default_temporal(flat["model.variant"])
+  if default_t == 1 and flat["model.temporal"] != 1:
+    raise UserError(f"config key model.temporal: variant {flat['model.variant']!r} sees single frames; "
+                    f"expected 1, got {flat['model.temporal']}")
+  if flat["train.num_steps"] == 0 and flat["train.epochs"] == 0:
+    raise UserError("config key train.epochs: expected >= 1 when train.num_steps is 0, got 0")
+  if flat["data.name"] != "synthetic" and not (flat["data.root"] or flat["data.tfds_data_dir"]):
+    raise UserError(f"config key data.root: dataset {flat['data.name']!r} needs its folder "
+                    "(e.g. --config.data.root=/path/to/dataset)")

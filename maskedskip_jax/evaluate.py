@@ -1,0 +1,298 @@
+"""`--mode=eval`: score every test frame with the last checkpoint and write the results under `workdir/eval/`.
+
+  scores.csv    video,frame,score,label: every test frame, raw score (label -1 where unknown); a
+                score_postprocessed column is added when eval.postprocess is not 'none'
+  report.json   frame AUC micro/macro (+ policy), EER, AP, counts, the post-processing table, pixel AUROC and
+                RBDC/TBDC when the test set has masks, and every protocol choice behind them
+  roc.png, plots/<video>.png (score curve, anomalous frames shaded), videos/<video>.mp4 (eval.write_videos)
+
+The model evaluated is the newest checkpoint (or a bundle): never one chosen by test AUC. Scores come from the
+streaming scorer (each frame encoded once, every frame the centre of one clip, edges replicated). Everything is
+written into a temporary folder that replaces `eval/` only when complete.
+"""
+
+import csv
+import json
+import os
+import re
+import shutil
+import tempfile
+import time
+from typing import Any
+
+import cv2
+import jax
+import numpy as np
+import tqdm
+
+from maskedskip_jax import metrics
+from maskedskip_jax import models
+from maskedskip_jax import overlay
+from maskedskip_jax import plots
+from maskedskip_jax import postprocess as postprocess_lib
+from maskedskip_jax import region_metrics
+from maskedskip_jax import streaming
+from maskedskip_jax.errors import UserError
+
+# eval.* keys this module reads, with the value used when a config lacks them.
+DEFAULTS = {"batch_size": 32, "postprocess": "none", "patch": 16, "gaussian_sigma": 3.0, "write_videos": False,
+            "pixel_metrics": True, "pixel_size": 64, "region_thresholds": 20}
+_HEADLINE = ("frame_auc_micro", "frame_auc_macro", "eer", "average_precision")
+
+
+def settings(config) -> dict[str, Any]:
+  """The eval.* values of `config`, defaults filled in."""
+  section = config.get("eval") or {}
+  return {k: section.get(k, v) for k, v in DEFAULTS.items()}
+
+
+def table_methods(gaussian_sigma: float, configured: str = "none") -> list[str]:
+  """The post-processing variants tabulated: none, the paper's median 17, Gaussian, min-max, z-score (+ configured)."""
+  methods = ["none", "median:window=17", f"gaussian:sigma={gaussian_sigma:g}", "minmax", "zscore"]
+  names = {postprocess_lib.describe(postprocess_lib.parse_chain(m)) for m in methods}
+  if postprocess_lib.describe(postprocess_lib.parse_chain(configured)) not in names:
+    methods.append(configured)
+  return methods
+
+
+def markdown_table(rows: list[dict[str, Any]]) -> str:
+  def cell(x):
+    return "n/a" if x is None else f"{x:.4f}"
+  lines = ["| post-processing | frame AUC micro | frame AUC macro | EER | AP |", "|---|---|---|---|---|"]
+  lines += [f"| {r['postprocess']} | " + " | ".join(cell(r[k]) for k in _HEADLINE) + " |" for r in rows]
+  return "\n".join(lines)
+
+
+def _safe_name(name: str) -> str:
+  return re.sub(r"[^\w.-]", "_", name)
+
+
+def _reduce_mask(mask: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+  """A mask at `size` (h, w): a pixel is anomalous when at least half of the area it covers is."""
+  if mask.shape == size:
+    return mask != 0
+  cover = cv2.resize((mask != 0).astype(np.float32), (size[1], size[0]), interpolation=cv2.INTER_AREA)
+  return cover >= 0.5
+
+
+class _Collector:
+  """Gathers the scorer's per-frame output video by video: scores, reduced maps for videos with masks, mp4s."""
+
+  def __init__(self, store, out_dir: str, grid, write_videos: bool, pixel_metrics: bool):
+    self.store, self.out_dir, self.grid = store, out_dir, grid
+    self.write_videos, self.pixel_metrics = write_videos, pixel_metrics
+    self.scores = [[] for _ in range(store.num_videos)]
+    self.maps, self.masks = [], []
+    self._video, self._maps, self._sink = None, [], None
+
+  def add(self, item: streaming.ScoredFrame) -> None:
+    if item.video != self._video:
+      self.finish()
+      self._video = item.video
+      if self.write_videos:
+        name = _safe_name(self.store.video_names[item.video])
+        self._sink = overlay.VideoSink(os.path.join(self.out_dir, "videos", f"{name}.mp4"))
+    self.scores[item.video].append(item.score)
+    score_map = item.score_map
+    if self._sink is not None:
+      frame = self.store.video_frames(item.video)[item.frame]
+      self._sink.write(overlay.triptych(frame, item.recon, score_map))
+    if self.pixel_metrics:
+      if score_map.shape != self.grid:
+        score_map = cv2.resize(score_map, (self.grid[1], self.grid[0]), interpolation=cv2.INTER_AREA)
+      self._maps.append(score_map.astype(np.float32))
+
+  def finish(self) -> None:
+    """Closes the current video: its mp4, and its maps kept only if it has masks."""
+    if self._sink is not None:
+      self._sink.close()
+      self._sink = None
+    if self._video is not None and self.pixel_metrics:
+      masks = self.store.masks(self._video)
+      if masks is not None:
+        if len(masks) != len(self._maps):
+          raise UserError(f"test video {self.store.video_names[self._video]}: {len(masks)} pixel masks for "
+                          f"{len(self._maps)} frames")
+        self.maps.append(np.stack(self._maps))
+        self.masks.append(np.stack([_reduce_mask(m, self.grid) for m in masks]))
+    self._maps = []
+
+
+def _pixel_report(maps, masks, grid, region_thresholds: int) -> dict[str, Any]:
+  pixel = metrics.pixel_auroc(maps, masks)
+  region = region_metrics.region_metrics(maps, masks, num_thresholds=region_thresholds)
+  return {**pixel, "rbdc": region["rbdc"], "tbdc": region["tbdc"], "region": region,
+          "num_videos_with_masks": len(maps), "resolution": list(grid),
+          "protocol": (f"score maps and masks at {grid[0]}x{grid[1]} (reduced for speed): maps reduced by area "
+                       "means (antialiased bilinear where sizes do not divide), a mask pixel anomalous when >= 50% "
+                       f"of its area is; RBDC/TBDC over {region_thresholds} evenly spaced thresholds, box IoU >= 0.1, "
+                       "track alpha 0.1, FP/frame range [0, 1]")}
+
+
+def _write_csv(path: str, names, scores, labels, processed, method: str | None) -> None:
+  with open(path, "w", newline="") as f:
+    out = csv.writer(f)
+    out.writerow(["video", "frame", "score", "label"] + (["score_postprocessed"] if method else []))
+    for name, s, y, p in zip(names, scores, labels, processed):
+      y = np.full(len(s), -1) if y is None else y
+      for k in range(len(s)):
+        out.writerow([name, k, f"{s[k]:.8g}", int(y[k])] + ([f"{p[k]:.8g}"] if method else []))
+
+
+def _replace_dir(tmp: str, out_dir: str) -> None:
+  """Moves the finished `tmp` to `out_dir`, replacing an earlier result there."""
+  if os.path.exists(out_dir):
+    old = tempfile.mkdtemp(prefix=f".{os.path.basename(out_dir)}.old-", dir=os.path.dirname(out_dir))
+    os.replace(out_dir, os.path.join(old, "eval"))
+    os.replace(tmp, out_dir)
+    shutil.rmtree(old, ignore_errors=True)
+  else:
+    os.replace(tmp, out_dir)
+
+
+def _frame_results(scores, labels, names, known, spec):
+  """(post-processed scores of every video, frame_metrics over the labelled ones) for one method."""
+  processed = postprocess_lib.postprocess(scores, spec)
+  result = metrics.frame_metrics([processed[v] for v in known], [labels[v] for v in known],
+                                 [names[v] for v in known])
+  return processed, result
+
+
+def _scoring_protocol(patch: int) -> dict[str, str]:
+  return {"score_map": "L2 norm over channels of (x - recon) / sqrt(C)",
+          "frame_score": f"max mean over {patch}x{patch} patches on the aligned and offset-by-{patch // 2} grids",
+          "alignment": "a clip's score belongs to its centre frame; every frame scored, video edges replicated"}
+
+
+def _score_all(scorer, store, collect, progress: bool) -> tuple[float, float]:
+  """Streams every frame of `store` into `collect`; returns (compile seconds, scoring seconds)."""
+  begin = time.perf_counter()
+  scorer.compile()
+  compile_seconds = time.perf_counter() - begin
+  begin = time.perf_counter()
+  videos = (store.video_frames(v) for v in range(store.num_videos))
+  with tqdm.tqdm(total=store.total_frames, unit="frame", desc="eval", disable=not progress,
+                 dynamic_ncols=True) as bar:
+    for item in scorer.stream(videos):
+      collect.add(item)
+      bar.update(1)
+  collect.finish()
+  return compile_seconds, time.perf_counter() - begin
+
+
+def evaluate_store(model, variables, store, *, temporal: int | None = None, batch_size: int = 32,
+                   postprocess: str = "none", out_dir: str, patch: int = 16, gaussian_sigma: float = 3.0,
+                   write_videos: bool = False, pixel_metrics: bool = True, pixel_size: int = 64,
+                   region_thresholds: int = 20, info: dict[str, Any] | None = None,
+                   progress: bool = True) -> dict[str, Any]:
+  """Scores every frame of `store` (a FrameStore) and writes the evaluation files to `out_dir`; returns the report.
+
+  Headline metrics use `postprocess`; the table covers `table_methods(gaussian_sigma, postprocess)`. `info`
+  entries (dataset, variant, checkpoint_step, ...) are copied into the report.
+  """
+  if temporal is not None and temporal != model.temporal:
+    raise UserError(f"eval: the model takes T={model.temporal} frames per clip, but temporal={temporal} was asked")
+  steps = postprocess_lib.parse_chain(postprocess)
+  method = postprocess_lib.describe(steps)
+  names = store.video_names
+  labels = [store.labels(v) for v in range(store.num_videos)]
+  known = [v for v in range(store.num_videos) if labels[v] is not None]
+  if not known:
+    raise UserError("eval: the test split has no frame labels; nothing to evaluate against")
+  out_dir = os.path.abspath(out_dir)
+  grid = tuple(min(int(pixel_size), s) for s in store.image_size)  # never above the model's resolution
+  scorer = streaming.StreamingScorer(
+      model, variables, store.image_size, batch_size=batch_size, patch=patch, with_recon=write_videos,
+      map_size=store.image_size if write_videos else grid if pixel_metrics else None)
+  os.makedirs(os.path.dirname(out_dir), exist_ok=True)
+  tmp = tempfile.mkdtemp(prefix=f".{os.path.basename(out_dir)}.tmp-", dir=os.path.dirname(out_dir))
+  try:
+    collect = _Collector(store, tmp, grid, write_videos, pixel_metrics)
+    compile_seconds, seconds = _score_all(scorer, store, collect, progress)
+    scores = [np.asarray(s, np.float64) for s in collect.scores]
+    table = []
+    for spec in table_methods(gaussian_sigma, postprocess):
+      result = _frame_results(scores, labels, names, known, spec)[1]
+      table.append({"postprocess": postprocess_lib.describe(postprocess_lib.parse_chain(spec)),
+                    **{k: result[k] for k in _HEADLINE}})
+    processed, result = _frame_results(scores, labels, names, known, steps)
+    roc = result.pop("roc_curve")  # drawn in roc.png; scores.csv holds what is needed to redraw it
+    result["per_video_auc"] = dict(zip(result.pop("video_names"), result["per_video_auc"]))
+    report = {**(info or {}), "postprocess": method, **result,
+              "unlabelled_videos": [names[v] for v in range(store.num_videos) if labels[v] is None],
+              "postprocess_table": table, "postprocess_table_markdown": markdown_table(table),
+              "scoring": _scoring_protocol(patch), "temporal": model.temporal,
+              "image_size": list(store.image_size), "channels": model.channels,
+              "dtype": np.dtype(model.dtype).name, "batch_size": batch_size, "compile_seconds": compile_seconds,
+              "scoring_seconds": seconds, "frames_per_second": store.total_frames / max(seconds, 1e-9),
+              "pixel": None}
+    if pixel_metrics and collect.maps:
+      report["pixel"] = _pixel_report(collect.maps, collect.masks, grid, region_thresholds)
+    _write_csv(os.path.join(tmp, "scores.csv"), names, scores, labels, processed,
+               method if method != "none" else None)
+    if roc is not None:
+      plots.plot_roc(roc["fpr"], roc["tpr"], result["frame_auc_micro"], os.path.join(tmp, "roc.png"),
+                     title=f"Frame-level ROC ({method})")
+    for v, name in enumerate(names):
+      plots.plot_scores(processed[v], labels[v], os.path.join(tmp, "plots", f"{_safe_name(name)}.png"),
+                        title=f"{name} ({method})")
+    with open(os.path.join(tmp, "report.json"), "w") as f:
+      json.dump(report, f, indent=2)
+      f.write("\n")
+    os.chmod(tmp, 0o755)  # mkdtemp makes it private
+    _replace_dir(tmp, out_dir)
+  finally:
+    if os.path.exists(tmp):
+      shutil.rmtree(tmp, ignore_errors=True)
+  return report
+
+
+def _local(tree):
+  """Host copies of (possibly replicated, multi-process) arrays."""
+  def one(a):
+    return np.asarray(a.addressable_shards[0].data) if isinstance(a, jax.Array) else np.asarray(a)
+  return jax.tree.map(one, tree)
+
+
+def load_model(config, workdir: str, model_dir: str | None = None):
+  """(model, variables, checkpoint step, source): the workdir's newest checkpoint, or the bundle `model_dir`."""
+  from maskedskip_jax import train  # pylint: disable=g-import-not-at-top
+  if model_dir is None:
+    model, variables, step = train.restore_variables(config, workdir)
+    return model, _local(variables), step, os.path.join(os.path.abspath(workdir), "checkpoints", str(step))
+  from maskedskip_jax import bundle  # pylint: disable=g-import-not-at-top
+  model, variables, model_config = bundle.load(model_dir, expect_variant=config.model.variant,
+                                               dtype=train.compute_dtype(config.train.compute_dtype))
+  for key, want in (("channels", config.data.channels), ("temporal", config.model.temporal)):
+    if model_config[key] != want:
+      raise UserError(f"{model_dir}: the bundle's model has {key}={model_config[key]}, the config says {want}")
+  step = (model_config.get("metadata") or {}).get("checkpoint_step")
+  return model, variables, step, os.path.abspath(model_dir)
+
+
+def run(config, workdir: str, model_dir: str | None = None) -> dict[str, Any] | None:
+  """Evaluates the newest checkpoint of `workdir` (or the bundle `model_dir`) on the config's test split."""
+  from maskedskip_jax import train  # pylint: disable=g-import-not-at-top
+  s = settings(config)
+  train.enable_compilation_cache(config.train.compilation_cache_dir)
+  model, variables, step, source = load_model(config, workdir, model_dir)
+  if jax.process_index() != 0:
+    return None  # one writer: every process holds the same model, process 0 scores the test set
+  models.check_input_shape(model, (1, model.temporal, *config.data.image_size, config.data.channels))
+  store = train.load_split(config, workdir, "test")
+  info = {"dataset": config.data.name, "variant": model.variant, "checkpoint_step": step, "checkpoint": source,
+          "checkpoint_selection": "the newest checkpoint (or the given bundle); never chosen on test data"}
+  report = evaluate_store(model, variables, store, batch_size=s["batch_size"], postprocess=s["postprocess"],
+                          out_dir=os.path.join(workdir, "eval"), patch=s["patch"],
+                          gaussian_sigma=s["gaussian_sigma"], write_videos=s["write_videos"],
+                          pixel_metrics=s["pixel_metrics"], pixel_size=s["pixel_size"],
+                          region_thresholds=s["region_thresholds"], info=info)
+  print(report["postprocess_table_markdown"])
+  line = (f"eval ({report['postprocess']}): frame AUC micro {report['frame_auc_micro']}, macro "
+          f"{report['frame_auc_macro']}, EER {report['eer']}, AP {report['average_precision']}")
+  if report["pixel"]:
+    p = report["pixel"]
+    line += f"; pixel AUROC {p['pixel_auroc']}, RBDC {p['rbdc']}, TBDC {p['tbdc']} at {p['resolution']}"
+  print(f"{line}; {report['num_frames']} frames at {report['frames_per_second']:.0f} frames/s -> "
+        f"{os.path.join(os.path.abspath(workdir), 'eval')}")
+  return report

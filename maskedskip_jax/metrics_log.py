@@ -1,0 +1,124 @@
+"""Training metrics: workdir/metrics.jsonl and TensorBoard events (process 0 only).
+
+metrics.jsonl holds one JSON object per logged step, e.g.
+  {"step": 100, "loss": 0.0412, "clips_per_s": 85.3, "learning_rate": 0.01}
+A resumed run first drops the lines past its checkpoint, so the file reads as if
+the run had never stopped.
+"""
+
+import json
+import math
+import os
+from typing import Any
+
+from absl import logging
+
+METRICS_FILE = "metrics.jsonl"
+
+
+def _tensorboard_writer(logdir: str):
+  """tensorboardX if installed, else tf.summary, else None (with a notice)."""
+  try:
+    import tensorboardX  # pylint: disable=g-import-not-at-top
+    return _TensorBoardX(tensorboardX.SummaryWriter(logdir))
+  except ImportError:
+    pass
+  try:
+    import tensorflow as tf  # pylint: disable=g-import-not-at-top
+    tf.config.set_visible_devices([], "GPU")  # TF must never take accelerator memory from JAX
+    return _TfSummary(tf, tf.summary.create_file_writer(logdir))
+  except ImportError:
+    logging.info("Neither tensorboardX nor TensorFlow is installed: no TensorBoard events "
+                 "(metrics.jsonl is still written). pip install tensorboardX to get them.")
+    return None
+
+
+class _TensorBoardX:
+
+  def __init__(self, writer):
+    self._writer = writer
+
+  def scalars(self, step: int, values: dict[str, float]):
+    for k, v in values.items():
+      self._writer.add_scalar(k, v, step)
+    self._writer.flush()
+
+  def close(self):
+    self._writer.close()
+
+
+class _TfSummary:
+
+  def __init__(self, tf, writer):
+    self._tf, self._writer = tf, writer
+
+  def scalars(self, step: int, values: dict[str, float]):
+    with self._writer.as_default():
+      for k, v in values.items():
+        self._tf.summary.scalar(k, v, step=step)
+    self._writer.flush()
+
+  def close(self):
+    self._writer.close()
+
+
+def truncate_after(path: str, step: int) -> None:
+  """Drop records with step > `step` (work a resumed run will redo); atomic."""
+  if not os.path.exists(path):
+    return
+  with open(path) as f:
+    lines = f.readlines()
+  kept = []
+  for line in lines:
+    try:
+      if json.loads(line)["step"] <= step:
+        kept.append(line)
+    except (ValueError, KeyError, TypeError):
+      pass  # a line cut short by a kill
+  if len(kept) == len(lines):
+    return
+  tmp = f"{path}.tmp-{os.getpid()}"
+  with open(tmp, "w") as f:
+    f.writelines(kept)
+  os.replace(tmp, path)
+
+
+def read(path: str) -> list[dict[str, Any]]:
+  with open(path) as f:
+    return [json.loads(line) for line in f if line.strip()]
+
+
+class MetricsLog:
+  """Appends metrics records; a no-op on processes other than 0."""
+
+  def __init__(self, workdir: str, *, start_step: int = 0, enabled: bool = True,
+               tensorboard: bool = True):
+    self.enabled = enabled
+    self.path = os.path.join(workdir, METRICS_FILE)
+    self._file = self._tb = None
+    if not enabled:
+      return
+    os.makedirs(workdir, exist_ok=True)
+    truncate_after(self.path, start_step)
+    self._file = open(self.path, "a")
+    if tensorboard:
+      self._tb = _tensorboard_writer(os.path.join(workdir, "tensorboard"))
+
+  def write(self, step: int, values: dict[str, float]) -> None:
+    if not self.enabled:
+      return
+    values = {k: float(v) for k, v in values.items()}
+    # Line-buffered JSON: a kill loses at most the line being written.
+    record = {"step": int(step), **{k: (v if math.isfinite(v) else str(v)) for k, v in values.items()}}
+    self._file.write(json.dumps(record) + "\n")
+    self._file.flush()
+    if self._tb is not None:
+      self._tb.scalars(step, values)
+
+  def close(self) -> None:
+    if self._file is not None:
+      self._file.close()
+      self._file = None
+    if self._tb is not None:
+      self._tb.close()
+      self._tb = None

@@ -1,0 +1,285 @@
+"""Training: the state pytree, one jitted `train_step`, and the loop around it.
+
+The state is a plain dict {params, batch_stats, opt_state, step, rng}, replicated
+over the mesh; batches are sharded on its 'data' axis. The loop restores the
+newest checkpoint of the workdir (state and, through `step`, the data position),
+so a restarted run ends with exactly the parameters of an uninterrupted one.
+"""
+
+import functools
+import os
+import sys
+import time
+from typing import Any
+
+from absl import logging
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import tqdm
+
+from maskedskip_jax import checkpointing
+from maskedskip_jax import config_check
+from maskedskip_jax import losses
+from maskedskip_jax import metrics_log
+from maskedskip_jax import models
+from maskedskip_jax import optim
+from maskedskip_jax import sharding
+from maskedskip_jax.errors import UserError
+
+# Keys whose change makes a workdir's checkpoints belong to another experiment.
+_MUST_MATCH = ("model.variant", "model.latent_dim", "model.temporal", "model.masked_kernels",
+               "data.image_size", "data.channels")
+
+
+def compute_dtype(name: str, backend: str | None = None):
+  """'auto' is bfloat16 on GPU/TPU but float32 on CPU, where XLA's bf16 convs crawl."""
+  if name == "auto":
+    name = "float32" if (backend or jax.default_backend()) == "cpu" else "bfloat16"
+  return {"float32": jnp.float32, "bfloat16": jnp.bfloat16}[name]
+
+
+def build_model(config) -> models.MaskedSkipUNet:
+  m = config.model
+  return models.build(m.variant, latent_dim=m.latent_dim, channels=config.data.channels, temporal=m.temporal,
+                      centre_only=m.centre_only, dtype=compute_dtype(config.train.compute_dtype))
+
+
+def build_optimizer(config, total_steps: int) -> optax.GradientTransformation:
+  t = config.train
+  return optim.make_optimizer(t.learning_rate, masked_kernels=config.model.masked_kernels, schedule=t.schedule,
+                              total_steps=total_steps, warmup_steps=t.warmup_steps, grad_clip_norm=t.grad_clip_norm)
+
+
+def init_state(seed: jax.Array, *, model, tx, input_shape) -> dict[str, Any]:
+  """The state at step 0; `seed` (an int32 scalar) fixes parameters and the step rng."""
+  # Parameters draw from an 'rbg' key: init makes one draw per parameter, and XLA
+  # compiles those ~5x faster than threefry draws on CPU (tens of seconds saved).
+  init_key = jax.random.key(seed, impl="rbg")
+  variables = model.init(init_key, jnp.zeros(input_shape, jnp.float32), train=False)
+  return dict(params=variables["params"], batch_stats=variables["batch_stats"],
+              opt_state=tx.init(variables["params"]), step=jnp.zeros((), jnp.int32),
+              rng=jax.random.PRNGKey(seed))
+
+
+def train_step(state: dict[str, Any], batch: dict[str, jax.Array], *, model,
+               tx) -> tuple[dict[str, Any], dict[str, jax.Array]]:
+  """One Adam step on the norm loss of the centre frame's reconstruction."""
+  clips = batch["clips"]
+  target = clips[:, (clips.shape[1] - 1) // 2]
+  rng, step_rng = jax.random.split(state["rng"])
+
+  def loss_fn(params):
+    recon, updates = model.apply({"params": params, "batch_stats": state["batch_stats"]}, clips, train=True,
+                                 mutable=["batch_stats"], rngs={"dropout": step_rng})
+    return losses.norm_loss(target, recon), updates["batch_stats"]
+
+  (loss, batch_stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(state["params"])
+  updates, opt_state = tx.update(grads, state["opt_state"], state["params"])
+  new_state = dict(params=optax.apply_updates(state["params"], updates), batch_stats=batch_stats,
+                   opt_state=opt_state, step=state["step"] + 1, rng=rng)
+  return new_state, {"loss": loss, "grad_norm": optax.tree.norm(grads)}
+
+
+def dataset_root(config, workdir: str) -> str | None:
+  """data.root, or the synthetic dataset generated (once) into data.cache_dir."""
+  d = config.data
+  if d.name != "synthetic" or d.root:
+    return os.path.expanduser(d.root) if d.root else None
+  from data_pipeline import synthetic  # pylint: disable=g-import-not-at-top
+  cache = os.path.expanduser(d.cache_dir) if d.cache_dir else os.path.join(workdir, "data")
+  # Process 0 first, so that processes sharing a filesystem find it made.
+  if jax.process_index() == 0:
+    root = synthetic.ensure(cache, **d.synthetic)
+  if jax.process_count() > 1:
+    from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
+    multihost_utils.sync_global_devices("synthetic dataset")
+  if jax.process_index() != 0:
+    root = synthetic.ensure(cache, **d.synthetic)
+  return root
+
+
+def load_split(config, workdir: str, split: str):
+  from data_pipeline import pipeline  # pylint: disable=g-import-not-at-top
+  d = config.data
+  return pipeline.load_split(d.name, dataset_root(config, workdir), split, image_size=tuple(d.image_size),
+                             channels=d.channels, cache_dir=os.path.expanduser(d.cache_dir) or None,
+                             tfds_data_dir=os.path.expanduser(d.tfds_data_dir) or None)
+
+
+def enable_compilation_cache(cache_dir: str) -> None:
+  if cache_dir:
+    jax.config.update("jax_compilation_cache_dir", os.path.expanduser(cache_dir))
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
+
+
+def _json_config(config) -> dict[str, Any]:
+  return {k: list(v) if isinstance(v, tuple) else v for k, v in config_check.flatten(config).items()}
+
+
+def _check_same_experiment(meta: dict[str, Any], config, directory: str) -> None:
+  saved, now = meta.get("config", {}), _json_config(config)
+  for key in _MUST_MATCH:
+    if key in saved and saved[key] != now[key]:
+      raise UserError(f"{directory}: checkpoints were trained with {key}={saved[key]!r}, the config says "
+                      f"{now[key]!r}; use a new --workdir or the original config")
+
+
+def _check_writable(workdir: str) -> None:
+  """Fail before the slow start-up work, not at the first checkpoint."""
+  try:
+    os.makedirs(workdir, exist_ok=True)
+    probe = os.path.join(workdir, f".write-test-{os.getpid()}")
+    with open(probe, "w"):
+      pass
+    os.remove(probe)
+  except OSError as e:
+    raise UserError(f"--workdir {workdir}: not writable ({e.strerror}); pick a folder you can write to") from None
+
+
+def _abstract(tree, sharding_):
+  return jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sharding_), tree)
+
+
+def _say(message: str) -> None:
+  """User-facing progress lines (process 0), kept clear of the progress bar."""
+  logging.info(message)
+  if jax.process_index() == 0:
+    tqdm.tqdm.write(message, file=sys.stderr)  # where the bar is
+
+
+def restore_variables(config, workdir: str, step: int | None = None):
+  """(model, {'params', 'batch_stats'}, step) of a workdir's newest (or given) checkpoint; for eval/export."""
+  config_check.validate(config)
+  model = build_model(config)
+  mngr = checkpointing.manager(workdir, read_only=True)
+  shape = (1, config.model.temporal, *config.data.image_size, config.data.channels)
+  init = functools.partial(init_state, model=model, tx=build_optimizer(config, 1), input_shape=shape)
+  abstract = _abstract(jax.eval_shape(init, 0), sharding.replicated(sharding.make_mesh()))
+  try:
+    _check_same_experiment(checkpointing.read_meta(mngr, step), config, mngr.directory)
+    state, meta = checkpointing.restore(mngr, abstract, step)
+  finally:
+    mngr.close()
+  return model, {"params": state["params"], "batch_stats": state["batch_stats"]}, int(meta["step"])
+
+
+class _Progress:
+  """Host side of the loop: checks each step's metrics, feeds the bar and the log."""
+
+  def __init__(self, config, workdir, start, total, schedule):
+    self.batch_size, self.log_every = config.train.batch_size, config.train.log_every_steps
+    self.schedule, self.total, self.workdir = schedule, total, workdir
+    self.log = metrics_log.MetricsLog(workdir, start_step=start, enabled=jax.process_index() == 0)
+    self.bar = tqdm.tqdm(total=total, initial=start, unit="step", dynamic_ncols=True,
+                         disable=jax.process_index() != 0)
+    self.last_good = start
+    self.saved = None
+    self._mark = (start, None)  # (step, time) the clips/s is counted from
+    self.rate = None
+
+  def start_clock(self):
+    self._mark = (self._mark[0], time.perf_counter())
+
+  def check(self, step: int, metrics: dict[str, jax.Array]) -> None:
+    loss, grad_norm = (float(np.asarray(metrics[k])) for k in ("loss", "grad_norm"))
+    if not (np.isfinite(loss) and np.isfinite(grad_norm)):
+      kept = f"checkpoint step {self.saved} is intact" if self.saved is not None else "no checkpoint was written"
+      raise UserError(f"training diverged at step {step}: loss {loss}, gradient norm {grad_norm}; {kept} in "
+                      f"{checkpointing.checkpoint_dir(self.workdir)} (lower train.learning_rate or set "
+                      "train.grad_clip_norm)")
+    self.last_good = step
+    now = time.perf_counter()
+    if step % self.log_every == 0 or step == self.total:
+      first, since = self._mark
+      self.rate = self.batch_size * (step - first) / max(now - since, 1e-9)
+      self._mark = (step, now)
+      self.log.write(step, {"loss": loss, "clips_per_s": self.rate, "grad_norm": grad_norm,
+                            "learning_rate": float(self.schedule(step - 1))})
+    self.bar.set_postfix(loss=f"{loss:.4f}", clips_per_s=f"{self.rate:.1f}" if self.rate else "-", refresh=False)
+    self.bar.update(step - self.bar.n)
+
+  def close(self):
+    self.bar.close()
+    self.log.close()
+
+
+def train(config, workdir: str) -> dict[str, Any]:
+  """Train (or resume) in `workdir`; returns {'step', 'preempted', 'checkpoint_dir'}."""
+  config_check.validate(config)
+  _check_writable(workdir)
+  enable_compilation_cache(config.train.compilation_cache_dir)
+  c, t = config, config.train
+  mesh = sharding.make_mesh()
+  repl, data_sharding = sharding.replicated(mesh), sharding.batch_sharding(mesh)
+  sharding.local_batch_size(t.batch_size, mesh)  # raises unless the batch splits evenly
+
+  from data_pipeline import pipeline  # pylint: disable=g-import-not-at-top
+  store = load_split(c, workdir, "train")
+  steps_per_epoch = pipeline.steps_per_epoch(store, t.batch_size, c.model.temporal, c.data.stride)
+  total = t.num_steps if t.num_steps > 0 else t.epochs * steps_per_epoch
+  model, tx = build_model(c), build_optimizer(c, total)
+  init = jax.jit(functools.partial(init_state, model=model, tx=tx,
+                                   input_shape=(1, c.model.temporal, *c.data.image_size, c.data.channels)),
+                 out_shardings=repl)
+
+  mngr = checkpointing.manager(workdir, keep=t.keep_checkpoints)
+  meta = {"config": _json_config(c)}
+  latest = mngr.latest_step()
+  if latest is None:
+    state = init(t.seed)
+  else:
+    _check_same_experiment(checkpointing.read_meta(mngr, latest), c, mngr.directory)
+    state, _ = checkpointing.restore(mngr, _abstract(jax.eval_shape(init, 0), repl), latest)
+    _say(f"resumed from {mngr.directory}/{latest}")
+  start = int(np.asarray(state["step"]))
+  _say(f"training {total} steps ({steps_per_epoch} per epoch, batch {t.batch_size} over {mesh.devices.size} "
+       f"device(s), {jax.process_count()} process(es)) in {os.path.abspath(workdir)}")
+
+  step_fn = jax.jit(functools.partial(train_step, model=model, tx=tx), donate_argnums=0,
+                    in_shardings=(repl, data_sharding), out_shardings=(repl, repl))
+  batches = sharding.prefetch(
+      pipeline.train_iterator(store, t.batch_size, c.model.temporal, c.data.stride, t.seed, start_step=start,
+                              process_index=jax.process_index(), process_count=jax.process_count(),
+                              backend=c.data.backend),
+      data_sharding, t.prefetch)
+
+  progress = _Progress(c, workdir, start, total, optim.learning_rate_schedule(
+      t.learning_rate, t.schedule, total, t.warmup_steps))
+  progress.saved = latest
+  watch = checkpointing.PreemptionWatch()
+  preempted, compiled, pending = False, None, None
+  try:
+    for step in range(start, total):
+      batch = next(batches)
+      if compiled is None:
+        begin = time.perf_counter()
+        compiled = step_fn.lower(state, batch).compile()
+        _say(f"compiled the train step in {time.perf_counter() - begin:.1f} s")
+        progress.start_clock()
+      state, metrics = compiled(state, batch)
+      done = step + 1
+      # The previous step's metrics are read while this one runs, keeping the device busy.
+      if pending is not None:
+        progress.check(*pending)
+      pending = (done, metrics)
+      preempted = watch.reached(done)
+      if done % t.checkpoint_every_steps == 0 or done == total or preempted:
+        progress.check(*pending)  # never save a state whose step blew up
+        pending = None
+        with checkpointing.disk_errors_as_user_errors(mngr.directory):
+          if checkpointing.save(mngr, done, state, meta):
+            progress.saved = done
+      if preempted:
+        _say(f"SIGTERM: saved step {done}; run the same command again to resume")
+        break
+    if pending is not None:
+      progress.check(*pending)
+  finally:
+    watch.close()
+    progress.close()
+    with checkpointing.disk_errors_as_user_errors(mngr.directory):
+      mngr.wait_until_finished()  # an async write in flight is the last good checkpoint
+      mngr.close()
+  return {"step": progress.last_good, "preempted": preempted, "checkpoint_dir": checkpointing.checkpoint_dir(workdir)}

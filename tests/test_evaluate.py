@@ -1,0 +1,186 @@
+"""Evaluation: every test frame scored once, files under eval/, metrics consistent with what was written."""
+
+import csv
+import dataclasses
+import json
+import os
+from typing import Callable
+
+import cv2
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from data_pipeline import framestore
+from maskedskip_jax import evaluate, metrics, models, postprocess, scoring
+from maskedskip_jax.errors import UserError
+from test_streaming import centre_clips, random_variables
+import tiny_run
+
+SIZE = (32, 32)
+LENGTHS = (12, 9, 10)
+NAMES = ("Test001", "Test002", "Test003")
+MASK_SIZE = (48, 40)  # masks come at the original resolution
+
+
+@dataclasses.dataclass
+class Record:
+  name: str
+  labels: np.ndarray | None
+  mask_loader: Callable[[], np.ndarray] | None = None
+
+
+def make_store(with_labels=True):
+  rng = np.random.default_rng(0)
+  frames = rng.integers(0, 256, (sum(LENGTHS), *SIZE, 1), dtype=np.uint8)
+  labels = [np.zeros(n, np.uint8) for n in LENGTHS]
+  labels[0][5:9] = 1
+  labels[1][:] = 1  # a single-class video, excluded from the macro AUC
+  labels[2][:4] = 1
+  masks = []
+  for y in labels:
+    m = np.zeros((len(y), *MASK_SIZE), np.uint8)
+    m[y == 1, 10:30, 8:24] = 255
+    masks.append(m)
+  records = [Record(name, y if with_labels else None, (lambda m=m: m) if v != 1 else None)
+             for v, (name, y, m) in enumerate(zip(NAMES, labels, masks))]
+  return framestore.FrameStore(frames, LENGTHS, records), labels, masks
+
+
+@pytest.fixture(scope="module")
+def evaluated(tmp_path_factory):
+  model = models.build("maskedskip_unet", latent_dim=8, channels=1)
+  variables = random_variables(model)
+  store, labels, masks = make_store()
+  out = tmp_path_factory.mktemp("run") / "eval"
+  report = evaluate.evaluate_store(model, variables, store, temporal=3, batch_size=5, postprocess="median:window=5",
+                                   out_dir=str(out), write_videos=True, pixel_size=16, region_thresholds=5,
+                                   info={"dataset": "fake", "variant": model.variant, "checkpoint_step": 7},
+                                   progress=False)
+  # The plain way: the clip centred on frame k of video v, through model.apply.
+  clips = centre_clips([store.video_frames(v) for v in range(store.num_videos)], 3)
+  recon = jax.jit(lambda v, x: model.apply(v, x, train=False))(variables, clips)
+  plain_maps = np.asarray(scoring.score_maps(clips[:, 1], recon))
+  return store, labels, masks, plain_maps, out, report
+
+
+def read_csv(path):
+  with open(path) as f:
+    return list(csv.DictReader(f))
+
+
+def test_scores_csv_has_every_frame_with_its_label_and_score(evaluated):
+  _, labels, _, plain_maps, out, _ = evaluated
+  rows = read_csv(out / "scores.csv")
+  assert list(rows[0]) == ["video", "frame", "score", "label", "score_postprocessed"]
+  assert [(r["video"], int(r["frame"])) for r in rows] == [(n, k) for n, l in zip(NAMES, LENGTHS) for k in range(l)]
+  assert [int(r["label"]) for r in rows] == np.concatenate(labels).tolist()
+  np.testing.assert_allclose([float(r["score"]) for r in rows], scoring.frame_scores(plain_maps), atol=1e-5)
+
+
+def split_by_video(rows, key):
+  return [np.array([float(r[key]) for r in rows if r["video"] == n]) for n in NAMES]
+
+
+def test_report_and_postprocessing_table_match_the_csv(evaluated):
+  _, labels, _, _, out, _ = evaluated
+  on_disk = json.loads((out / "report.json").read_text())
+  for key in ("frame_auc_micro", "frame_auc_macro", "macro_policy", "eer", "average_precision", "num_frames",
+              "num_videos", "postprocess", "checkpoint_step", "variant", "dataset", "postprocess_table", "pixel"):
+    assert key in on_disk, key
+  assert on_disk["num_frames"] == sum(LENGTHS) and on_disk["num_videos"] == 3
+  assert on_disk["checkpoint_step"] == 7 and on_disk["dataset"] == "fake"
+  assert on_disk["postprocess"] == "median:window=5"
+  assert "Test002" in on_disk["macro_policy"] and on_disk["per_video_auc"]["Test002"] is None
+
+  rows = read_csv(out / "scores.csv")
+  raw = split_by_video(rows, "score")
+  smoothed = split_by_video(rows, "score_postprocessed")
+  np.testing.assert_allclose(np.concatenate(smoothed),
+                             np.concatenate(postprocess.postprocess(raw, "median:window=5")), atol=1e-6)
+  headline = metrics.frame_metrics(smoothed, labels)
+  for key in ("frame_auc_micro", "frame_auc_macro", "eer", "average_precision"):
+    assert on_disk[key] == pytest.approx(headline[key], abs=1e-6), key
+
+  table = {row["postprocess"]: row for row in on_disk["postprocess_table"]}
+  assert list(table) == ["none", "median:window=17", "gaussian:sigma=3.0,taps=25", "minmax", "zscore",
+                         "median:window=5"]
+  for name, row in table.items():
+    want = metrics.frame_metrics(postprocess.postprocess(raw, name), labels)
+    assert row["frame_auc_micro"] == pytest.approx(want["frame_auc_micro"], abs=1e-6), name
+    assert row["frame_auc_macro"] == pytest.approx(want["frame_auc_macro"], abs=1e-6), name
+  assert on_disk["postprocess_table_markdown"].count("\n") == len(table) + 1
+
+
+def test_plots_and_reconstruction_videos(evaluated):
+  out = evaluated[4]
+  for path in [out / "roc.png"] + [out / "plots" / f"{n}.png" for n in NAMES]:
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", path
+  for name, n in zip(NAMES, LENGTHS):
+    capture = cv2.VideoCapture(str(out / "videos" / f"{name}.mp4"))
+    count = 0
+    while True:
+      ok, frame = capture.read()
+      if not ok:
+        break
+      assert frame.shape == (32, 96, 3)  # input | reconstruction | difference
+      count += 1
+    assert count == n, name
+  assert not [p for p in os.listdir(out.parent) if p.startswith(".")]  # no temp folders left behind
+
+
+def test_pixel_metrics_at_the_stated_resolution(evaluated):
+  _, _, masks, plain_maps, _, report = evaluated
+  pixel = report["pixel"]
+  assert pixel["resolution"] == [16, 16] and pixel["num_videos_with_masks"] == 2
+  assert "16x16" in pixel["protocol"]
+  plain = np.split(plain_maps, np.cumsum(LENGTHS)[:-1])
+  maps = [plain[v].reshape(-1, 16, 2, 16, 2).mean(axis=(2, 4)) for v in (0, 2)]
+  small = [np.stack([cv2.resize((m != 0).astype(np.float32), (16, 16), interpolation=cv2.INTER_AREA) >= 0.5
+                     for m in masks[v]]) for v in (0, 2)]
+  assert pixel["pixel_auroc"] == pytest.approx(metrics.pixel_auroc(maps, small)["pixel_auroc"], abs=1e-4)
+  assert pixel["rbdc"] is not None and 0 <= pixel["rbdc"] <= 1 and len(pixel["region"]["thresholds"]) == 5
+
+
+def test_unlabelled_test_set_is_an_error_and_writes_nothing(tmp_path):
+  model = models.build("maskedskip_unet", latent_dim=8, channels=1)
+  store, *_ = make_store(with_labels=False)
+  with pytest.raises(UserError, match="no frame labels"):
+    evaluate.evaluate_store(model, random_variables(model), store, batch_size=5, out_dir=str(tmp_path / "eval"),
+                            pixel_metrics=False, progress=False)
+  assert os.listdir(tmp_path) == []
+
+
+def test_run_evaluates_the_newest_checkpoint(tmp_path, capsys):
+  from maskedskip_jax import checkpointing, train  # pylint: disable=g-import-not-at-top
+  root = tiny_run.make_dataset(str(tmp_path / "data"), num_train=1, num_test=2, frames=9)
+  config = tiny_run.config(root, "")
+  workdir = str(tmp_path / "work")
+  model = train.build_model(config)
+  variables = random_variables(model)
+  tx = train.build_optimizer(config, 1)
+  state = dict(params=variables["params"], batch_stats=variables["batch_stats"],
+               opt_state=tx.init(variables["params"]), step=jnp.asarray(0, jnp.int32),
+               rng=jax.random.PRNGKey(0))
+  mngr = checkpointing.manager(workdir, async_save=False)
+  for step in (3, 6):
+    checkpointing.save(mngr, step, dict(state, step=jnp.asarray(step, jnp.int32)), {"config": {}})
+  mngr.close()
+
+  report = evaluate.run(config, workdir)
+  assert report["checkpoint_step"] == 6 and report["dataset"] == "generic"
+  assert report["variant"] == "maskedskip_unet" and report["num_frames"] == 18
+  assert "| post-processing | frame AUC micro |" in capsys.readouterr().out
+  assert len(read_csv(os.path.join(workdir, "eval", "scores.csv"))) == 18
+  assert json.loads(open(os.path.join(workdir, "eval", "report.json")).read())["checkpoint_step"] == 6
+
+  # The same weights from a bundle give the same scores.
+  from maskedskip_jax import bundle  # pylint: disable=g-import-not-at-top
+  model_dir = bundle.save(str(tmp_path / "bundle"), variables, {"variant": "maskedskip_unet", "latent_dim": 16,
+                                                                "channels": 1}, {"checkpoint_step": 6})
+  again = evaluate.run(config, str(tmp_path / "other"), model_dir=model_dir)
+  assert again["checkpoint_step"] == 6 and again["checkpoint"] == model_dir
+  assert again["frame_auc_micro"] == report["frame_auc_micro"]
+  first, second = (read_csv(os.path.join(w, "eval", "scores.csv")) for w in (workdir, str(tmp_path / "other")))
+  assert [r["score"] for r in first] == [r["score"] for r in second]

@@ -1,0 +1,70 @@
+"""The command line: config mistakes are one line on stderr and exit code 1, never a traceback."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from maskedskip_jax import main
+from maskedskip_jax.errors import UserError
+
+import tiny_run
+
+
+def _run(*args, workdir="unused"):
+  return tiny_run.run_main(workdir, list(args), timeout=120)
+
+
+def _one_line_error(proc, *fragments):
+  assert proc.returncode == 1, proc.stderr[-2000:]
+  assert "Traceback" not in proc.stderr
+  lines = [line for line in proc.stderr.splitlines() if line.startswith("error: ")]
+  assert len(lines) == 1, proc.stderr[-2000:]
+  for fragment in fragments:
+    assert fragment in lines[0], lines[0]
+  return lines[0]
+
+
+@pytest.mark.parametrize("args, fragments", [
+    (["--config.train.batch_sz=8"], ["unknown config key train.batch_sz", "did you mean train.batch_size"]),
+    (["--config.train.batch_sz", "8"], ["unknown config key train.batch_sz"]),
+    (["--noconfig.model.centre_onl"], ["unknown config key model.centre_onl"]),
+    (["--config.train.batch_size=abc"], ["config key train.batch_size: expected int, got 'abc'"]),
+    (["--config.train.learning_rate=fast"], ["config key train.learning_rate: expected float, got 'fast'"]),
+    (["--config.data.image_size=(30,30)"], ["data.image_size", "multiples of 16"]),
+    (["--config.model.temporal=2"], ["model.temporal", "odd"]),
+    (["--config.model.variant=resnet"], ["model.variant"]),
+    (["--config=configs/no_such_config.py"], ["configs/no_such_config.py not found"]),
+    (["--mode=serve"], ["--mode"]),
+    (["stray"], ["unexpected arguments stray"]),
+])
+def test_bad_command_lines_fail_with_one_line(args, fragments, tmp_path):
+  proc = _run(*args, workdir=str(tmp_path / "run"))
+  _one_line_error(proc, *fragments)
+  assert not os.path.exists(tmp_path / "run")  # nothing written for a run that never started
+
+
+def test_the_default_config_also_reports_unknown_keys_in_one_line():
+  proc = subprocess.run([sys.executable, "-m", "maskedskip_jax.main", "--config.train.batch_sz=8"], cwd=tiny_run.REPO,
+                        env=tiny_run.env(), capture_output=True, text=True, timeout=120, check=False)
+  _one_line_error(proc, "unknown config key train.batch_sz")
+
+
+def test_a_config_file_that_does_not_load_is_one_line(tmp_path):
+  bad = tmp_path / "broken.py"
+  bad.write_text("def get_config():\n  return 1 / 0\n")
+  _one_line_error(_run(f"--config={bad}"), "--config", "ZeroDivisionError")
+
+
+def test_missing_mode_module_is_a_user_error():
+  with pytest.raises(UserError, match="maskedskip_jax/no_such_mode.py"):
+    main._module("no_such_mode")  # pylint: disable=protected-access
+
+
+def test_override_keys_are_recognised():
+  assert main._override_key("--config.train.batch_size=8") == "train.batch_size"  # pylint: disable=protected-access
+  assert main._override_key("-config.train.seed") == "train.seed"  # pylint: disable=protected-access
+  assert main._override_key("--noconfig.model.centre_only") == "model.centre_only"  # pylint: disable=protected-access
+  assert main._override_key("--config=configs/ped2.py") is None  # pylint: disable=protected-access
+  assert main._override_key("--workdir=config.x") is None  # pylint: disable=protected-access

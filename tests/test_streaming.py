@@ -1,0 +1,108 @@
+"""Streaming inference computes exactly what the plain model computes, clip by clip."""
+
+import jax
+import numpy as np
+import pytest
+
+from maskedskip_jax import models, scoring, streaming
+from maskedskip_jax.errors import UserError
+
+SIZE = (32, 32)
+
+
+def random_variables(model, seed=0):
+  """Every leaf random (batch statistics too), drawn in numpy: cheaper than model.init's compile."""
+  x = np.zeros((1, model.temporal, 16, 16, model.channels), np.float32)
+  shapes = jax.eval_shape(lambda: model.init(jax.random.key(0), x))
+  rng = np.random.default_rng(seed)
+
+  def draw(path, leaf):
+    name = path[-1].key
+    if name in ("scale", "var"):
+      return rng.uniform(0.5, 1.5, leaf.shape).astype(np.float32)
+    bound = 1 / np.sqrt(np.prod(leaf.shape[:-1])) if name.endswith("kernel") else 0.1
+    return rng.uniform(-bound, bound, leaf.shape).astype(np.float32)
+
+  return jax.tree_util.tree_map_with_path(draw, shapes)
+
+
+def centre_clips(videos, temporal):
+  """The eval protocol written out plainly: clip c of a video is frames c-h..c+h, clamped into the video."""
+  h = (temporal - 1) // 2
+  clips = []
+  for video in videos:
+    n = len(video)
+    for c in range(n):
+      clips.append(video[np.clip(np.arange(c - h, c + h + 1), 0, n - 1)])
+  return np.stack(clips).astype(np.float32) / 255.0
+
+
+# Video lengths chosen so batches straddle videos, a video is shorter than T and than the batch, and one is empty.
+LENGTHS = (7, 1, 0, 2, 11)
+
+
+def plain_recon(model, variables, videos):
+  clips = centre_clips(videos, model.temporal)
+  return clips, np.asarray(jax.jit(lambda v, x: model.apply(v, x, train=False))(variables, clips))
+
+
+@pytest.fixture(scope="module")
+def grey_unet():
+  """maskedskip_unet, T=3, its test videos and the plain model's reconstructions, shared by several tests."""
+  model = models.build("maskedskip_unet", latent_dim=8, channels=1)
+  variables = random_variables(model)
+  rng = np.random.default_rng(1)
+  videos = [rng.integers(0, 256, (n, *SIZE, 1), dtype=np.uint8) for n in LENGTHS]
+  return model, variables, videos, *plain_recon(model, variables, videos)
+
+
+@pytest.mark.parametrize("variant,temporal,channels,batch", [
+    ("maskedskip_unet", 3, 1, 3),
+    ("unet", 1, 1, 4),
+    ("autoencoder", 1, 1, 5),
+    ("one_mask", 3, 3, 2),
+    ("maskedskip_unet", 5, 1, 4),  # h = 2, and 4 frames per step is not a multiple of T
+])
+def test_streaming_matches_plain_apply(variant, temporal, channels, batch, grey_unet):
+  if (variant, temporal, channels) == ("maskedskip_unet", 3, 1):
+    model, variables, videos, clips, want = grey_unet
+  else:
+    model = models.build(variant, latent_dim=8, channels=channels, temporal=temporal)
+    variables = random_variables(model)
+    rng = np.random.default_rng(1)
+    videos = [rng.integers(0, 256, (n, *SIZE, channels), dtype=np.uint8) for n in LENGTHS]
+    clips, want = plain_recon(model, variables, videos)
+  scorer = streaming.StreamingScorer(model, variables, SIZE, batch_size=batch, with_recon=True, map_size=SIZE)
+  # Frames arrive one at a time from iterators, as from a decoder.
+  out = list(scorer.stream(iter(v) for v in videos))
+
+  assert [(o.video, o.frame) for o in out] == [(v, k) for v, n in enumerate(LENGTHS) for k in range(n)]
+  np.testing.assert_allclose(np.stack([o.recon for o in out]), want, atol=1e-5, rtol=0)
+  maps = scoring.score_maps(clips[:, (temporal - 1) // 2], want)
+  np.testing.assert_allclose(np.stack([o.score_map for o in out]), maps, atol=1e-5, rtol=0)
+  np.testing.assert_allclose([o.score for o in out], scoring.frame_scores(maps), atol=1e-5, rtol=0)
+
+
+def test_reduced_maps_without_recon(grey_unet):
+  model, variables, videos, clips, want = grey_unet
+  scorer = streaming.StreamingScorer(model, variables, SIZE, batch_size=4, map_size=(8, 8))
+  out = list(scorer.stream(videos))
+  assert all(o.recon is None for o in out)
+  full = np.asarray(scoring.score_maps(clips[:, 1], want))
+  blocks = full.reshape(len(full), 8, 4, 8, 4).mean(axis=(2, 4))  # each small pixel = mean of the 4x4 it covers
+  np.testing.assert_allclose(np.stack([o.score_map for o in out]), blocks, atol=1e-5, rtol=0)
+  np.testing.assert_allclose([o.score for o in out], scoring.frame_scores(full), atol=1e-5, rtol=0)
+
+
+def test_encoder_levels_and_errors(grey_unet):
+  model, variables = grey_unet[:2]
+  frames = jax.ShapeDtypeStruct((5, *SIZE, 1), np.float32)
+  feats = jax.eval_shape(lambda v, f: streaming.encode(model, v, f), variables, frames)
+  assert [f.shape for f in feats] == [(5, 16, 16, 1), (5, 8, 8, 2), (5, 4, 4, 4), (5, 2, 2, 8)]
+  with pytest.raises(UserError, match="multiples of 16"):
+    streaming.StreamingScorer(model, variables, (30, 32))
+  with pytest.raises(UserError, match="batch_size"):
+    streaming.StreamingScorer(model, variables, SIZE, batch_size=0)
+  scorer = streaming.StreamingScorer(model, variables, SIZE, batch_size=2)
+  with pytest.raises(UserError, match="frame 0: expected uint8"):
+    list(scorer.stream([np.zeros((3, *SIZE, 3), np.uint8)]))
