@@ -1,0 +1,87 @@
+"""`--mode=export`: the workdir's newest checkpoint as a model bundle in `workdir/export/`.
+
+  python -m maskedskip_jax.main --config=configs/ped2.py --workdir=runs/ped2 --mode=export
+
+The bundle (see `bundle.py`) holds the parameters and batch statistics, the model
+config, a checksum manifest and the eval-mode forward serialized with jax.export
+for clips of shape (batch, T, H, W, C) at the config's image size. The same
+checkpoint always gives byte-identical files: nothing time- or host-dependent is
+recorded. The bundle is built beside `export/` and renamed into place, so an
+export that fails leaves the previous one as it was.
+"""
+
+import os
+from typing import Any
+
+import jax
+import numpy as np
+
+from maskedskip_jax import bundle
+from maskedskip_jax import config_check
+from maskedskip_jax import train
+from maskedskip_jax.errors import UserError
+
+EXPORT_DIR = "export"
+DEFAULT_BATCH_SIZE = 1
+# Local paths say nothing about the model and would leak the exporting machine's layout.
+_PRIVATE_KEYS = ("data.root", "data.cache_dir", "data.tfds_data_dir", "train.compilation_cache_dir")
+
+
+def export_dir(workdir: str) -> str:
+  return os.path.join(os.path.abspath(workdir), EXPORT_DIR)
+
+
+def _host(tree):
+  """Host copies of (possibly replicated, multi-process) arrays: one local shard holds the whole value."""
+  def one(a):
+    return np.asarray(a.addressable_shards[0].data) if isinstance(a, jax.Array) else np.asarray(a)
+  return jax.tree.map(one, tree)
+
+
+def _batch_size(config, batch_size: int | None) -> int:
+  if batch_size is None:
+    # A future `export.batch_size` config key is honoured; the schema has none today.
+    section = config.get("export") or {}
+    batch_size = section.get("batch_size", DEFAULT_BATCH_SIZE)
+  if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+    raise UserError(f"export batch size: expected an integer >= 1, got {batch_size!r}")
+  return batch_size
+
+
+def _config_name() -> str | None:
+  """The --config file's name when this runs under main.py's flags, else None."""
+  from absl import flags  # pylint: disable=g-import-not-at-top
+  if "config" not in flags.FLAGS or not flags.FLAGS.is_parsed():
+    return None
+  from ml_collections import config_flags  # pylint: disable=g-import-not-at-top
+  path = config_flags.get_config_filename(flags.FLAGS["config"])
+  return os.path.splitext(os.path.basename(path.split(":")[0]))[0] or None
+
+
+def _training_config(config) -> dict[str, Any]:
+  flat = config_check.flatten(config)
+  return {k: list(v) if isinstance(v, tuple) else v for k, v in sorted(flat.items()) if k not in _PRIVATE_KEYS}
+
+
+def run(config, workdir: str, *, batch_size: int | None = None, config_name: str | None = None) -> str:
+  """Writes the newest checkpoint of `workdir` as a bundle in `workdir/export/`; returns its path.
+
+  `batch_size` fixes the exported function's batch dimension (default 1).
+  `config_name` is recorded in the metadata (default: the --config file's name).
+  """
+  batch = _batch_size(config, batch_size)
+  train.enable_compilation_cache(config.train.compilation_cache_dir)
+  model, variables, step = train.restore_variables(config, workdir)
+  out_dir = export_dir(workdir)
+  if jax.process_index() != 0:
+    return out_dir  # every process restored the same weights; process 0 writes
+  model_config = {"variant": model.variant, "latent_dim": model.latent_dim, "channels": model.channels,
+                  "temporal": model.temporal, "skip_kernels": model.skip_kernels, "skip_masks": model.skip_masks,
+                  "image_size": list(config.data.image_size)}
+  metadata = {"checkpoint_step": step, "dataset": config.data.name,
+              "config_name": config_name if config_name is not None else _config_name(),
+              "masked_kernels": config.model.masked_kernels, "training_config": _training_config(config)}
+  example_shape = (batch, model.temporal, *config.data.image_size, model.channels)
+  path = bundle.save(out_dir, _host(variables), model_config, metadata, example_shape=example_shape)
+  print(f"exported checkpoint step {step} ({model.variant}, input {example_shape}) -> {path}")
+  return path

@@ -1,0 +1,137 @@
+"""--mode=export: the newest checkpoint as a model bundle, deterministic, never half-written."""
+
+import json
+import os
+import shutil
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from maskedskip_jax import bundle, checkpointing, export, stablehlo_export, train
+from maskedskip_jax.errors import UserError
+from test_bundle import random_variables
+import tiny_run
+
+STEPS = (3, 6)
+
+
+def _save_checkpoints(config, workdir):
+  """Checkpoints at STEPS with different random weights (batch statistics too); returns the newest's variables."""
+  model = train.build_model(config)
+  tx = train.build_optimizer(config, 1)
+  mngr = checkpointing.manager(workdir, async_save=False)
+  for seed, step in enumerate(STEPS):
+    variables = random_variables(model, seed)
+    state = dict(params=variables["params"], batch_stats=variables["batch_stats"],
+                 opt_state=tx.init(variables["params"]), step=jnp.asarray(step, jnp.int32),
+                 rng=jax.random.PRNGKey(0))
+    checkpointing.save(mngr, step, state, {"config": train._json_config(config)})  # pylint: disable=protected-access
+  mngr.close()
+  return variables
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+  """A workdir with two checkpoints, exported once."""
+  config = tiny_run.config("unused", "", model__latent_dim=8)
+  workdir = str(tmp_path_factory.mktemp("export") / "work")
+  newest = _save_checkpoints(config, workdir)
+  path = export.run(config, workdir, config_name="tiny")
+  return config, workdir, newest, path
+
+
+def _files(path):
+  out = {}
+  for name in sorted(os.listdir(path)):
+    with open(os.path.join(path, name), "rb") as f:
+      out[name] = f.read()
+  return out
+
+
+def test_bundle_reproduces_the_checkpoint_model(run):
+  config, workdir, newest, path = run
+  assert path == os.path.join(os.path.abspath(workdir), "export")
+  model, variables, step = train.restore_variables(config, workdir)
+  assert step == STEPS[-1]
+  x = np.random.default_rng(3).uniform(0, 1, (2, 3, 32, 32, 1)).astype(np.float32)
+  want = np.asarray(jax.jit(lambda v, x: model.apply(v, x, train=False))(variables, x))
+
+  loaded, loaded_vars, model_json = bundle.load(path, expect_variant="maskedskip_unet")
+  got = np.asarray(jax.jit(lambda v, x: loaded.apply(v, x, train=False))(loaded_vars, x))
+  np.testing.assert_array_equal(got, want)
+  # The newest checkpoint, not an older one: its weights are what the bundle holds.
+  for a, b in zip(jax.tree.leaves(newest), jax.tree.leaves(loaded_vars)):
+    np.testing.assert_array_equal(a, b)
+
+  assert model_json["temporal"] == 3 and model_json["channels"] == 1 and model_json["image_size"] == [32, 32]
+  meta = model_json["metadata"]
+  assert meta["checkpoint_step"] == STEPS[-1] and meta["dataset"] == "generic" and meta["config_name"] == "tiny"
+  assert meta["training_config"]["model.latent_dim"] == 8
+  assert "data.root" not in meta["training_config"]  # no local paths in a bundle meant for sharing
+
+  # The StableHLO function: batch 1 by default, and the same reconstruction without the model code.
+  exported = bundle.load_exported(path)
+  assert exported.input_shape == (1, 3, 32, 32, 1)
+  np.testing.assert_allclose(np.asarray(exported(x[:1])), want[:1], rtol=1e-5, atol=1e-5)
+
+
+def test_exporting_again_gives_identical_bytes(run, tmp_path):
+  config, workdir, _, path = run
+  first = _files(path)
+  # Another workdir, restored from its own copy of the checkpoints: nothing depends on where or when.
+  other = str(tmp_path / "work")
+  shutil.copytree(checkpointing.checkpoint_dir(workdir), checkpointing.checkpoint_dir(other))
+  exports = [_files(export.run(config, w, config_name="tiny")) for w in (workdir, other)]
+  assert first[bundle.PARAMS_FILE] == exports[0][bundle.PARAMS_FILE] == exports[1][bundle.PARAMS_FILE]
+  assert first[bundle.CONFIG_FILE] == exports[0][bundle.CONFIG_FILE] == exports[1][bundle.CONFIG_FILE]
+  # The StableHLO records its caller's source location, so whole bundles match when exported by the same code.
+  assert exports[0] == exports[1] and bundle.EXPORT_FILE in exports[0]
+
+
+def test_batch_size_argument_sets_the_exported_shape(run, tmp_path):
+  config, workdir, _, _ = run
+  other = str(tmp_path / "work")
+  shutil.copytree(checkpointing.checkpoint_dir(workdir), checkpointing.checkpoint_dir(other))
+  path = export.run(config, other, batch_size=4, config_name="tiny")
+  model_json = json.loads(open(os.path.join(path, bundle.CONFIG_FILE)).read())
+  assert model_json["export"]["input_shape"] == [4, 3, 32, 32, 1]
+  assert bundle.load_exported(path).input_shape == (4, 3, 32, 32, 1)
+  with pytest.raises(UserError, match="export batch size"):
+    export.run(config, workdir, batch_size=0)
+
+
+def test_failed_export_keeps_the_previous_one(run, monkeypatch):
+  config, workdir, _, path = run
+  before = _files(path)
+  parent = os.listdir(workdir)
+
+  def broken(*args, **kwargs):
+    raise RuntimeError("lowering failed")
+
+  monkeypatch.setattr(stablehlo_export, "serialize", broken)
+  with pytest.raises(RuntimeError, match="lowering failed"):
+    export.run(config, workdir)
+  assert _files(path) == before
+  assert sorted(os.listdir(workdir)) == sorted(parent)  # no temporary folder left behind
+  bundle.verify(path)
+
+
+def test_no_checkpoint_is_a_user_error(tmp_path):
+  config = tiny_run.config("unused", "", model__latent_dim=8)
+  with pytest.raises(UserError, match="no checkpoints here"):
+    export.run(config, str(tmp_path / "empty"))
+  os.makedirs(checkpointing.checkpoint_dir(str(tmp_path / "empty")))
+  with pytest.raises(UserError, match="no finished checkpoint"):
+    export.run(config, str(tmp_path / "empty"))
+  assert not os.path.exists(export.export_dir(str(tmp_path / "empty")))
+
+
+def test_command_line_without_checkpoint_is_one_line(tmp_path):
+  proc = tiny_run.run_main(str(tmp_path / "work"), tiny_run.overrides(str(tmp_path / "data"), ""), mode="export",
+                           timeout=120)
+  assert proc.returncode == 1, proc.stderr[-2000:]
+  assert "Traceback" not in proc.stderr
+  errors = [line for line in proc.stderr.splitlines() if line.startswith("error: ")]
+  assert len(errors) == 1 and "no checkpoints here" in errors[0], proc.stderr[-2000:]
