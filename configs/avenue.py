@@ -1,4 +1,5 @@
-r"""CUHK Avenue with the reference's hyperparameters (latent 512, 256x256 RGB, T=3, Adam 1e-2, batch 16, 10 epochs).
+r"""CUHK Avenue: the reference's hyperparameters
+(latent 512, 256x256 RGB, T=3, Adam 1e-2, batch 16, 10 epochs).
 
   python -m maskedskip_jax.main --config=configs/avenue.py --config.data.root=/path/to/dataset
 

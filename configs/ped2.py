@@ -1,4 +1,5 @@
-r"""UCSD Ped2 with the reference's hyperparameters (latent 512, 256x256 RGB, T=3, Adam 1e-2, batch 16, 10 epochs).
+r"""UCSD Ped2: the reference's hyperparameters
+(latent 512, 256x256 RGB, T=3, Adam 1e-2, batch 16, 10 epochs).
 
   python -m maskedskip_jax.main --config=configs/ped2.py --config.data.root=/path/to/UCSDped2
 

@@ -5,8 +5,9 @@ r"""The embedded default: procedural street scenes, trained and evaluated on a l
 The dataset (10 training and 8 test videos, 120x160) is generated once into
 data.cache_dir. A grey 64x64 MaskedSkipUNet (latent 64) then trains 200 steps of
 16 clips (~3 epochs) and is scored on the test videos, where cyclists, carts and
-people walking off the path are the anomalies. A step took 1.1-1.5 s on a shared
-2-core CPU (about 4-5 minutes of training; the first run also compiles for ~1 min).
+people walking off the path are the anomalies. Measured on a shared 2-core CPU: a step
+takes 1.1-1.9 s, the whole command 5.5 min when compiled programs are cached (add
+~1-2 min of compiling on a fresh machine).
 """
 
 from maskedskip_jax import config_check
@@ -23,6 +24,9 @@ def get_config():
   config.train.batch_size = 16
   config.train.num_steps = 200
   config.train.learning_rate = 1e-3
+  # Chosen on the training loss alone: seed 0's initial reconstruction sits far off the
+  # frame mean and Adam at 1e-3 needs most of the 200 steps to pull it back.
+  config.train.seed = 1
   config.train.checkpoint_every_steps = 50
   config.train.log_every_steps = 10
   config.eval.postprocess = "median"  # the paper's 17-frame median filter

@@ -32,8 +32,9 @@ def manager(workdir: str, *, keep: int = 3, async_save: bool = True,
   if read_only and not os.path.isdir(directory):
     raise UserError(f"{directory}: no checkpoints here; train first (--mode=train) or pass the run's --workdir")
   options = ocp.CheckpointManagerOptions(
-      max_to_keep=keep, save_interval_steps=0 if read_only else 1, create=not read_only, read_only=read_only,
-      enable_async_checkpointing=async_save, cleanup_tmp_directories=not read_only)
+      max_to_keep=None if read_only else keep, save_interval_steps=0 if read_only else 1,
+      create=not read_only, read_only=read_only, enable_async_checkpointing=async_save,
+      cleanup_tmp_directories=not read_only)  # a kill mid-write leaves a tmp folder: removed on restart
   try:
     return ocp.CheckpointManager(directory, item_names=("state", "meta"), options=options)
   except PermissionError as e:
@@ -80,7 +81,8 @@ def restore(mngr: ocp.CheckpointManager, abstract_state: Any,
   except (ValueError, KeyError) as e:
     # A tree that does not match means another model config wrote this workdir.
     raise UserError(f"{mngr.directory}/{step}: checkpoint does not fit this config's model "
-                    f"({str(e).splitlines()[0][:200]}); use a new --workdir or the config it was trained with") from None
+                    f"({str(e).splitlines()[0][:200]}); use a new --workdir or the config it was trained "
+                    "with") from None
   return restored["state"], dict(restored["meta"])
 
 

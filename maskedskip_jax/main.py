@@ -137,7 +137,8 @@ def main(argv: list[str]) -> None:
   if len(argv) > 1:
     _fail(f"unexpected arguments {' '.join(argv[1:])}; flags look like --mode=train")
   if not flags.FLAGS["verbosity"].present:
-    logging.set_verbosity(logging.WARNING)  # Orbax and JAX are chatty at INFO; progress has its own lines
+    # Orbax and JAX log routine events as INFO and WARNING; progress has its own lines.
+    logging.set_verbosity(logging.ERROR)
   try:
     config = load_config()
     from maskedskip_jax import sharding  # pylint: disable=g-import-not-at-top
