@@ -18,6 +18,8 @@ from maskedskip_jax.errors import UserError
 
 import tiny_run
 
+train.enable_compilation_cache(tiny_run.JAX_CACHE)  # reruns skip the compiles
+
 
 @functools.lru_cache(maxsize=None)  # compile each (mode, lr) once for the whole module
 def _setup(masked_kernels="train", lr=1e-2):

@@ -1,0 +1,320 @@
+"""Model throughput: training clips/s and inference frames/s of one variant, as JSON.
+
+  python3 benchmarks/model_speed.py --variant maskedskip_unet --batch 16 \
+      --image-size 256 --latent-dim 512 --channels 3 --temporal 3 \
+      --dtype bfloat16 --steps 20
+
+The training step is the project's own (`maskedskip_jax.train.train_step`: jitted,
+state donated, Adam, norm loss, BatchNorm statistics updated). Inference is the
+plain per-clip `apply` in eval mode (one scored frame per clip); `--streaming`
+adds the frame-reusing path of `maskedskip_jax.streaming` when it exists.
+Tracing/compiling and the first run are timed apart from the steady state, which
+is the median of `--steps` steps, each bracketed by `block_until_ready`.
+"""
+
+import argparse
+import contextlib
+import functools
+import importlib
+import json
+import os
+import platform
+import resource
+import sys
+import time
+
+# Runnable as a plain script from anywhere in the checkout.
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import jax  # pylint: disable=g-import-not-at-top,wrong-import-position
+import jax.numpy as jnp  # pylint: disable=g-import-not-at-top,wrong-import-position
+import numpy as np  # pylint: disable=g-import-not-at-top,wrong-import-position
+
+from maskedskip_jax import losses  # pylint: disable=g-import-not-at-top,wrong-import-position
+from maskedskip_jax import models  # pylint: disable=g-import-not-at-top,wrong-import-position
+from maskedskip_jax import optim  # pylint: disable=g-import-not-at-top,wrong-import-position
+
+DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
+# Experimental speed changes that live in benchmarks/ (name -> module with `patched()`),
+# applied while the model is traced so their effect can be timed before adoption.
+PATCHES = {"fft_weight_grad": "fft_weight_grad", "small_map_im2col": "small_map_conv",
+           "fused_branches": "fused_branches"}
+
+
+@contextlib.contextmanager
+def patches(names=()):
+  sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+  with contextlib.ExitStack() as stack:
+    for name in names:
+      stack.enter_context(importlib.import_module(PATCHES[name]).patched())
+    yield
+
+
+def cpu_name() -> str:
+  try:
+    with open("/proc/cpuinfo") as f:
+      for line in f:
+        if line.startswith("model name"):
+          return line.split(":", 1)[1].strip()
+  except OSError:
+    pass
+  return platform.processor() or platform.machine()
+
+
+def cores() -> int:
+  """Cores this process may run on (what XLA's CPU thread pool is sized to)."""
+  try:
+    return len(os.sched_getaffinity(0))
+  except AttributeError:
+    return os.cpu_count() or 1
+
+
+def environment() -> dict:
+  dev = jax.devices()[0]
+  return {"backend": jax.default_backend(), "device_kind": dev.device_kind, "device_count": jax.device_count(),
+          "cpu": cpu_name(), "cores": cores(), "jax_version": jax.__version__, "python": platform.python_version(),
+          "xla_flags": os.environ.get("XLA_FLAGS", "")}
+
+
+def load_average() -> list[float]:
+  try:
+    return [round(v, 2) for v in os.getloadavg()]
+  except OSError:
+    return []
+
+
+def peak_memory() -> dict:
+  """Peak device bytes where the runtime reports them (GPU/TPU), else the process's max RSS."""
+  stats = None
+  try:
+    stats = jax.devices()[0].memory_stats()
+  except Exception:  # pylint: disable=broad-except
+    pass  # CPU clients may not implement it
+  if stats and "peak_bytes_in_use" in stats:
+    return {"peak_device_bytes": int(stats["peak_bytes_in_use"])}
+  # ru_maxrss is KiB on Linux.
+  return {"peak_rss_bytes": int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024}
+
+
+def median_ms(run, steps: int) -> tuple[float, list[float], float]:
+  """(median wall ms, all wall ms, median process CPU ms) of `steps` calls of `run` (which must block).
+
+  CPU time summed over all threads barely moves when neighbours load the machine,
+  while wall time does; on an idle box wall ~ CPU / cores for well-parallelised work.
+  """
+  times, cpu = [], []
+  for _ in range(steps):
+    begin, begin_cpu = time.perf_counter(), time.process_time()
+    run()
+    times.append((time.perf_counter() - begin) * 1e3)
+    cpu.append((time.process_time() - begin_cpu) * 1e3)
+  return float(np.median(times)), times, float(np.median(cpu))
+
+
+def _local_train_step(state, batch, *, model, tx):
+  """Used only where `maskedskip_jax.train` cannot be imported: the same maths, fewer extras."""
+  import optax  # pylint: disable=g-import-not-at-top
+  clips = batch["clips"]
+  target = clips[:, (clips.shape[1] - 1) // 2]
+
+  def loss_fn(params):
+    recon, upd = model.apply({"params": params, "batch_stats": state["batch_stats"]}, clips, train=True,
+                             mutable=["batch_stats"])
+    return losses.norm_loss(target, recon), upd["batch_stats"]
+
+  (loss, batch_stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(state["params"])
+  updates, opt_state = tx.update(grads, state["opt_state"], state["params"])
+  return dict(state, params=optax.apply_updates(state["params"], updates), batch_stats=batch_stats,
+              opt_state=opt_state, step=state["step"] + 1), {"loss": loss}
+
+
+def _local_init_state(seed, *, model, tx, input_shape):
+  rng = jax.random.PRNGKey(seed)
+  variables = model.init(rng, jnp.zeros(input_shape, jnp.float32), train=False)
+  return dict(params=variables["params"], batch_stats=variables["batch_stats"],
+              opt_state=tx.init(variables["params"]), step=jnp.zeros((), jnp.int32), rng=rng)
+
+
+def _train_fns():
+  """(init_state, train_step, name): the project's training step, or the local twin without it."""
+  try:
+    from maskedskip_jax import train  # pylint: disable=g-import-not-at-top
+    return train.init_state, train.train_step, "maskedskip_jax.train.train_step"
+  except ImportError:
+    return _local_init_state, _local_train_step, "local (maskedskip_jax.train not importable)"
+
+
+def _cost_flops(compiled) -> float | None:
+  try:
+    cost = compiled.cost_analysis()
+    cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+    return float(cost["flops"]) if cost and cost.get("flops") else None
+  except Exception:  # pylint: disable=broad-except
+    return None
+
+
+def clips(shape, seed: int = 0) -> np.ndarray:
+  return np.random.default_rng(seed).random(shape, dtype=np.float32)
+
+
+def clip_shape(model, batch_size: int, image_size: int) -> tuple[int, ...]:
+  return (batch_size, model.temporal, image_size, image_size, model.channels)
+
+
+def bench_train(model, image_size: int, batch_size: int, steps: int, warmup: int = 2,
+                learning_rate: float = 1e-2, patch_names=()) -> tuple[dict, dict]:
+  """Times the jitted, state-donating train step; returns timings and the trained variables."""
+  init_fn, step_fn, source = _train_fns()
+  tx = optim.make_optimizer(learning_rate)
+  shape = clip_shape(model, batch_size, image_size)
+  init = functools.partial(init_fn, model=model, tx=tx, input_shape=(1, *shape[1:]))
+  state = jax.jit(init)(jnp.int32(0))
+  batch = {"clips": jax.device_put(clips(shape))}
+  jitted = jax.jit(functools.partial(step_fn, model=model, tx=tx), donate_argnums=0)
+  begin = time.perf_counter()
+  with patches(patch_names):
+    lowered = jitted.lower(state, batch)
+  trace_s = time.perf_counter() - begin
+  begin = time.perf_counter()
+  compiled = lowered.compile()
+  compile_s = time.perf_counter() - begin
+  begin = time.perf_counter()
+  state, metrics = compiled(state, batch)
+  jax.block_until_ready((state, metrics))
+  first_s = time.perf_counter() - begin
+  for _ in range(warmup):
+    state, metrics = compiled(state, batch)
+  jax.block_until_ready((state, metrics))
+  holder = [state]
+
+  def run():
+    new_state, out = compiled(holder[0], batch)
+    jax.block_until_ready((new_state, out))
+    holder[0] = new_state
+
+  ms, times, cpu_ms = median_ms(run, steps)
+  flops = _cost_flops(compiled)
+  out = {"train_step": source, "trace_s": round(trace_s, 3), "compile_s": round(compile_s, 3),
+         "first_step_s": round(first_s, 3), "cold_start_s": round(trace_s + compile_s + first_s, 3),
+         "step_ms_median": round(ms, 3),
+         "step_ms_min": round(min(times), 3), "step_ms_max": round(max(times), 3),
+         "step_cpu_ms_median": round(cpu_ms, 3),
+         "clips_per_s": round(batch_size / ms * 1e3, 3), "loss": float(metrics["loss"])}
+  if flops:
+    out["flops_per_step"] = flops
+    out["tflops_per_s"] = round(flops / ms / 1e9, 4)
+  out.update({f"{k}_after_train": v for k, v in peak_memory().items()})
+  return out, {"params": holder[0]["params"], "batch_stats": holder[0]["batch_stats"]}
+
+
+def bench_infer(model, variables, image_size: int, batch_size: int, steps: int, warmup: int = 2,
+                patch_names=()) -> dict:
+  """Plain eval-mode apply on whole clips: one scored (centre) frame per clip."""
+  x = jax.device_put(clips(clip_shape(model, batch_size, image_size), seed=1))
+  fn = jax.jit(lambda v, x: model.apply(v, x, train=False))
+  begin = time.perf_counter()
+  with patches(patch_names):
+    lowered = fn.lower(variables, x)
+  compiled = lowered.compile()
+  compile_s = time.perf_counter() - begin
+  begin = time.perf_counter()
+  jax.block_until_ready(compiled(variables, x))
+  first_s = time.perf_counter() - begin
+  for _ in range(warmup):
+    jax.block_until_ready(compiled(variables, x))
+  ms, _, cpu_ms = median_ms(lambda: jax.block_until_ready(compiled(variables, x)), steps)
+  out = {"compile_s": round(compile_s, 3), "first_step_s": round(first_s, 3), "step_ms_median": round(ms, 3),
+         "step_cpu_ms_median": round(cpu_ms, 3),
+         "frames_per_s": round(batch_size / ms * 1e3, 3)}
+  out.update({f"{k}_after_inference": v for k, v in peak_memory().items()})
+  return out
+
+
+def bench_streaming(model, variables, image_size: int, batch_size: int, steps: int) -> dict:
+  """`maskedskip_jax.streaming`'s device step: B new frames encoded once, B clips decoded and scored.
+
+  Timed by `benchmarks/inference_speed.py` (the streaming path's own benchmark) on
+  device-resident inputs, so the figure is frames scored per second.
+  """
+  try:
+    from maskedskip_jax import streaming  # pylint: disable=g-import-not-at-top
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import inference_speed  # pylint: disable=g-import-not-at-top
+  except ImportError as e:
+    return {"skipped": f"streaming path not importable: {e}"}
+  scorer = streaming.StreamingScorer(model, variables, (image_size, image_size), batch_size=batch_size)
+  compile_s, median_s = inference_speed.streaming_device(scorer, steps)
+  out = {"batch": batch_size, "compile_s": round(compile_s, 3), "step_ms_median": round(median_s * 1e3, 3),
+         "frames_per_s": round(batch_size / median_s, 3)}
+  out.update({f"{k}_after_streaming": v for k, v in peak_memory().items()})
+  return out
+
+
+def configure_jax(compilation_cache: str = "") -> None:
+  # Partitionable threefry makes XLA:CPU spend seconds of LLVM time per random init
+  # array (~70 s to compile a tiny model's init on 2 cores); the init's random stream
+  # is irrelevant to speed, and the timed step only splits one key.
+  jax.config.update("jax_threefry_partitionable", False)
+  if compilation_cache:
+    jax.config.update("jax_compilation_cache_dir", os.path.expanduser(compilation_cache))
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+  parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+  parser.add_argument("--variant", default="maskedskip_unet", choices=models.VARIANTS)
+  parser.add_argument("--batch", type=int, default=16, help="training clips per step")
+  parser.add_argument("--infer-batch", type=int, default=None, help="inference clips per call (default --batch)")
+  parser.add_argument("--image-size", type=int, default=256)
+  parser.add_argument("--latent-dim", type=int, default=512)
+  parser.add_argument("--channels", type=int, default=3)
+  parser.add_argument("--temporal", type=int, default=None, help="default: the variant's own")
+  parser.add_argument("--dtype", default="float32", choices=tuple(DTYPES), help="compute dtype; params stay f32")
+  parser.add_argument("--steps", type=int, default=20, help="timed steps (the median is reported)")
+  parser.add_argument("--warmup", type=int, default=2, help="untimed steps after the first")
+  parser.add_argument("--full-3d-skips", action="store_true",
+                      help="compute the masked skips as full 3-D convs (centre-only is the default)")
+  parser.add_argument("--streaming", action="store_true", help="also time maskedskip_jax.streaming")
+  parser.add_argument("--patches", default="", help=f"comma-separated experimental changes: {', '.join(PATCHES)}")
+  parser.add_argument("--skip-train", action="store_true")
+  parser.add_argument("--compilation-cache", default="", help="persistent compilation cache directory")
+  args = parser.parse_args(argv)
+  args.patches = [p for p in args.patches.split(",") if p]
+  if any(p not in PATCHES for p in args.patches):
+    parser.error(f"--patches: known: {', '.join(PATCHES)}; got {args.patches}")
+  if min(args.batch, args.steps, args.image_size, args.latent_dim) < 1 or args.warmup < 0:
+    parser.error("--batch, --steps, --image-size and --latent-dim must be positive, --warmup >= 0")
+  return args
+
+
+def main(argv=None) -> int:
+  args = parse_args(argv)
+  configure_jax(args.compilation_cache)
+  model = models.build(args.variant, latent_dim=args.latent_dim, channels=args.channels, temporal=args.temporal,
+                       centre_only=not args.full_3d_skips, dtype=DTYPES[args.dtype], param_dtype=jnp.float32)
+  models.check_input_shape(model, clip_shape(model, 1, args.image_size))
+  infer_batch = args.infer_batch or args.batch
+  report = {"variant": args.variant, "batch": args.batch, "infer_batch": infer_batch,
+            "image_size": args.image_size, "latent_dim": args.latent_dim, "channels": args.channels,
+            "temporal": model.temporal, "dtype": args.dtype, "param_dtype": "float32",
+            "centre_only": not args.full_3d_skips, "steps": args.steps, "patches": args.patches,
+            **environment(),
+            "load_average_start": load_average()}
+  variables = None
+  if not args.skip_train:
+    report["train"], variables = bench_train(model, args.image_size, args.batch, args.steps, args.warmup,
+                                                   patch_names=args.patches)
+  if variables is None:
+    shape = clip_shape(model, 1, args.image_size)
+    variables = jax.jit(lambda: model.init(jax.random.PRNGKey(0), jnp.zeros(shape), train=False))()
+  report["inference"] = bench_infer(model, variables, args.image_size, infer_batch, args.steps, args.warmup,
+                                    args.patches)
+  if args.streaming:
+    report["streaming"] = bench_streaming(model, variables, args.image_size, infer_batch, args.steps)
+  report["load_average_end"] = load_average()
+  print(json.dumps(report, indent=1))
+  return 0
+
+
+if __name__ == "__main__":
+  sys.exit(main())

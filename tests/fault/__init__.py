@@ -1,0 +1,1 @@
+"""Fault injection: kills and restarts, bad input of every kind, determinism."""

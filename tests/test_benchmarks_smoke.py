@@ -1,0 +1,161 @@
+"""The speed benchmarks run end to end at a tiny size and report sane JSON; their side paths compute the same maths."""
+
+import json
+import os
+import subprocess
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BENCH = os.path.join(ROOT, "benchmarks")
+TINY = ["--latent-dim", "8", "--image-size", "32", "--batch", "2", "--steps", "2", "--warmup", "0"]
+# The experimental layers live beside the benchmark scripts, not in the package.
+sys.path[:0] = [p for p in (BENCH, ROOT) if p not in sys.path]
+
+
+def _uniform(seed, shape):
+  # numpy draws: a jitted threefry draw costs seconds of XLA:CPU compile per shape.
+  return jnp.asarray(np.random.default_rng(seed).random(shape, dtype=np.float32))
+
+
+@pytest.fixture(scope="module")
+def runs():
+  """Both scripts at once (each is mostly single-threaded XLA compiling): {script: JSON}."""
+  scripts = {"model_speed.py": ["--streaming"]}
+  try:
+    import torch  # pylint: disable=g-import-not-at-top,unused-import
+    scripts["vs_pytorch.py"] = []
+  except ImportError:
+    pass
+  procs = {name: subprocess.Popen([sys.executable, os.path.join(BENCH, name), *TINY, *extra],
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+           for name, extra in scripts.items()}
+  out = {}
+  for name, proc in procs.items():
+    stdout, stderr = proc.communicate(timeout=300)
+    assert proc.returncode == 0, stderr[-3000:]
+    out[name] = json.loads(stdout)
+  return out
+
+
+def _positive(section, *keys):
+  for key in keys:
+    assert section[key] > 0, (key, section)
+
+
+def test_model_speed_reports_train_and_inference(runs):
+  r = runs["model_speed.py"]
+  assert (r["batch"], r["image_size"], r["latent_dim"], r["dtype"]) == (2, 32, 8, "float32")
+  assert r["train"]["train_step"] == "maskedskip_jax.train.train_step"
+  _positive(r["train"], "compile_s", "step_ms_median", "clips_per_s")
+  _positive(r["inference"], "compile_s", "step_ms_median", "frames_per_s")
+  assert r["train"]["clips_per_s"] == pytest.approx(2e3 / r["train"]["step_ms_median"], rel=1e-2)
+  assert np.isfinite(r["train"]["loss"])
+  assert any(k.startswith("peak_") for k in r["train"])
+  assert r["device_kind"] and r["jax_version"] == jax.__version__
+  if "skipped" not in r["streaming"]:
+    _positive(r["streaming"], "step_ms_median", "frames_per_s")
+
+
+def test_vs_pytorch_reports_both_sides_and_ratios(runs):
+  pytest.importorskip("torch")
+  r = runs["vs_pytorch.py"]
+  for side in ("jax", "torch"):
+    _positive(r[side]["train"], "step_ms_median", "clips_per_s")
+    _positive(r[side]["inference"], "step_ms_median", "frames_per_s")
+  # The twin is the same network: the same number of parameters on both sides.
+  assert r["jax"]["params"] == r["torch"]["params"] > 0
+  assert r["ratio"]["train_time_ratio"] == pytest.approx(
+      r["jax"]["train"]["step_ms_median"] / r["torch"]["train"]["step_ms_median"], rel=1e-2)
+  _positive(r["ratio"], "train_speedup", "inference_speedup")
+  assert r["torch_threads"] >= 1 and r["torch_skips"] == "full3d"
+
+
+def test_torch_centre_only_skips_equal_full_3d():
+  torch = pytest.importorskip("torch")
+  import torch_reference  # pylint: disable=g-import-not-at-top
+  torch.manual_seed(0)
+  full = torch_reference.build("maskedskip_unet", 16, 3, 3, "full3d").eval()
+  centre = torch_reference.build("maskedskip_unet", 16, 3, 3, "centre").eval()
+  centre.load_state_dict(full.state_dict())
+  x = torch.rand(2, 3, 3, 32, 32)
+  with torch.no_grad():
+    a, b = full(x), centre(x)
+  assert float((a - b).abs().max()) < 1e-5
+  conv = full.mconv1
+  feat = torch.rand(2, conv.conv.in_channels, 3, 20, 20)
+  with torch.no_grad():
+    want = conv(feat)[:, :, 1]
+    got = torch_reference.centre_only_skip(conv, feat)
+  assert float((want - got).abs().max()) < 1e-5
+
+
+def test_fused_branches_block_equals_plain_block():
+  import fused_branches  # pylint: disable=g-import-not-at-top
+  from maskedskip_jax import layers  # pylint: disable=g-import-not-at-top
+  x = _uniform(0, (2, 8, 8, 5))
+  # The masked (ed_masks) form exercises the branch masks too; decode differs only after the convs.
+  plain = layers.ConvBlock(4, ed_mask=True)
+  fused = fused_branches.FusedConvBlock(4, ed_mask=True)
+  variables = plain.init(jax.random.key(1, impl="rbg"), x, train=False)
+  # Same parameter tree, so checkpoints and the optimiser's masks carry over unchanged.
+  fused_vars = fused.init(jax.random.key(1, impl="rbg"), x, train=False)
+  assert jax.tree.structure(variables) == jax.tree.structure(fused_vars)
+
+  def loss_and_grads(module):
+    # Train-mode BatchNorm: the fused block must also give the same batch statistics and gradients.
+    def loss(v):
+      y, upd = module.apply(v, x, train=True, mutable=["batch_stats"])
+      return jnp.sum(y ** 2), (y, upd)
+    return jax.jit(jax.value_and_grad(loss, has_aux=True))(variables)
+
+  (_, (y_plain, stats_plain)), g_plain = loss_and_grads(plain)
+  (_, (y_fused, stats_fused)), g_fused = loss_and_grads(fused)
+  np.testing.assert_allclose(np.asarray(y_fused), np.asarray(y_plain), atol=1e-5, rtol=1e-5)
+  for want, got in zip(jax.tree.leaves((stats_plain, g_plain)), jax.tree.leaves((stats_fused, g_fused))):
+    np.testing.assert_allclose(np.asarray(got), np.asarray(want), atol=1e-4, rtol=1e-4)
+
+
+def _conv_grads(module, variables, x):
+  def loss(v, x):
+    y = module.apply(v, x)
+    return jnp.sum(y * jnp.cos(y))  # a non-trivial output gradient
+  return jax.jit(lambda v, x: (module.apply(v, x), jax.grad(loss, argnums=(0, 1))(v, x)))(variables, x)
+
+
+def test_fft_weight_grad_patch_keeps_forward_and_gradients():
+  import fft_weight_grad  # pylint: disable=g-import-not-at-top
+  from maskedskip_jax import layers  # pylint: disable=g-import-not-at-top
+  # The 17x17 masked 3-D skip conv in its centre-only form, as the model builds it.
+  conv = layers.Conv(4, (3, 17, 17), layers.centre_square_mask(17, 7, 3), centre_frame=True)
+  x = _uniform(0, (2, 3, 12, 10, 3))
+  variables = conv.init(jax.random.key(1, impl="rbg"), x)
+  y_plain, (gv_plain, gx_plain) = _conv_grads(conv, variables, x)
+  with fft_weight_grad.patched():
+    y_fft, (gv_fft, gx_fft) = _conv_grads(conv, variables, x)
+  np.testing.assert_array_equal(np.asarray(y_fft), np.asarray(y_plain))  # forward untouched
+  np.testing.assert_array_equal(np.asarray(gx_fft), np.asarray(gx_plain))  # input gradient untouched
+  kernel_fft, kernel_plain = gv_fft["params"]["masked_kernel"], gv_plain["params"]["masked_kernel"]
+  scale = float(jnp.max(jnp.abs(kernel_plain)))
+  np.testing.assert_allclose(np.asarray(kernel_fft), np.asarray(kernel_plain), atol=1e-5 * scale)
+  # Masked taps still get exactly zero gradient.
+  hole = np.broadcast_to(layers.centre_square_mask(17, 7, 3) == 0, kernel_fft.shape)
+  assert hole.sum() > 0 and not np.any(np.asarray(kernel_fft)[hole])
+
+
+def test_small_map_conv_equals_plain_conv():
+  import small_map_conv  # pylint: disable=g-import-not-at-top
+  from maskedskip_jax import layers  # pylint: disable=g-import-not-at-top
+  x = _uniform(0, (2, 4, 6, 5))  # a 7x7 kernel on a 4x6 map
+  plain, small = layers.Conv(3, (7, 7)), small_map_conv.SmallMapConv(3, (7, 7))
+  variables = plain.init(jax.random.key(1, impl="rbg"), x)
+  assert jax.tree.structure(small.init(jax.random.key(1, impl="rbg"), x)) == jax.tree.structure(variables)
+  y_plain, g_plain = _conv_grads(plain, variables, x)
+  y_small, g_small = _conv_grads(small, variables, x)
+  np.testing.assert_allclose(np.asarray(y_small), np.asarray(y_plain), atol=1e-5, rtol=1e-5)
+  for want, got in zip(jax.tree.leaves(g_plain), jax.tree.leaves(g_small)):
+    np.testing.assert_allclose(np.asarray(got), np.asarray(want), atol=1e-5, rtol=1e-5)
