@@ -26,11 +26,12 @@ import jax  # pylint: disable=g-import-not-at-top,wrong-import-position
 import jax.numpy as jnp  # pylint: disable=g-import-not-at-top,wrong-import-position
 import numpy as np  # pylint: disable=g-import-not-at-top,wrong-import-position
 
+import experimental  # pylint: disable=g-import-not-at-top,wrong-import-position
 import model_speed  # pylint: disable=g-import-not-at-top,wrong-import-position
 from maskedskip_jax import models  # pylint: disable=g-import-not-at-top,wrong-import-position
 from maskedskip_jax import optim  # pylint: disable=g-import-not-at-top,wrong-import-position
 
-# name -> (XLA compiler options, experimental model changes from model_speed.PATCHES)
+# name -> (XLA compiler options, experimental model changes from experimental.PATCHES)
 CANDIDATES = {
     "base": ({}, ()),
     "no_ynn": ({"xla_cpu_experimental_ynn_fusion_type": ""}, ()),
@@ -49,7 +50,7 @@ CANDIDATES = {
 def _compile(fn, args, options, patch_names, donate):
   jitted = jax.jit(fn, donate_argnums=0 if donate else ())
   begin = time.perf_counter()
-  with model_speed.patches(patch_names):
+  with experimental.patches(patch_names):
     lowered = jitted.lower(*args)
   compiled = lowered.compile(compiler_options=options or None)
   return compiled, time.perf_counter() - begin
@@ -101,7 +102,7 @@ def main(argv=None) -> int:
     runners[name] = run
     report.setdefault("compile_s", {})[name] = round(seconds, 2)
     if patch_names:
-      with model_speed.patches(patch_names):
+      with experimental.patches(patch_names):
         patched_out = jax.jit(lambda v, x: model.apply(v, x))(variables, x)
       plain = jax.jit(lambda v, x: model.apply(v, x))(variables, x)
       report.setdefault("max_abs_diff_vs_base", {})[name] = float(jnp.max(jnp.abs(patched_out - plain)))

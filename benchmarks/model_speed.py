@@ -13,9 +13,7 @@ is the median of `--steps` steps, each bracketed by `block_until_ready`.
 """
 
 import argparse
-import contextlib
 import functools
-import importlib
 import json
 import os
 import platform
@@ -23,42 +21,27 @@ import resource
 import sys
 import time
 
-# Runnable as a plain script from anywhere in the checkout.
+# Runnable as a plain script from anywhere in the checkout; the experimental layers sit beside it.
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import jax  # pylint: disable=g-import-not-at-top,wrong-import-position
 import jax.numpy as jnp  # pylint: disable=g-import-not-at-top,wrong-import-position
 import numpy as np  # pylint: disable=g-import-not-at-top,wrong-import-position
 
+import experimental  # pylint: disable=g-import-not-at-top,wrong-import-position
 from maskedskip_jax import losses  # pylint: disable=g-import-not-at-top,wrong-import-position
 from maskedskip_jax import models  # pylint: disable=g-import-not-at-top,wrong-import-position
 from maskedskip_jax import optim  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
-# Experimental speed changes that live in benchmarks/ (name -> module with `patched()`),
-# applied while the model is traced so their effect can be timed before adoption.
-PATCHES = {"fft_weight_grad": "fft_weight_grad", "small_map_im2col": "small_map_conv",
-           "fused_branches": "fused_branches"}
-
-
-@contextlib.contextmanager
-def patches(names=()):
-  sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-  with contextlib.ExitStack() as stack:
-    for name in names:
-      stack.enter_context(importlib.import_module(PATCHES[name]).patched())
-    yield
-
-
 def cpu_name() -> str:
   try:
     with open("/proc/cpuinfo") as f:
-      for line in f:
-        if line.startswith("model name"):
-          return line.split(":", 1)[1].strip()
+      names = [line.split(":", 1)[1].strip() for line in f if line.startswith("model name")]
   except OSError:
-    pass
-  return platform.processor() or platform.machine()
+    names = []
+  return names[0] if names else platform.processor() or platform.machine()
 
 
 def cores() -> int:
@@ -77,10 +60,7 @@ def environment() -> dict:
 
 
 def load_average() -> list[float]:
-  try:
-    return [round(v, 2) for v in os.getloadavg()]
-  except OSError:
-    return []
+  return [round(v, 2) for v in os.getloadavg()] if hasattr(os, "getloadavg") else []
 
 
 def peak_memory() -> dict:
@@ -172,7 +152,7 @@ def bench_train(model, image_size: int, batch_size: int, steps: int, warmup: int
   batch = {"clips": jax.device_put(clips(shape))}
   jitted = jax.jit(functools.partial(step_fn, model=model, tx=tx), donate_argnums=0)
   begin = time.perf_counter()
-  with patches(patch_names):
+  with experimental.patches(patch_names):
     lowered = jitted.lower(state, batch)
   trace_s = time.perf_counter() - begin
   begin = time.perf_counter()
@@ -213,7 +193,7 @@ def bench_infer(model, variables, image_size: int, batch_size: int, steps: int, 
   x = jax.device_put(clips(clip_shape(model, batch_size, image_size), seed=1))
   fn = jax.jit(lambda v, x: model.apply(v, x, train=False))
   begin = time.perf_counter()
-  with patches(patch_names):
+  with experimental.patches(patch_names):
     lowered = fn.lower(variables, x)
   compiled = lowered.compile()
   compile_s = time.perf_counter() - begin
@@ -238,7 +218,6 @@ def bench_streaming(model, variables, image_size: int, batch_size: int, steps: i
   """
   try:
     from maskedskip_jax import streaming  # pylint: disable=g-import-not-at-top
-    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     import inference_speed  # pylint: disable=g-import-not-at-top
   except ImportError as e:
     return {"skipped": f"streaming path not importable: {e}"}
@@ -275,13 +254,14 @@ def parse_args(argv=None) -> argparse.Namespace:
   parser.add_argument("--full-3d-skips", action="store_true",
                       help="compute the masked skips as full 3-D convs (centre-only is the default)")
   parser.add_argument("--streaming", action="store_true", help="also time maskedskip_jax.streaming")
-  parser.add_argument("--patches", default="", help=f"comma-separated experimental changes: {', '.join(PATCHES)}")
+  parser.add_argument("--patches", default="",
+                      help=f"comma-separated experimental changes: {', '.join(experimental.PATCHES)}")
   parser.add_argument("--skip-train", action="store_true")
   parser.add_argument("--compilation-cache", default="", help="persistent compilation cache directory")
   args = parser.parse_args(argv)
   args.patches = [p for p in args.patches.split(",") if p]
-  if any(p not in PATCHES for p in args.patches):
-    parser.error(f"--patches: known: {', '.join(PATCHES)}; got {args.patches}")
+  if any(p not in experimental.PATCHES for p in args.patches):
+    parser.error(f"--patches: known: {', '.join(experimental.PATCHES)}; got {args.patches}")
   if min(args.batch, args.steps, args.image_size, args.latent_dim) < 1 or args.warmup < 0:
     parser.error("--batch, --steps, --image-size and --latent-dim must be positive, --warmup >= 0")
   return args

@@ -25,6 +25,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import jax  # pylint: disable=g-import-not-at-top,wrong-import-position
 import jax.numpy as jnp  # pylint: disable=g-import-not-at-top,wrong-import-position
 
+import experimental  # pylint: disable=g-import-not-at-top,wrong-import-position
 import model_speed  # pylint: disable=g-import-not-at-top,wrong-import-position
 from maskedskip_jax import models  # pylint: disable=g-import-not-at-top,wrong-import-position
 
@@ -51,10 +52,11 @@ def parse_args(argv=None) -> argparse.Namespace:
                       help="full3d: the reference's skip convs; centre: PyTorch also computes only the centre frame")
   parser.add_argument("--torch-mkldnn", default=True, action=argparse.BooleanOptionalAction,
                       help="PyTorch's oneDNN CPU convs (its default); its backward is slow for 17x17 kernels")
-  parser.add_argument("--omp-wait-policy", default="PASSIVE", choices=("PASSIVE", "ACTIVE", "inherit"),
-                      help="OpenMP wait policy for PyTorch's CPU threads (inherit: leave OMP_WAIT_POLICY as is)")
+  parser.add_argument("--omp-wait-policy", default="inherit", choices=("inherit", "PASSIVE", "ACTIVE"),
+                      help="OpenMP wait policy of PyTorch's CPU threads; inherit (PyTorch's default, spinning) is "
+                           "its best on an idle box, PASSIVE on a loaded one")
   parser.add_argument("--jax-patches", default="",
-                      help=f"experimental JAX changes to time (model_speed.PATCHES): {', '.join(model_speed.PATCHES)}")
+                      help=f"experimental JAX changes to time: {', '.join(experimental.PATCHES)}")
   parser.add_argument("--threads", type=int, default=None, help="PyTorch intra-op threads (default: JAX's cores)")
   args = parser.parse_args(argv)
   platform = "gpu" if jax.default_backend() == "gpu" else "cpu"
@@ -66,8 +68,8 @@ def parse_args(argv=None) -> argparse.Namespace:
   args.dtype = args.dtype or dtype
   args.torch_compile = compiled if args.torch_compile is None else args.torch_compile
   args.jax_patches = [p for p in args.jax_patches.split(",") if p]
-  if any(p not in model_speed.PATCHES for p in args.jax_patches):
-    parser.error(f"--jax-patches: known: {', '.join(model_speed.PATCHES)}; got {args.jax_patches}")
+  if any(p not in experimental.PATCHES for p in args.jax_patches):
+    parser.error(f"--jax-patches: known: {', '.join(experimental.PATCHES)}; got {args.jax_patches}")
   if min(args.batch, args.infer_batch, args.steps) < 1 or args.warmup < 0:
     parser.error("--batch, --infer-batch and --steps must be positive, --warmup >= 0")
   return args
@@ -77,9 +79,9 @@ def main(argv=None) -> int:
   args = parse_args(argv)
   model_speed.configure_jax()
   if args.omp_wait_policy != "inherit":
-    # Spinning OpenMP threads on a loaded box steal the cores their own team needs:
-    # a 17x17 conv's backward ran 5-10x slower at load 5 on 2 cores. XLA's pool
-    # sleeps when idle. libgomp reads this once, when torch loads it (below).
+    # Spinning OpenMP threads on a loaded box steal the cores their own team needs
+    # (a 17x17 conv's backward ran 5-10x slower at load 5 on 2 cores), while on an
+    # idle box spinning is ~20% faster. libgomp reads this once, when torch loads it.
     os.environ["OMP_WAIT_POLICY"] = args.omp_wait_policy
   import torch  # pylint: disable=g-import-not-at-top
   import torch_reference  # pylint: disable=g-import-not-at-top

@@ -1,6 +1,6 @@
 r"""SIGKILL a training run at random moments, restart it, and check that nothing was lost.
 
-  python3 tests/fault/kill_resume.py --trials 10          # ~1 min per trial on 2 CPU cores
+  python3 tests/fault/kill_resume.py --trials 10          # ~20 s per trial on 2 CPU cores
   python3 tests/fault/kill_resume.py --trials 3 --seed 7 --keep /tmp/kills
 
 One uninterrupted run of a tiny config is the reference. Each trial trains the
@@ -97,10 +97,12 @@ def _wait_for_moment(proc, workdir: str, moment: str, rng: random.Random, startu
   # SIGTERM well before the end: after the loop the run exits normally anyway.
   last = tt.STEPS - 3 if moment == "sigterm" else tt.STEPS - 1
   target = rng.randint(floor + 1, last) if floor + 1 <= last else tt.STEPS
-  # Which of the remaining checkpoint writes to interrupt.
-  saves = [s for s in range(floor + 1, tt.STEPS + 1) if s % tt.EVERY == 0 or s == tt.STEPS]
-  target_save = rng.choice(saves) if saves else tt.STEPS
-  into_write = rng.uniform(0, 0.5)  # seconds after the write starts (writes take ~0.3-1 s here)
+  # Which remaining checkpoint write to interrupt, and how far into it (writes take ~0.3-1 s
+  # here). A write that ends sooner is missed, and the next one is interrupted at once; the
+  # last write has no next one, so it is interrupted as soon as it starts.
+  saves = [s for s in range(floor + 1, tt.STEPS + 1) if s % tt.EVERY == 0 or s == tt.STEPS] or [tt.STEPS]
+  target_save = rng.choice(saves[:-1] or saves)
+  into_write = rng.uniform(0, 0.5) if len(saves) > 1 else 0.0
   write_seen = None
   # Leftovers of the killed run (metrics lines past its checkpoint, a half-written
   # checkpoint) are dropped when the new run starts; only what it makes counts.
