@@ -109,10 +109,9 @@ def _local_train_step(state, batch, *, model, tx):
 
 
 def _local_init_state(seed, *, model, tx, input_shape):
-  rng = jax.random.PRNGKey(seed)
-  variables = model.init(rng, jnp.zeros(input_shape, jnp.float32), train=False)
+  variables = models.init_variables(model, seed, input_shape)
   return dict(params=variables["params"], batch_stats=variables["batch_stats"],
-              opt_state=tx.init(variables["params"]), step=jnp.zeros((), jnp.int32), rng=rng)
+              opt_state=tx.init(variables["params"]), step=jnp.zeros((), jnp.int32), rng=jax.random.PRNGKey(seed))
 
 
 def _train_fns():
@@ -148,7 +147,7 @@ def bench_train(model, image_size: int, batch_size: int, steps: int, warmup: int
   tx = optim.make_optimizer(learning_rate)
   shape = clip_shape(model, batch_size, image_size)
   init = functools.partial(init_fn, model=model, tx=tx, input_shape=(1, *shape[1:]))
-  state = jax.jit(init)(jnp.int32(0))
+  state = jax.device_put(init(0))
   batch = {"clips": jax.device_put(clips(shape))}
   jitted = jax.jit(functools.partial(step_fn, model=model, tx=tx), donate_argnums=0)
   begin = time.perf_counter()
@@ -286,7 +285,7 @@ def main(argv=None) -> int:
                                                    patch_names=args.patches)
   if variables is None:
     shape = clip_shape(model, 1, args.image_size)
-    variables = jax.jit(lambda: model.init(jax.random.PRNGKey(0), jnp.zeros(shape), train=False))()
+    variables = models.init_variables(model, 0, shape)
   report["inference"] = bench_infer(model, variables, args.image_size, infer_batch, args.steps, args.warmup,
                                     args.patches)
   if args.streaming:

@@ -40,6 +40,56 @@ def _to_rgb_or_grey(image: np.ndarray, path: str) -> np.ndarray:
   raise UserError(f"{path}: {channels} channels; expected 1, 3 or 4.")
 
 
+# Markers with no length field: TEM, RST0-7, SOI, EOI.
+_STANDALONE = {0x01, *range(0xD0, 0xDA)}
+
+
+def _jpeg_header_error(data: bytes) -> str | None:
+  """What is wrong with a JPEG's marker segments up to its scan, or None.
+
+  libjpeg decodes a file whose tables are damaged after only a warning, filling the
+  picture with garbage; a damaged table or segment is caught here instead.
+  """
+  if data[:2] != b"\xff\xd8":
+    return "no start-of-image marker"
+  pos = 2
+  while True:
+    if pos + 4 > len(data):
+      return "ends inside its header"
+    if data[pos] != 0xFF:
+      return f"damaged header: expected a marker at byte {pos}, found 0x{data[pos]:02x}"
+    while pos + 1 < len(data) and data[pos + 1] == 0xFF:  # fill bytes
+      pos += 1
+    marker = data[pos + 1]
+    if marker in _STANDALONE or marker == 0x00:
+      return f"damaged header: unexpected marker 0xff{marker:02x} at byte {pos}"
+    length = int.from_bytes(data[pos + 2:pos + 4], "big")
+    end = pos + 2 + length
+    if length < 2 or end > len(data):
+      return f"damaged header: segment 0xff{marker:02x} at byte {pos} runs past the end"
+    if marker == 0xC4 and not _valid_huffman_tables(data[pos + 4:end]):
+      return f"damaged Huffman table at byte {pos}"
+    if marker == 0xDA:  # start of scan: entropy-coded data follows, up to the end marker
+      return None
+    pos = end
+
+
+def _valid_huffman_tables(body: bytes) -> bool:
+  """A DHT segment is one or more tables that exactly fill it, each a realisable code."""
+  pos = 0
+  while pos < len(body):
+    if pos + 17 > len(body) or body[pos] >> 4 > 1 or body[pos] & 0x0F > 3:
+      return False
+    counts = body[pos + 1:pos + 17]
+    codes = 0  # Kraft: at each length, the codes so far must fit in that many bits
+    for bits, count in enumerate(counts, 1):
+      codes = 2 * codes + count
+      if codes > 1 << bits:
+        return False
+    pos += 17 + sum(counts)
+  return pos == len(body) and len(body) > 0
+
+
 def read_frame(path: str | os.PathLike) -> np.ndarray:
   """Reads one image file as uint8 RGB (H, W, 3) or grey (H, W)."""
   path = os.fspath(path)
@@ -50,9 +100,11 @@ def read_frame(path: str | os.PathLike) -> np.ndarray:
     raise UserError(f"{path}: cannot read image ({e.strerror}).") from None
   # OpenCV decodes a cut-off JPEG without complaint, padding it with grey;
   # an interrupted copy would then silently poison training.
-  if (path.lower().endswith((".jpg", ".jpeg"))
-      and b"\xff\xd9" not in data[-_JPEG_TAIL:]):
-    raise UserError(f"{path}: truncated JPEG (no end-of-image marker).")
+  if path.lower().endswith((".jpg", ".jpeg")):
+    if b"\xff\xd9" not in data[-_JPEG_TAIL:]:
+      raise UserError(f"{path}: truncated JPEG (no end-of-image marker).")
+    if problem := _jpeg_header_error(data):
+      raise UserError(f"{path}: corrupt JPEG ({problem}).")
   # UNCHANGED keeps single-channel greys and the depth of 16-bit TIFFs.
   try:
     image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)

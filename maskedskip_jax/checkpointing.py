@@ -10,7 +10,9 @@ restart would load.
 import contextlib
 import errno
 import os
+import re
 import signal
+import sys
 import threading
 from typing import Any
 
@@ -86,18 +88,37 @@ def restore(mngr: ocp.CheckpointManager, abstract_state: Any,
   return restored["state"], dict(restored["meta"])
 
 
-_DISK_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM)
+_DISK_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EACCES, errno.EPERM)
+# TensorStore (Orbax's writer) raises ValueError("... [os_error_code='28']") with no OSError behind it.
+_TENSORSTORE_ERRNO = re.compile(r"os_error_code='(\d+)'")
 
 
-def _disk_error(e: BaseException) -> OSError | None:
-  """The OSError (disk full, read-only, no permission) behind `e`, if any."""
+def _disk_error(e: BaseException) -> int | None:
+  """The errno (disk full, file too large, read-only, no permission) behind `e`, if any."""
   seen = set()
   while e is not None and id(e) not in seen:
     seen.add(id(e))
     if isinstance(e, OSError) and e.errno in _DISK_ERRNOS:
-      return e
+      return e.errno
+    code = _TENSORSTORE_ERRNO.search(str(e))
+    if code and int(code[1]) in _DISK_ERRNOS:
+      return int(code[1])
     e = e.__cause__ or e.__context__
   return None
+
+
+def ignore_closed_loop_reports() -> None:
+  """After a failed write, TensorStore's other pending writes report into Orbax's closed event loop.
+
+  TensorStore hands those errors to sys.unraisablehook; they say nothing the
+  checkpoint error does not, and would bury it under hundreds of tracebacks.
+  """
+  previous = sys.unraisablehook
+
+  def hook(unraisable):
+    if not (isinstance(unraisable.exc_value, RuntimeError) and str(unraisable.exc_value) == "Event loop is closed"):
+      previous(unraisable)
+  sys.unraisablehook = hook
 
 
 @contextlib.contextmanager
@@ -109,7 +130,7 @@ def disk_errors_as_user_errors(directory: str):
     cause = _disk_error(e)
     if cause is None:
       raise
-    raise UserError(f"{directory}: could not write a checkpoint ({os.strerror(cause.errno)}); free some space "
+    raise UserError(f"{directory}: could not write a checkpoint ({os.strerror(cause)}); free some space "
                     "or pick another --workdir, then rerun to resume from the last finished checkpoint") from None
 
 

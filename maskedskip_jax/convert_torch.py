@@ -153,11 +153,14 @@ def load_torch_state_dict(path: str) -> dict[str, np.ndarray]:
     # weights_only refuses any pickle that names code (a class, a function) to run.
     # Keep torch's diagnosis, not its advice to retry with weights_only=False.
     text = re.sub(r"\x1b\[\d+m", "", str(e))
-    if m := re.search(r"Unsupported global: GLOBAL (\S+)", text):
+    # Torch words it "Unsupported global: GLOBAL x" or, for a blocked module,
+    # "unsupported GLOBAL x whose module y is blocked".
+    if m := re.search(r"unsupported global:? (?:GLOBAL )?(\S+)", text, re.IGNORECASE):
       raise UserError(f"{path}: refused: the checkpoint references code ({m[1]}); only plain tensor "
                       "state_dicts are read, and code in a checkpoint is never run") from None
     m = re.search(r"WeightsUnpickler error:\s*(.+)", text)
     reason = m[1].strip() if m else " ".join(text.split())[:200]
+    reason = re.split(r"[^.]*weights_only", reason)[0].strip() or type(e).__name__
     raise UserError(f"{path}: refused: not a plain tensor state_dict ({type(e).__name__}: {reason})") from None
   if isinstance(obj, dict):
     for wrapper in _WRAPPER_KEYS:

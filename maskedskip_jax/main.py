@@ -11,6 +11,7 @@ jax.distributed.initialize() (found from the launcher's environment, or from
 """
 
 import importlib
+import logging as std_logging
 import os
 import re
 import sys
@@ -133,12 +134,25 @@ def run(config, workdir: str, mode: str, config_name: str | None = None) -> int:
   return 0
 
 
+class _NoLibraryTracebacks:
+  """Orbax logs its background-thread failures with tracebacks; ours is the one line that matters."""
+
+  def filter(self, record) -> bool:
+    if any(f"{os.sep}{name}{os.sep}" in record.pathname for name in ("orbax", "asyncio")):
+      record.exc_info, record.exc_text = None, None
+    return True
+
+
 def main(argv: list[str]) -> None:
   if len(argv) > 1:
     _fail(f"unexpected arguments {' '.join(argv[1:])}; flags look like --mode=train")
   if not flags.FLAGS["verbosity"].present:
     # Orbax and JAX log routine events as INFO and WARNING; progress has its own lines.
     logging.set_verbosity(logging.ERROR)
+  for logger in (logging.get_absl_logger(), std_logging.getLogger("asyncio")):
+    logger.addFilter(_NoLibraryTracebacks())
+  from maskedskip_jax import checkpointing  # pylint: disable=g-import-not-at-top
+  checkpointing.ignore_closed_loop_reports()
   try:
     config = load_config()
     from maskedskip_jax import sharding  # pylint: disable=g-import-not-at-top

@@ -52,15 +52,32 @@ def build_optimizer(config, total_steps: int) -> optax.GradientTransformation:
                               total_steps=total_steps, warmup_steps=t.warmup_steps, grad_clip_norm=t.grad_clip_norm)
 
 
-def init_state(seed: jax.Array, *, model, tx, input_shape) -> dict[str, Any]:
-  """The state at step 0; `seed` (an int32 scalar) fixes parameters and the step rng."""
-  # Parameters draw from an 'rbg' key: init makes one draw per parameter, and XLA
-  # compiles those ~5x faster than threefry draws on CPU (tens of seconds saved).
-  init_key = jax.random.key(seed, impl="rbg")
-  variables = model.init(init_key, jnp.zeros(input_shape, jnp.float32), train=False)
+def _state(variables, *, tx, seed: int) -> dict[str, Any]:
   return dict(params=variables["params"], batch_stats=variables["batch_stats"],
               opt_state=tx.init(variables["params"]), step=jnp.zeros((), jnp.int32),
               rng=jax.random.PRNGKey(seed))
+
+
+def state_shapes(*, model, tx, input_shape) -> dict[str, Any]:
+  """The state's shapes and dtypes (jax.ShapeDtypeStruct leaves), traced only, for restoring."""
+  return jax.eval_shape(lambda: _state(model.init(jax.random.key(0), jnp.zeros(input_shape, jnp.float32),
+                                                  train=False), tx=tx, seed=0))
+
+
+def init_state(seed: int, *, model, tx, input_shape, placement=None) -> dict[str, Any]:
+  """The state at step 0; `seed` fixes the parameters and the step rng.
+
+  Parameters are drawn on the host by models.init_variables: `model.init` would compile
+  one random draw per parameter into XLA, which takes a minute or more on a CPU. The
+  state is placed with `placement` (a sharding; default: replicated over all devices).
+  """
+  seed = int(seed)
+  placement = placement or sharding.replicated(sharding.make_mesh())
+  host = models.init_variables(model, seed, input_shape)
+  # Every process computes the same values, so each fills its own devices' copies.
+  variables = jax.tree.map(
+      lambda x: jax.make_array_from_callback(x.shape, placement, lambda index, x=x: x[index]), host)
+  return jax.jit(functools.partial(_state, tx=tx, seed=seed), out_shardings=placement)(variables)
 
 
 def train_step(state: dict[str, Any], batch: dict[str, jax.Array], *, model,
@@ -155,8 +172,8 @@ def restore_variables(config, workdir: str, step: int | None = None):
   model = build_model(config)
   mngr = checkpointing.manager(workdir, read_only=True)
   shape = (1, config.model.temporal, *config.data.image_size, config.data.channels)
-  init = functools.partial(init_state, model=model, tx=build_optimizer(config, 1), input_shape=shape)
-  abstract = _abstract(jax.eval_shape(init, 0), sharding.replicated(sharding.make_mesh()))
+  abstract = _abstract(state_shapes(model=model, tx=build_optimizer(config, 1), input_shape=shape),
+                       sharding.replicated(sharding.make_mesh()))
   try:
     _check_same_experiment(checkpointing.read_meta(mngr, step), config, mngr.directory)
     state, meta = checkpointing.restore(mngr, abstract, step)
@@ -220,18 +237,16 @@ def train(config, workdir: str) -> dict[str, Any]:
   steps_per_epoch = pipeline.steps_per_epoch(store, t.batch_size, c.model.temporal, c.data.stride)
   total = t.num_steps if t.num_steps > 0 else t.epochs * steps_per_epoch
   model, tx = build_model(c), build_optimizer(c, total)
-  init = jax.jit(functools.partial(init_state, model=model, tx=tx,
-                                   input_shape=(1, c.model.temporal, *c.data.image_size, c.data.channels)),
-                 out_shardings=repl)
+  input_shape = (1, c.model.temporal, *c.data.image_size, c.data.channels)
 
   mngr = checkpointing.manager(workdir, keep=t.keep_checkpoints)
   meta = {"config": _json_config(c)}
   latest = mngr.latest_step()
   if latest is None:
-    state = init(t.seed)
+    state = init_state(t.seed, model=model, tx=tx, input_shape=input_shape, placement=repl)
   else:
     _check_same_experiment(checkpointing.read_meta(mngr, latest), c, mngr.directory)
-    state, _ = checkpointing.restore(mngr, _abstract(jax.eval_shape(init, 0), repl), latest)
+    state, _ = checkpointing.restore(mngr, _abstract(state_shapes(model=model, tx=tx, input_shape=input_shape), repl), latest)
     _say(f"resumed from {mngr.directory}/{latest}")
   start = int(np.asarray(state["step"]))
   _say(f"training {total} steps ({steps_per_epoch} per epoch, batch {t.batch_size} over {mesh.devices.size} "

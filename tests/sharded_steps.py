@@ -36,19 +36,20 @@ def run() -> dict[str, np.ndarray]:
   # feed a BatchNorm (~1e-10) into full +-lr steps, so Adam trajectories of two
   # reduction orders part ways however correct both are.
   tx = optax.sgd(0.5)
-  init = jax.jit(functools.partial(train.init_state, model=model, tx=tx, input_shape=(1, 1, 32, 32, 1)),
-                 out_shardings=repl)
+  init = functools.partial(train.init_state, model=model, tx=tx, input_shape=(1, 1, 32, 32, 1), placement=repl)
   step = jax.jit(functools.partial(train.train_step, model=model, tx=tx), donate_argnums=0,
                  in_shardings=(repl, data), out_shardings=(repl, repl))
   state, losses, out = init(0), [], {}
+  before = {part: jax.tree.map(np.asarray, state[part]) for part in ("params", "batch_stats")}
   for batch in sharding.prefetch(batches(), data, size=2):
     assert batch["clips"].sharding == data and len(batch["clips"].addressable_shards) == mesh.devices.size
     state, metrics = step(state, batch)
     losses.append(float(metrics["loss"]))
     if len(losses) == 1:
       for part in ("params", "batch_stats"):
-        leaves = jax.tree_util.tree_leaves_with_path(state[part])
-        out.update({part + jax.tree_util.keystr(p): np.asarray(v) for p, v in leaves})
+        # The first step's change to each leaf: what the step computed, without the initial values.
+        change = jax.tree.map(lambda new, old: np.asarray(new) - old, state[part], before[part])
+        out.update({part + jax.tree_util.keystr(p): v for p, v in jax.tree_util.tree_leaves_with_path(change)})
   out["losses"] = np.asarray(losses)
   out["devices"] = np.asarray(jax.device_count())
   if jax.device_count() == 4:

@@ -70,6 +70,35 @@ def test_read_frame_rejects_truncated_jpeg(tmp_path):
     frame_io.read_frame(path)
 
 
+@pytest.mark.parametrize("params", [[], [cv2.IMWRITE_JPEG_PROGRESSIVE, 1], [cv2.IMWRITE_JPEG_RST_INTERVAL, 2],
+                                    [cv2.IMWRITE_JPEG_OPTIMIZE, 1]], ids=["baseline", "progressive", "restarts",
+                                                                        "optimized"])
+def test_read_frame_accepts_every_kind_of_valid_jpeg(tmp_path, params):
+  image = (np.random.default_rng(0).random((40, 56, 3)) * 255).astype(np.uint8)
+  path = str(tmp_path / "ok.jpg")
+  assert cv2.imwrite(path, image, params)
+  got = frame_io.read_frame(path)
+  assert got.shape == (40, 56, 3)
+  np.testing.assert_array_equal(got, cv2.cvtColor(cv2.imread(path), cv2.COLOR_BGR2RGB))
+
+
+@pytest.mark.parametrize("damage", ["huffman_counts", "segment_length", "marker"])
+def test_read_frame_rejects_a_jpeg_with_a_damaged_header(tmp_path, damage):
+  image = (np.random.default_rng(0).random((40, 56)) * 255).astype(np.uint8)
+  data = bytearray(cv2.imencode(".jpg", image)[1].tobytes())
+  dht = data.index(b"\xff\xc4")
+  if damage == "huffman_counts":  # more codes of length 1 than one bit can hold
+    data[dht + 5] = 3
+  elif damage == "segment_length":  # the table segment claims to run past the file
+    data[dht + 2:dht + 4] = (0xFFFF).to_bytes(2, "big")
+  else:
+    data[dht] = 0x00
+  path = tmp_path / "bad.jpg"
+  path.write_bytes(bytes(data))
+  with pytest.raises(UserError, match=r"bad\.jpg: corrupt JPEG \(damaged"):
+    frame_io.read_frame(str(path))
+
+
 def test_read_frame_missing_file(tmp_path):
   with pytest.raises(UserError, match="nope.jpg"):
     frame_io.read_frame(str(tmp_path / "nope.jpg"))

@@ -45,9 +45,12 @@ def test_two_processes_match_one(tmp_path):
   one, two = (metrics_log.read(os.path.join(w, "metrics.jsonl")) for w in (single, multi))
   assert [r["step"] for r in two] == list(range(1, STEPS + 1))  # written once, by process 0
   # Step 1 starts from identical parameters: the global batch, its loss and its
-  # gradient agree to rounding. This fails if a process trains on the wrong rows.
-  for key in ("loss", "grad_norm"):
-    np.testing.assert_allclose(two[0][key], one[0][key], rtol=1e-5, err_msg=key)
+  # gradient agree to rounding. This fails if a process trains on the wrong rows: other
+  # clips move both far beyond rounding. The gradient norm is a sum of
+  # squares of sums over the batch and every pixel, in another order when the batch is
+  # split; its rounding reaches ~1e-5 relative, hence the looser bound for it.
+  np.testing.assert_allclose(two[0]["loss"], one[0]["loss"], rtol=1e-5, err_msg="loss")
+  np.testing.assert_allclose(two[0]["grad_norm"], one[0]["grad_norm"], rtol=1e-4, err_msg="grad_norm")
   np.testing.assert_allclose(two[1]["loss"], one[1]["loss"], rtol=1e-5)
   # Later steps drift by BatchNorm-amplified rounding (see test_sharding).
   np.testing.assert_allclose([r["loss"] for r in two], [r["loss"] for r in one], rtol=2e-3)

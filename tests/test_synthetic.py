@@ -93,10 +93,13 @@ def test_test_anomalies_differ_from_walkers():
       assert len(tr.x) > 1  # every planned figure crosses part of the frame
       on_walkway = [scene.walkway[int(y), int(x)] for x, y in zip(tr.x, tr.y) if 0 <= x < p["width"]]
       assert all(on_walkway) if tr.kind != "off_path" else not any(on_walkway)
+      if tr.kind == "off_path":  # on the near lawn, below the walkway, where they show large
+        assert all(y > synthetic_scene.walkway_edges(x, p["height"], p["width"])[1] for x, y in zip(tr.x, tr.y))
       step = np.abs(np.diff(tr.x)) / synthetic_scene.figure_height(np.array(tr.y[:-1]), p["height"])
       speeds.setdefault(tr.kind, []).append(step.mean())
   assert set(speeds) == {"walker", *synthetic.ANOMALY_KINDS}
   assert min(speeds["cyclist"]) > 2.5 * max(speeds["walker"])  # cyclists are much faster movers
+  assert min(speeds["off_path"]) > 1.8 * max(speeds["walker"])  # lawn-crossers jog
 
 
 def test_determinism_independent_of_workers(tmp_path, tiny):

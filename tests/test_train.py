@@ -26,7 +26,7 @@ def _setup(masked_kernels="train", lr=1e-2):
   model = models.build("maskedskip_unet", latent_dim=16, channels=1, temporal=3)
   from maskedskip_jax import optim  # pylint: disable=g-import-not-at-top
   tx = optim.make_optimizer(lr, masked_kernels=masked_kernels)
-  state = jax.jit(functools.partial(train.init_state, model=model, tx=tx, input_shape=(1, 3, 32, 32, 1)))(0)
+  state = train.init_state(0, model=model, tx=tx, input_shape=(1, 3, 32, 32, 1))
   step = jax.jit(functools.partial(train.train_step, model=model, tx=tx))
   return state, step
 

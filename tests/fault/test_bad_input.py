@@ -4,7 +4,7 @@ Every case runs the real command line (`python -m maskedskip_jax.main|predict|co
 reconstruct`) in a subprocess and checks: exit code 1, exactly one `error:` line on stderr that
 names the offending file or config key (and what was wrong), no Python traceback, and no output
 left behind, not even a temporary folder. The subprocesses run concurrently: most of their time
-is interpreter and JAX start-up. Cases that fail today are marked xfail(strict=True) with the fix.
+is interpreter and JAX start-up.
 """
 
 import concurrent.futures
@@ -176,16 +176,13 @@ def matrix(dataset, reference, run_once):
   return Matrix(shared["root"], {name: Case(**case) for name, case in shared["cases"].items()})
 
 
-_DISK_FULL = ("TensorStore reports ENOSPC/EFBIG as ValueError(\"... [os_error_code='28']\") with no OSError behind "
-              "it, so checkpointing._disk_error misses it (and EFBIG is not in _DISK_ERRNOS); Orbax and asyncio "
-              "then log tracebacks, and TensorStore sends 'Event loop is closed' to sys.unraisablehook")
 CLI_CASES = [
     "missing_dataset_root", "empty_video_folder", "corrupt_tiff_mid_video", "truncated_jpeg_mid_video",
     "truncated_avi", "truncated_mp4", "ground_truth_length", "m_file_range_past_end", "unknown_dataset_name",
     "unknown_config_key", "wrong_value_type", "image_size_not_divisible_by_16", "even_temporal",
     "workdir_inside_a_file",
     "workdir_not_writable",
-    pytest.param("disk_full_while_checkpointing", marks=pytest.mark.xfail(strict=True, reason=_DISK_FULL)),
+    "disk_full_while_checkpointing",
     "nan_loss", "predict_video_shorter_than_t", "predict_non_video_file", "tampered_bundle", "truncated_bundle",
     "pickle_as_bundle_params", "torch_checkpoint_missing_and_extra_keys", "pickle_as_torch_weights",
     "pickle_as_clips_npy",
@@ -240,8 +237,6 @@ def test_bundle_of_another_variant_is_refused(matrix, dataset):
   assert "\n" not in str(raised.value)
 
 
-@pytest.mark.xfail(strict=True, reason="frame_io.read_frame trusts cv2.imdecode, which decodes a JPEG with a "
-                   "damaged Huffman table after only a libjpeg warning; walk the marker segments first")
 def test_jpeg_with_a_damaged_header_is_refused(tmp_path):
   from data_pipeline import pipeline  # pylint: disable=g-import-not-at-top
   root, bad = broken.damaged_jpeg_header(str(tmp_path / "data"))
@@ -249,9 +244,6 @@ def test_jpeg_with_a_damaged_header_is_refused(tmp_path):
     pipeline.load_split("generic", root, "train", image_size=(32, 32), channels=1)
 
 
-@pytest.mark.xfail(strict=True, reason="convert_torch.load_torch_state_dict only recognises torch's 'Unsupported "
-                   "global: GLOBAL x' wording; for a blocked module torch says 'unsupported GLOBAL posix.mkdir whose "
-                   "module posix is blocked', so the line shows the first 200 chars of torch's advice instead")
 def test_refused_torch_pickle_names_the_code_and_gives_no_unsafe_advice(matrix):
   line = next(line for line in matrix.cases["pickle_as_torch_weights"].stderr.splitlines()
               if line.startswith("error: "))
