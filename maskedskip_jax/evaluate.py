@@ -279,7 +279,7 @@ def run(config, workdir: str, model_dir: str | None = None) -> dict[str, Any] | 
   if jax.process_index() != 0:
     return None  # one writer: every process holds the same model, process 0 scores the test set
   models.check_input_shape(model, (1, model.temporal, *config.data.image_size, config.data.channels))
-  store = train.load_split(config, workdir, "test")
+  store = train.load_split(config, workdir, "test", all_processes=False)  # the others have returned
   info = {"dataset": config.data.name, "variant": model.variant, "checkpoint_step": step, "checkpoint": source,
           "checkpoint_selection": "the newest checkpoint (or the given bundle); never chosen on test data"}
   report = evaluate_store(model, variables, store, batch_size=s["batch_size"], postprocess=s["postprocess"],

@@ -99,28 +99,35 @@ def train_step(state: dict[str, Any], batch: dict[str, jax.Array], *, model,
   return new_state, {"loss": loss, "grad_norm": optax.tree.norm(grads)}
 
 
-def dataset_root(config, workdir: str) -> str | None:
-  """data.root, or the synthetic dataset generated (once) into data.cache_dir."""
+def dataset_root(config, workdir: str, *, all_processes: bool = True) -> str | None:
+  """data.root, or the synthetic dataset generated (once) into data.cache_dir.
+
+  With `all_processes`, every process must call this (it synchronises them); without,
+  only the calling process needs the data (evaluation, which process 0 does alone).
+  """
   d = config.data
   if d.name != "synthetic" or d.root:
     return os.path.expanduser(d.root) if d.root else None
   from data_pipeline import synthetic  # pylint: disable=g-import-not-at-top
   cache = os.path.expanduser(d.cache_dir) if d.cache_dir else os.path.join(workdir, "data")
+  if not all_processes or jax.process_count() == 1:
+    return synthetic.ensure(cache, **d.synthetic)
   # Process 0 first, so that processes sharing a filesystem find it made.
+  from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
   if jax.process_index() == 0:
     root = synthetic.ensure(cache, **d.synthetic)
-  if jax.process_count() > 1:
-    from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
-    multihost_utils.sync_global_devices("synthetic dataset")
+  multihost_utils.sync_global_devices("synthetic dataset")
   if jax.process_index() != 0:
     root = synthetic.ensure(cache, **d.synthetic)
   return root
 
 
-def load_split(config, workdir: str, split: str):
+def load_split(config, workdir: str, split: str, *, all_processes: bool = True):
+  """The frame store of one split; `all_processes` as in dataset_root."""
   from data_pipeline import pipeline  # pylint: disable=g-import-not-at-top
   d = config.data
-  return pipeline.load_split(d.name, dataset_root(config, workdir), split, image_size=tuple(d.image_size),
+  root = dataset_root(config, workdir, all_processes=all_processes)
+  return pipeline.load_split(d.name, root, split, image_size=tuple(d.image_size),
                              channels=d.channels, cache_dir=os.path.expanduser(d.cache_dir) or None,
                              tfds_data_dir=os.path.expanduser(d.tfds_data_dir) or None)
 
