@@ -12,6 +12,7 @@ place; `load` verifies every checksum before it parses anything.
 """
 
 from collections.abc import Mapping
+import dataclasses
 import hashlib
 import json
 import os
@@ -33,7 +34,7 @@ PARAMS_FILE = "params.msgpack"
 CONFIG_FILE = "model.json"
 EXPORT_FILE = "inference.stablehlo"
 MANIFEST_FILE = "manifest.json"
-ARCH_KEYS = ("variant", "latent_dim", "channels", "temporal", "skip_kernels", "skip_masks")
+ARCH_KEYS = ("variant", "latent_dim", "channels", "temporal", "skip_kernels", "skip_masks", "ssmctb")
 # Settings that change how a model runs, not what its weights mean: not recorded.
 _RUNTIME_KEYS = ("dtype", "param_dtype", "centre_only")
 
@@ -57,6 +58,7 @@ def _architecture(model_config: Mapping) -> dict:
     raise UserError("model config: 'variant' is required")
   model = models.build(**{k: config[k] for k in ARCH_KEYS if k in config})
   arch = {k: getattr(model, k) for k in ARCH_KEYS}
+  arch["ssmctb"] = dataclasses.asdict(arch["ssmctb"])
   return {k: list(v) if isinstance(v, tuple) else v for k, v in arch.items()}
 
 
@@ -69,6 +71,7 @@ def _check_shapes(model, variables: dict, where: str) -> None:
   """UserError unless `variables` has exactly the leaves and shapes `model` creates."""
   x = np.zeros((1, model.temporal, 16, 16, model.channels), np.float32)
   expected = jax.eval_shape(lambda: model.init(jax.random.key(0), x, train=False))
+  expected = {k: v for k, v in expected.items() if k != "losses"}  # SSMCTB losses are not weights
   want = {jax.tree_util.keystr(p): tuple(a.shape) for p, a in jax.tree_util.tree_flatten_with_path(expected)[0]}
   have = {jax.tree_util.keystr(p): tuple(np.shape(a)) for p, a in jax.tree_util.tree_flatten_with_path(variables)[0]}
   wrong = sorted(k for k in set(want) | set(have) if want.get(k) != have.get(k))

@@ -18,6 +18,12 @@ DATASETS = ("synthetic", "ucsd_ped1", "ucsd_ped2", "cuhk_avenue", "shanghaitech"
 BACKENDS = ("auto", "tfdata", "grain")
 COMPUTE_DTYPES = ("auto", "float32", "bfloat16")
 SCHEDULES = ("constant", "cosine", "warmup_cosine")
+# Written out (tests check they match ssmctb.PLACEMENTS, motion.MEDIAN_SIZES, anomaly_paste.SOURCES)
+# so that reading a config imports neither JAX nor the data code.
+SSMCTB_PLACEMENTS = ("none", "latent_skip", "all_skips", "decoder")
+MOTION_WEIGHTING = ("none", "pixel", "patch")
+MEDIAN_SIZES = (0, 3, 5)
+PASTE_SOURCES = ("batch", "sprites", "mixed")
 # Kept in step with data_pipeline.synthetic.DEFAULTS (a test checks); written out so
 # that reading a config needs neither OpenCV nor the generator.
 SYNTHETIC_DEFAULTS = dict(seed=0, num_train=10, num_test=8, frames_per_video=120, height=120, width=160)
@@ -41,6 +47,10 @@ def _at_least(lo):
 
 def _positive(v):
   return None if v > 0 else "a number > 0"
+
+
+def _fraction(v):
+  return None if 0 <= v <= 1 else "a fraction in [0, 1]"
 
 
 def _odd(v):
@@ -87,6 +97,13 @@ SCHEMA: dict[str, Field] = {
     "model.masked_kernels": Field("train", "str", _one_of("train", "frozen"),
                                   "'frozen' = the published code (masked-conv kernels never update)"),
     "model.centre_only": Field(True, "bool", None, "compute only the centre frame of the 3-D skip convs"),
+    "model.ssmctb.placement": Field("none", "str", _one_of(*SSMCTB_PLACEMENTS),
+                                    "SSMCTB blocks: in skip 4, in every skip, or before the last decoder block"),
+    "model.ssmctb.dims": Field(2, "int", _one_of(2, 3), "2-D block on the centre skip, or 3-D on the T frames"),
+    "model.ssmctb.kernel_prime": Field(1, "int", _at_least(1), "k': side of each live corner sub-kernel"),
+    "model.ssmctb.distance": Field(1, "int", _at_least(0), "d: distance of the corners from the masked centre"),
+    "model.ssmctb.delta": Field(1.0, "float", _positive, "Huber threshold of the block's self-supervised loss"),
+    "model.ssmctb.weight": Field(0.1, "float", _at_least(0), "lambda: weight of that loss in the total"),
     "train.batch_size": Field(16, "int", _at_least(1), "global batch, split over all devices"),
     "train.epochs": Field(10, "int", _at_least(0), "used when train.num_steps is 0"),
     "train.num_steps": Field(0, "int", _at_least(0), "> 0 overrides train.epochs"),
@@ -103,9 +120,24 @@ SCHEMA: dict[str, Field] = {
     "train.compilation_cache_dir": Field("~/.cache/maskedskip_jax/jax", "str", None,
                                          "JAX persistent compilation cache; '' = off"),
     "train.prefetch": Field(2, "int", _at_least(1), "batches placed on the devices ahead of the step"),
+    "train.motion_weighting": Field("none", "str", _one_of(*MOTION_WEIGHTING),
+                                    "weight the loss by frame-difference motion, per pixel or per patch"),
+    "train.motion_median": Field(0, "int", _one_of(*MEDIAN_SIZES), "median filter before differencing (0 = off)"),
+    "train.motion_patch": Field(16, "int", _at_least(1), "patch side for motion_weighting='patch'"),
+    "train.motion_uniform_mix": Field(0.0, "float", _fraction, "share of uniform weight mixed into motion weights"),
+    "train.paste_prob": Field(0.0, "float", _fraction, "probability that a training clip gets a pasted object"),
+    "train.paste_source": Field("mixed", "str", _one_of(*PASTE_SOURCES), "pasted objects: other clips or sprites"),
     "eval.batch_size": Field(32, "int", _at_least(1), "clips per evaluation batch (global)"),
     "eval.postprocess": Field("none", "str", _postprocess, "frame-score smoothing, e.g. 'median:window=17'"),
     "eval.patch": Field(16, "int", _at_least(1), "frame score = max over patch means of this size"),
+    "eval.gaussian_sigma": Field(3.0, "float", _positive, "sigma of the Gaussian row of the post-processing table"),
+    "eval.write_videos": Field(False, "bool", None, "also write input | reconstruction | difference videos"),
+    "eval.pixel_metrics": Field(True, "bool", None, "pixel AUROC, RBDC and TBDC where the test set has masks"),
+    "eval.pixel_size": Field(64, "int", _at_least(8), "pixel metrics on maps resized to at most this side"),
+    "eval.region_thresholds": Field(20, "int", _at_least(2), "score thresholds swept for RBDC/TBDC"),
+    "eval.hybrid_alpha": Field(1.0, "float", _at_least(0), "frame score = alpha * reconstruction + beta * motion"),
+    "eval.hybrid_beta": Field(0.0, "float", _at_least(0), "0 = reconstruction only (the paper's score)"),
+    "eval.motion_median": Field(0, "int", _one_of(*MEDIAN_SIZES), "median filter for the motion score"),
 }
 for _key, _value in SYNTHETIC_DEFAULTS.items():
   SCHEMA[f"data.synthetic.{_key}"] = Field(_value, "int", _at_least(0), "synthetic generator parameter")

@@ -25,8 +25,10 @@ import jax
 import numpy as np
 import tqdm
 
+from maskedskip_jax import config_check
 from maskedskip_jax import metrics
 from maskedskip_jax import models
+from maskedskip_jax import motion
 from maskedskip_jax import overlay
 from maskedskip_jax import plots
 from maskedskip_jax import postprocess as postprocess_lib
@@ -35,8 +37,7 @@ from maskedskip_jax import streaming
 from maskedskip_jax.errors import UserError
 
 # eval.* keys this module reads, with the value used when a config lacks them.
-DEFAULTS = {"batch_size": 32, "postprocess": "none", "patch": 16, "gaussian_sigma": 3.0, "write_videos": False,
-            "pixel_metrics": True, "pixel_size": 64, "region_thresholds": 20}
+DEFAULTS = {k.split(".", 1)[1]: f.default for k, f in config_check.SCHEMA.items() if k.startswith("eval.")}
 _HEADLINE = ("frame_auc_micro", "frame_auc_macro", "eer", "average_precision")
 
 
@@ -183,12 +184,14 @@ def _score_all(scorer, store, collect, progress: bool) -> tuple[float, float]:
 def evaluate_store(model, variables, store, *, temporal: int | None = None, batch_size: int = 32,
                    postprocess: str = "none", out_dir: str, patch: int = 16, gaussian_sigma: float = 3.0,
                    write_videos: bool = False, pixel_metrics: bool = True, pixel_size: int = 64,
-                   region_thresholds: int = 20, info: dict[str, Any] | None = None,
+                   region_thresholds: int = 20, hybrid_alpha: float = 1.0, hybrid_beta: float = 0.0,
+                   motion_median: int = 0, info: dict[str, Any] | None = None,
                    progress: bool = True) -> dict[str, Any]:
   """Scores every frame of `store` (a FrameStore) and writes the evaluation files to `out_dir`; returns the report.
 
   Headline metrics use `postprocess`; the table covers `table_methods(gaussian_sigma, postprocess)`. `info`
-  entries (dataset, variant, checkpoint_step, ...) are copied into the report.
+  entries (dataset, variant, checkpoint_step, ...) are copied into the report. With hybrid_beta > 0 a frame's
+  score is hybrid_alpha * reconstruction + hybrid_beta * motion (motion.video_motion_scores).
   """
   if temporal is not None and temporal != model.temporal:
     raise UserError(f"eval: the model takes T={model.temporal} frames per clip, but temporal={temporal} was asked")
@@ -210,6 +213,9 @@ def evaluate_store(model, variables, store, *, temporal: int | None = None, batc
     collect = _Collector(store, tmp, grid, write_videos, pixel_metrics)
     compile_seconds, seconds = _score_all(scorer, store, collect, progress)
     scores = [np.asarray(s, np.float64) for s in collect.scores]
+    if hybrid_beta > 0:
+      scores = [hybrid_alpha * s + hybrid_beta * motion.video_motion_scores(
+          store.video_frames(v), median=motion_median, patch=patch) for v, s in enumerate(scores)]
     table = []
     for spec in table_methods(gaussian_sigma, postprocess):
       result = _frame_results(scores, labels, names, known, spec)[1]
@@ -222,6 +228,10 @@ def evaluate_store(model, variables, store, *, temporal: int | None = None, batc
               "unlabelled_videos": [names[v] for v in range(store.num_videos) if labels[v] is None],
               "postprocess_table": table, "postprocess_table_markdown": markdown_table(table),
               "scoring": _scoring_protocol(patch), "temporal": model.temporal,
+              "frame_score": {"hybrid_alpha": hybrid_alpha, "hybrid_beta": hybrid_beta,
+                              "motion_median": motion_median,
+                              "formula": "reconstruction" if hybrid_beta == 0 else
+                                         "hybrid_alpha * reconstruction + hybrid_beta * motion"},
               "image_size": list(store.image_size), "channels": model.channels,
               "dtype": np.dtype(model.dtype).name, "batch_size": batch_size, "compile_seconds": compile_seconds,
               "scoring_seconds": seconds, "frames_per_second": store.total_frames / max(seconds, 1e-9),
@@ -286,7 +296,8 @@ def run(config, workdir: str, model_dir: str | None = None) -> dict[str, Any] | 
                           out_dir=os.path.join(workdir, "eval"), patch=s["patch"],
                           gaussian_sigma=s["gaussian_sigma"], write_videos=s["write_videos"],
                           pixel_metrics=s["pixel_metrics"], pixel_size=s["pixel_size"],
-                          region_thresholds=s["region_thresholds"], info=info)
+                          region_thresholds=s["region_thresholds"], hybrid_alpha=s["hybrid_alpha"],
+                          hybrid_beta=s["hybrid_beta"], motion_median=s["motion_median"], info=info)
   print(report["postprocess_table_markdown"])
   line = (f"eval ({report['postprocess']}): frame AUC micro {report['frame_auc_micro']}, macro "
           f"{report['frame_auc_macro']}, EER {report['eer']}, AP {report['average_precision']}")

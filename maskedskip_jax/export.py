@@ -10,6 +10,7 @@ recorded. The bundle is built beside `export/` and renamed into place, so an
 export that fails leaves the previous one as it was.
 """
 
+import dataclasses
 import os
 from typing import Any
 
@@ -77,7 +78,7 @@ def run(config, workdir: str, *, batch_size: int | None = None, config_name: str
     return out_dir  # every process restored the same weights; process 0 writes
   model_config = {"variant": model.variant, "latent_dim": model.latent_dim, "channels": model.channels,
                   "temporal": model.temporal, "skip_kernels": model.skip_kernels, "skip_masks": model.skip_masks,
-                  "image_size": list(config.data.image_size)}
+                  "ssmctb": dataclasses.asdict(model.ssmctb), "image_size": list(config.data.image_size)}
   metadata = {"checkpoint_step": step, "dataset": config.data.name,
               "config_name": config_name if config_name is not None else _config_name(),
               "masked_kernels": config.model.masked_kernels, "training_config": _training_config(config)}

@@ -14,6 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from maskedskip_jax import layers
+from maskedskip_jax import ssmctb as ssmctb_lib
 from maskedskip_jax.errors import UserError
 
 SKIP_KERNELS = (17, 11, 7, 3)
@@ -64,6 +65,7 @@ class MaskedSkipUNet(nn.Module):
   centre_only: bool = True
   dtype: jnp.dtype = jnp.float32
   param_dtype: jnp.dtype = jnp.float32
+  ssmctb: ssmctb_lib.Options = ssmctb_lib.Options()  # SSMCTB blocks (issue 9); none by default
 
   @property
   def widths(self) -> tuple[int, int, int, int]:
@@ -77,6 +79,16 @@ class MaskedSkipUNet(nn.Module):
     centre = x[:, (t - 1) // 2]
     if not s.active[i - 1]:
       return jnp.zeros_like(centre)
+    kw = dict(dtype=self.dtype, param_dtype=self.param_dtype)
+    block = self.ssmctb.at_skip(i)
+    if block and self.ssmctb.dims == 3 and t > 1:  # on the T-frame features, before the skip conv
+      x = self.ssmctb.block(f"ssmctb_skip{i}", temporal=t, **kw)(x)
+      centre, block = x[:, (t - 1) // 2], False
+    out = self._skip_conv(i, x, centre, s)
+    return self.ssmctb.block(f"ssmctb_skip{i}", **kw)(out) if block else out
+
+  def _skip_conv(self, i: int, x: jax.Array, centre: jax.Array, s: VariantSpec) -> jax.Array:
+    t = x.shape[1]
     if s.skips == "identity":
       return centre
     c, k, m = x.shape[-1], self.skip_kernels[i - 1], self.skip_masks[i - 1]
@@ -106,9 +118,13 @@ class MaskedSkipUNet(nn.Module):
     l1, l2, l3, _ = self.widths
     # Without skips the latent map itself feeds the decoder.
     bottom = feats[3][:, (t - 1) // 2] if s.skips == "none" else skips[3]
+    if s.skips == "none" and self.ssmctb.at_skip(4):  # no skips: the latent map takes the latent block
+      bottom = self.ssmctb.block("ssmctb_skip4", dtype=self.dtype, param_dtype=self.param_dtype)(bottom)
     y = layers.ConvBlock(l3, decode=True, name="decoder_1", **kw)(bottom, train)
     outs = (l2, l1, self.channels)
     for j, (width, skip) in enumerate(zip(outs, skips[2::-1]), start=2):
+      if j == 4 and self.ssmctb.at_decoder():  # before the last decoder block
+        y = self.ssmctb.block("ssmctb_decoder", dtype=self.dtype, param_dtype=self.param_dtype)(y)
       if s.skips != "none":
         y = jnp.concatenate([y, skip], axis=-1)  # the reference's [decoder, skip] order
       y = layers.ConvBlock(width, decode=True, last=(j == 4), name=f"decoder_{j}", **kw)(y, train)
@@ -117,7 +133,9 @@ class MaskedSkipUNet(nn.Module):
 
 def build(variant: str = "maskedskip_unet", *, latent_dim: int = 512, channels: int = 3,
           temporal: int | None = None, skip_kernels=SKIP_KERNELS, skip_masks=SKIP_MASKS,
-          centre_only: bool = True, dtype=jnp.float32, param_dtype=jnp.float32) -> MaskedSkipUNet:
+          centre_only: bool = True, dtype=jnp.float32, param_dtype=jnp.float32,
+          ssmctb=None) -> MaskedSkipUNet:
+  """A checked model; `ssmctb` is an ssmctb.Options or its fields as a mapping (None: no blocks)."""
   s = spec(variant)
   temporal = s.temporal if temporal is None else temporal
   if s.temporal == 1 and temporal != 1:
@@ -131,8 +149,15 @@ def build(variant: str = "maskedskip_unet", *, latent_dim: int = 512, channels: 
   for k, m in zip(skip_kernels, skip_masks):
     if k % 2 == 0 or m >= k or (k - m) % 2:
       raise UserError(f"model.skip_kernels/skip_masks: kernel {k} and mask {m} must be odd with mask < kernel")
+  if ssmctb is None:
+    ssmctb = ssmctb_lib.Options()
+  elif not isinstance(ssmctb, ssmctb_lib.Options):
+    unknown = sorted(set(ssmctb) - {f.name for f in dataclasses.fields(ssmctb_lib.Options)})
+    if unknown:
+      raise UserError(f"model.ssmctb: unknown keys {unknown}")
+    ssmctb = ssmctb_lib.Options(**ssmctb)
   return MaskedSkipUNet(variant, latent_dim, channels, temporal, tuple(skip_kernels),
-                        tuple(skip_masks), centre_only, dtype, param_dtype)
+                        tuple(skip_masks), centre_only, dtype, param_dtype, ssmctb.check(temporal))
 
 
 def check_input_shape(model: MaskedSkipUNet, shape) -> None:
@@ -171,6 +196,10 @@ def init_variables(model: MaskedSkipUNet, seed: int, input_shape) -> dict:
   mean 0 / var 1. Deterministic in `seed`.
   """
   check_input_shape(model, input_shape)
+  if model.ssmctb.placement != "none":
+    # Transformer layers have their own initialisers; such models are opt-in, so they pay the compile.
+    x = jnp.zeros(tuple(input_shape), jnp.float32)
+    return ssmctb_lib.without_losses(jax.jit(lambda: model.init(jax.random.key(seed), x, train=False))())
   shapes = jax.eval_shape(model.init, jax.random.key(0),
                           jax.ShapeDtypeStruct(tuple(input_shape), jnp.float32))
   rng = np.random.default_rng(np.random.SeedSequence([seed, 0x4D53]))  # 'MS'
@@ -200,9 +229,14 @@ def init_variables(model: MaskedSkipUNet, seed: int, input_shape) -> dict:
 
 
 def masked_kernel_labels(params) -> dict:
-  """'masked' for every masked-conv kernel, 'free' for everything else (for optax.multi_transform)."""
+  """'masked' for every masked-conv kernel of the network, 'free' for everything else (for optax.multi_transform).
+
+  SSMCTB blocks are not the published network; their masked kernels always learn.
+  """
   def label(path, _):
-    return "masked" if getattr(path[-1], "key", None) == "masked_kernel" else "free"
+    keys = [getattr(k, "key", None) for k in path]
+    ssmctb = any(str(k).startswith("ssmctb_") for k in keys)
+    return "masked" if keys[-1] == "masked_kernel" and not ssmctb else "free"
   return jax.tree_util.tree_map_with_path(label, params)
 
 

@@ -131,3 +131,22 @@ def hybrid_frame_score(recon_scores: jax.Array, motion_scores: jax.Array, alpha:
     raise UserError(f"hybrid_frame_score: recon scores {jnp.shape(recon_scores)} and motion scores "
                     f"{jnp.shape(motion_scores)} must have the same shape")
   return alpha * jnp.asarray(recon_scores, jnp.float32) + beta * jnp.asarray(motion_scores, jnp.float32)
+
+
+def video_motion_scores(frames, *, median: int = 0, patch: int = 16, batch_size: int = 64):
+  """Motion frame score of every frame of one video: uint8 or [0, 1] float (N, H, W, C) -> float64 (N,).
+
+  Frame i's clip is (i-1, i, i+1) with the ends replicated, the same alignment as the reconstruction
+  scores (each score belongs to its clip's centre frame).
+  """
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  frames = np.asarray(frames)
+  scale = 1 / 255 if frames.dtype == np.uint8 else 1.0
+  n = frames.shape[0]
+  score = jax.jit(lambda clips: motion_frame_scores(clips, median, patch))
+  out = []
+  for start in range(0, n, batch_size):
+    idx = np.arange(start, min(start + batch_size, n))
+    window = np.clip(idx[:, None] + np.array([-1, 0, 1]), 0, n - 1)
+    out.append(np.asarray(score(jnp.asarray(frames[window], jnp.float32) * scale)))
+  return np.concatenate(out).astype(np.float64) if out else np.zeros(0)

@@ -24,8 +24,10 @@ from maskedskip_jax import config_check
 from maskedskip_jax import losses
 from maskedskip_jax import metrics_log
 from maskedskip_jax import models
+from maskedskip_jax import motion
 from maskedskip_jax import optim
 from maskedskip_jax import sharding
+from maskedskip_jax import ssmctb
 from maskedskip_jax.errors import UserError
 
 # Keys whose change makes a workdir's checkpoints belong to another experiment.
@@ -43,7 +45,8 @@ def compute_dtype(name: str, backend: str | None = None):
 def build_model(config) -> models.MaskedSkipUNet:
   m = config.model
   return models.build(m.variant, latent_dim=m.latent_dim, channels=config.data.channels, temporal=m.temporal,
-                      centre_only=m.centre_only, dtype=compute_dtype(config.train.compute_dtype))
+                      centre_only=m.centre_only, dtype=compute_dtype(config.train.compute_dtype),
+                      ssmctb=dict(m.ssmctb))
 
 
 def build_optimizer(config, total_steps: int) -> optax.GradientTransformation:
@@ -80,23 +83,56 @@ def init_state(seed: int, *, model, tx, input_shape, placement=None) -> dict[str
   return jax.jit(functools.partial(_state, tx=tx, seed=seed), out_shardings=placement)(variables)
 
 
-def train_step(state: dict[str, Any], batch: dict[str, jax.Array], *, model,
-               tx) -> tuple[dict[str, Any], dict[str, jax.Array]]:
-  """One Adam step on the norm loss of the centre frame's reconstruction."""
+def train_step(state: dict[str, Any], batch: dict[str, jax.Array], *, model, tx, motion_weighting: str = "none",
+               motion_median: int = 0, motion_patch: int = 16, motion_uniform_mix: float = 0.0
+               ) -> tuple[dict[str, Any], dict[str, jax.Array]]:
+  """One Adam step on the norm loss of the centre frame's reconstruction.
+
+  `batch` holds 'clips' and, when anomalies were pasted into them, the clean centre frames
+  'target' and the pasted pixels 'anomaly_map' (B, H, W). motion_*: the loss weighting of
+  motion.motion_weights ('none', 'pixel' or 'patch'). SSMCTB blocks add their own losses.
+  """
   clips = batch["clips"]
-  target = clips[:, (clips.shape[1] - 1) // 2]
+  target = batch.get("target", clips[:, (clips.shape[1] - 1) // 2])
   rng, step_rng = jax.random.split(state["rng"])
+  weights = None
+  if motion_weighting != "none":
+    weights = motion.motion_weights(clips, median=motion_median, anomaly_maps=batch.get("anomaly_map"),
+                                    patch=motion_patch if motion_weighting == "patch" else None,
+                                    uniform_mix=motion_uniform_mix)
+  has_blocks = model.ssmctb.placement != "none"
+  mutable = ["batch_stats", ssmctb.LOSS_COLLECTION] if has_blocks else ["batch_stats"]
 
   def loss_fn(params):
     recon, updates = model.apply({"params": params, "batch_stats": state["batch_stats"]}, clips, train=True,
-                                 mutable=["batch_stats"], rngs={"dropout": step_rng})
-    return losses.norm_loss(target, recon), updates["batch_stats"]
+                                 mutable=mutable, rngs={"dropout": step_rng})
+    loss = losses.norm_loss(target, recon) if weights is None else motion.motion_weighted_norm_loss(
+        target, recon, weights)
+    if has_blocks:
+      loss = loss + ssmctb.total_ssl_loss(updates)
+    return loss, updates["batch_stats"]
 
   (loss, batch_stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(state["params"])
   updates, opt_state = tx.update(grads, state["opt_state"], state["params"])
   new_state = dict(params=optax.apply_updates(state["params"], updates), batch_stats=batch_stats,
                    opt_state=opt_state, step=state["step"] + 1, rng=rng)
   return new_state, {"loss": loss, "grad_norm": optax.tree.norm(grads)}
+
+
+def step_options(config) -> dict[str, Any]:
+  """The config values train_step takes."""
+  t = config.train
+  return dict(motion_weighting=t.motion_weighting, motion_median=t.motion_median, motion_patch=t.motion_patch,
+              motion_uniform_mix=t.motion_uniform_mix)
+
+
+def with_pasted_anomalies(batches, *, start: int, seed: int, p: float, source: str, row_offset: int):
+  """Training batches with objects pasted into a share p of the clips (anomaly_paste), clean targets kept."""
+  from data_pipeline import anomaly_paste  # pylint: disable=g-import-not-at-top
+  for step, batch in enumerate(batches, start=start):
+    clips, target, masks = anomaly_paste.paste_anomalies(batch["clips"], seed=seed, step=step, p=p, source=source,
+                                                         row_offset=row_offset)
+    yield dict(batch, clips=clips, target=target, anomaly_map=masks[:, (clips.shape[1] - 1) // 2])
 
 
 def dataset_root(config, workdir: str, *, all_processes: bool = True) -> str | None:
@@ -259,13 +295,15 @@ def train(config, workdir: str) -> dict[str, Any]:
   _say(f"training {total} steps ({steps_per_epoch} per epoch, batch {t.batch_size} over {mesh.devices.size} "
        f"device(s), {jax.process_count()} process(es)) in {os.path.abspath(workdir)}")
 
-  step_fn = jax.jit(functools.partial(train_step, model=model, tx=tx), donate_argnums=0,
+  step_fn = jax.jit(functools.partial(train_step, model=model, tx=tx, **step_options(c)), donate_argnums=0,
                     in_shardings=(repl, data_sharding), out_shardings=(repl, repl))
-  batches = sharding.prefetch(
-      pipeline.train_iterator(store, t.batch_size, c.model.temporal, c.data.stride, t.seed, start_step=start,
-                              process_index=jax.process_index(), process_count=jax.process_count(),
-                              backend=c.data.backend),
-      data_sharding, t.prefetch)
+  batches = pipeline.train_iterator(store, t.batch_size, c.model.temporal, c.data.stride, t.seed, start_step=start,
+                                    process_index=jax.process_index(), process_count=jax.process_count(),
+                                    backend=c.data.backend)
+  if t.paste_prob > 0:
+    batches = with_pasted_anomalies(batches, start=start, seed=t.seed, p=t.paste_prob, source=t.paste_source,
+                                    row_offset=jax.process_index() * sharding.local_batch_size(t.batch_size, mesh))
+  batches = sharding.prefetch(batches, data_sharding, t.prefetch)
 
   progress = _Progress(c, workdir, start, total, optim.learning_rate_schedule(
       t.learning_rate, t.schedule, total, t.warmup_steps))

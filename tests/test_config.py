@@ -93,9 +93,22 @@ def test_unknown_key_is_named_with_a_suggestion():
     ("data.name", "kitti", "ucsd_ped2"),
     ("eval.postprocess", "smooth", "post-processing chain"),
     ("model.latent_dim", 12, "multiple of 8"),
+    ("eval.gaussian_sigma", 0.0, "eval.gaussian_sigma"),
+    ("eval.write_videos", "yes", "expected bool"),
+    ("eval.region_thresholds", 1, "eval.region_thresholds"),
 ])
 def test_bad_values_name_the_key_and_what_was_expected(key, value, expected):
   assert expected in _bad(key, value)
+
+
+def test_every_eval_setting_is_a_config_key():
+  from maskedskip_jax import evaluate  # pylint: disable=g-import-not-at-top
+  config = config_check.default_config()
+  config.eval.write_videos, config.eval.pixel_size, config.eval.gaussian_sigma = True, 32, 2.5
+  config_check.validate(config)
+  got = evaluate.settings(config)
+  assert (got["write_videos"], got["pixel_size"], got["gaussian_sigma"]) == (True, 32, 2.5)
+  assert {f"eval.{k}" for k in got} <= set(config_check.SCHEMA)
 
 
 def test_integers_are_accepted_for_floats():
