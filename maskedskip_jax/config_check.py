@@ -114,6 +114,9 @@ SCHEMA: dict[str, Field] = {
     "train.seed": Field(0, "int", _at_least(0), "parameter init, rng and data order"),
     "train.checkpoint_every_steps": Field(500, "int", _at_least(1), "also saved at the end and on SIGTERM"),
     "train.keep_checkpoints": Field(3, "int", _at_least(1), "newest N are kept"),
+    "train.async_checkpoints": Field(True, "bool", None,
+                                     "write checkpoints while training goes on (a SIGKILL mid-write then "
+                                     "costs up to interval + write time, not one interval)"),
     "train.log_every_steps": Field(50, "int", _at_least(1), "metrics.jsonl / TensorBoard interval"),
     "train.compute_dtype": Field("auto", "str", _one_of(*COMPUTE_DTYPES),
                                  "'auto' = bfloat16 on GPU/TPU, float32 on CPU; params stay float32"),

@@ -282,7 +282,7 @@ def train(config, workdir: str) -> dict[str, Any]:
   model, tx = build_model(c), build_optimizer(c, total)
   input_shape = (1, c.model.temporal, *c.data.image_size, c.data.channels)
 
-  mngr = checkpointing.manager(workdir, keep=t.keep_checkpoints)
+  mngr = checkpointing.manager(workdir, keep=t.keep_checkpoints, async_save=t.async_checkpoints)
   meta = {"config": _json_config(c)}
   latest = mngr.latest_step()
   if latest is None:

@@ -30,3 +30,11 @@ def test_kill_after_a_random_step_resumes_from_the_newest_complete_checkpoint(da
   assert kill.rc == -9 and kill.resumed == kill.finished
   in_flight = kill.logged - kill.writing if kill.writing is not None else 0
   assert kill.redone <= tiny_training.EVERY + in_flight
+
+
+def test_synchronous_saves_bound_a_kill_mid_write_to_one_interval(dataset, reference, tmp_path):
+  (mid_write, kill) = _passed(kill_resume.trial(dataset, str(tmp_path / "run"), reference, seed=3,
+                                                plan=["checkpoint", "step"], sync=True))
+  assert mid_write.writing is not None and mid_write.resumed == mid_write.finished
+  for k in (mid_write, kill):
+    assert k.redone <= tiny_training.EVERY, k.describe()
