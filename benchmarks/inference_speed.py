@@ -27,22 +27,6 @@ from maskedskip_jax import scoring  # pylint: disable=g-import-not-at-top,wrong-
 from maskedskip_jax import streaming  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 
-def random_variables(model, size, seed=0):
-  """Random weights drawn in numpy (the speed does not depend on them; jitted init compiles slowly)."""
-  x = jax.ShapeDtypeStruct((1, model.temporal, size, size, model.channels), jnp.float32)
-  shapes = jax.eval_shape(lambda v: model.init(jax.random.key(0), v), x)
-  rng = np.random.default_rng(seed)
-
-  def draw(path, leaf):
-    name = path[-1].key
-    if name in ("scale", "var"):
-      return rng.uniform(0.5, 1.5, leaf.shape).astype(np.float32)
-    bound = 1 / np.sqrt(np.prod(leaf.shape[:-1])) if name.endswith("kernel") else 0.1
-    return rng.uniform(-bound, bound, leaf.shape).astype(np.float32)
-
-  return jax.device_put(jax.tree_util.tree_map_with_path(draw, shapes))
-
-
 def timed(fn, steps):
   """(median seconds per call, all times) of `fn()` run `steps` times, each waited for."""
   times = []
@@ -117,7 +101,8 @@ def main(argv=None) -> int:
     dtype = "float32" if jax.default_backend() == "cpu" else "bfloat16"
   model = models.build(args.variant, latent_dim=args.latent_dim, channels=args.channels,
                        dtype={"float32": jnp.float32, "bfloat16": jnp.bfloat16}[dtype])
-  variables = random_variables(model, args.size)
+  # The weights do not change the speed; host-side init needs no compile.
+  variables = jax.device_put(models.init_variables(model, 0, (1, model.temporal, args.size, args.size, model.channels)))
   scorer = streaming.StreamingScorer(model, variables, (args.size, args.size), batch_size=args.batch)
   s_compile, s_step = streaming_device(scorer, args.steps)
   e2e = end_to_end(scorer, args.stream_frames or 8 * args.batch)

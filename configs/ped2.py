@@ -12,16 +12,4 @@ from maskedskip_jax import config_check
 
 
 def get_config():
-  config = config_check.default_config()
-  config.data.name = "ucsd_ped2"
-  config.data.image_size = (256, 256)
-  config.data.channels = 3
-  config.model.variant = "maskedskip_unet"
-  config.model.latent_dim = 512
-  config.model.temporal = 3
-  config.train.batch_size = 16
-  config.train.epochs = 10
-  config.train.learning_rate = 1e-2
-  config.train.checkpoint_every_steps = 200
-  config.eval.postprocess = "none"
-  return config
+  return config_check.reference_config("ucsd_ped2")

@@ -162,6 +162,26 @@ def default_config() -> ml_collections.ConfigDict:
   return _nest({k: f.default for k, f in SCHEMA.items()})
 
 
+def reference_config(dataset: str) -> ml_collections.ConfigDict:
+  """The published code's training setting (SPEC section 1) on `dataset`: the real-dataset configs' base.
+
+  Latent 512, 256x256 RGB, T = 3, Adam 1e-2, batch 16, 10 epochs, no post-processing.
+  """
+  config = default_config()
+  config.data.name = dataset
+  config.data.image_size = (256, 256)
+  config.data.channels = 3
+  config.model.variant = "maskedskip_unet"
+  config.model.latent_dim = 512
+  config.model.temporal = 3
+  config.train.batch_size = 16
+  config.train.epochs = 10
+  config.train.learning_rate = 1e-2
+  config.train.checkpoint_every_steps = 200
+  config.eval.postprocess = "none"
+  return config
+
+
 def flatten(config) -> dict[str, Any]:
   """{'train.batch_size': 16, ...} for a ConfigDict or nested dicts."""
   out = {}

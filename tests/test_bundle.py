@@ -11,30 +11,11 @@ import pytest
 
 from maskedskip_jax import bundle, models
 from maskedskip_jax.errors import UserError
+from test_streaming import random_variables
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 CONFIG = {"variant": "maskedskip_unet", "latent_dim": 16, "channels": 1, "image_size": (32, 32)}
 SHAPE = (2, 3, 32, 32, 1)
-
-
-def random_variables(model, seed=0):
-  """Variables with every leaf random (batch statistics too), drawn in numpy.
-
-  Cheaper than model.init, whose many jax.random draws take tens of seconds to
-  compile on a small CPU.
-  """
-  x = np.zeros((1, model.temporal, 16, 16, model.channels), np.float32)
-  shapes = jax.eval_shape(lambda: model.init(jax.random.key(0), x))
-  rng = np.random.default_rng(seed)
-
-  def draw(path, leaf):
-    name = path[-1].key
-    if name in ("scale", "var"):
-      return rng.uniform(0.5, 1.5, leaf.shape).astype(np.float32)
-    bound = 1 / np.sqrt(np.prod(leaf.shape[:-1])) if name.endswith("kernel") else 0.1
-    return rng.uniform(-bound, bound, leaf.shape).astype(np.float32)
-
-  return jax.tree_util.tree_map_with_path(draw, shapes)
 
 
 @pytest.fixture(scope="module")
