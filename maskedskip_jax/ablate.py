@@ -94,6 +94,9 @@ def _check_same_ablation(config, workdir: str) -> None:
       _write_atomic(path, json.dumps(now, indent=2) + "\n")
     return
   for key in sorted(set(now) | set(saved)):
+    field = config_check.SCHEMA.get(key)
+    if key not in saved and field is not None and now[key] == json.loads(json.dumps(field.default)):
+      continue  # a key added to the schema after this ablation ran, at its default: nothing changed
     if saved.get(key) != now.get(key):
       raise UserError(f"{path}: this ablation ran with {key}={saved.get(key)!r}, the config says "
                       f"{now.get(key)!r}; use a new --workdir or the same config")

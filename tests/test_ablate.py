@@ -101,6 +101,22 @@ def test_a_changed_config_is_refused_before_anything_runs(ablation):
   ablate._check_same_ablation(faster, workdir)  # pylint: disable=protected-access
 
 
+def test_keys_added_to_the_schema_later_count_only_when_changed(ablation, tmp_path):
+  root, _, _, _ = ablation
+  workdir = str(tmp_path / "older")
+  config = tiny_config(root, **TINY)
+  ablate._check_same_ablation(config, workdir)  # pylint: disable=protected-access
+  path = os.path.join(workdir, ablate.CONFIG_JSON)
+  recorded = json.loads(open(path).read())
+  del recorded["eval.hybrid_beta"]  # as written before the key existed
+  with open(path, "w") as f:
+    json.dump(recorded, f)
+  ablate._check_same_ablation(config, workdir)  # pylint: disable=protected-access
+  changed = tiny_config(root, **dict(TINY, eval__hybrid_beta=1.0))
+  with pytest.raises(UserError, match="eval.hybrid_beta=None"):
+    ablate._check_same_ablation(changed, workdir)  # pylint: disable=protected-access
+
+
 def test_variant_names_and_temporal():
   assert ablate.parse_variants(None) == models.VARIANTS
   assert ablate.parse_variants(["unet", " autoencoder", "unet"]) == ("unet", "autoencoder")
