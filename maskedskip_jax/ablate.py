@@ -3,6 +3,13 @@ r"""Paper Table 2 on any config: the nine variants trained and evaluated with th
   python -m maskedskip_jax.ablate --config=configs/synthetic.py
   python -m maskedskip_jax.ablate --config=configs/ped2.py --config.data.root=/data/UCSDped2 \
       --workdir=runs/ablate_ped2 --variants=maskedskip_unet,unet,autoencoder
+  python -m maskedskip_jax.ablate --config=configs/synthetic.py --parts=all
+
+With `--parts` the table is instead the config's variant (or each of --variants) alone, with each listed part
+of the masked-convolution family switched on by itself (PARTS: the SSMCTB block, the motion-weighted loss,
+pasted synthetic anomalies, the hybrid motion score), and with all of them together; it goes to parts.md /
+parts.json. A part that changes only the scoring (hybrid_score) re-scores the arm it differs from instead of
+training the same model again.
 
 Each variant trains in `<workdir>/<variant>` (default workdir: runs/ablate_<config>) from the config
 with only model.variant changed (T=1 variants also get model.temporal=1) and is then evaluated on its
@@ -39,7 +46,6 @@ _RUN_ONLY = ("model.variant", "data.cache_dir", "data.tfds_data_dir", "data.back
              "train.prefetch", "train.checkpoint_every_steps", "train.keep_checkpoints", "train.log_every_steps",
              "eval.batch_size")
 
-_VARIANTS = flags.DEFINE_list("variants", None, f"Variants to run (default all): {','.join(models.VARIANTS)}.")
 
 
 def parse_variants(names) -> tuple[str, ...]:
@@ -49,6 +55,18 @@ def parse_variants(names) -> tuple[str, ...]:
   if unknown:
     raise UserError(f"--variants: unknown {', '.join(unknown)}; expected some of {','.join(models.VARIANTS)}")
   return tuple(dict.fromkeys(names)) or models.VARIANTS
+
+
+def with_overrides(config, overrides: dict[str, Any]):
+  """A copy of `config` with the flat keys of `overrides` set."""
+  c = copy.deepcopy(config)
+  for key, value in overrides.items():
+    *path, leaf = key.split(".")
+    node = c
+    for name in path:
+      node = node[name]
+    node[leaf] = value
+  return c
 
 
 def variant_config(config, variant: str):
@@ -129,28 +147,34 @@ def _train(config, vdir: str) -> bool:
   return record["finished"]
 
 
-def _row(config, workdir: str, variant: str) -> dict[str, Any] | None:
-  """The table row of a variant whose evaluation is done, else None."""
-  report = _read_json(_report_path(workdir, variant))
+def _row(config, workdir: str, variant: str, arm: str | None = None, overrides=None,
+         trained_in: str | None = None) -> dict[str, Any] | None:
+  """The table row of an arm (default: the variant alone) whose evaluation is done, else None."""
+  arm = arm or variant
+  report = _read_json(_report_path(workdir, arm))
   if report is None:
     return None
-  c = variant_config(config, variant)
-  timing = _read_json(os.path.join(workdir, variant, TIME_FILE)) or {}
-  return {"variant": variant, "temporal": c.model.temporal, "params": count_params(c),
+  c = with_overrides(variant_config(config, variant), overrides or {})
+  timing = _read_json(os.path.join(workdir, trained_in or arm, TIME_FILE)) or {}
+  extra = {} if overrides is None else {"arm": arm, "overrides": overrides, "trained_in": trained_in or arm}
+  return {"variant": variant, **extra, "temporal": c.model.temporal, "params": count_params(c),
           **{k: report.get(k) for k in _HEADLINE}, "train_seconds": timing.get("train_seconds"),
           "checkpoint_step": report.get("checkpoint_step"), "postprocess": report.get("postprocess"),
-          "num_frames": report.get("num_frames"), "report": os.path.abspath(_report_path(workdir, variant))}
+          "num_frames": report.get("num_frames"), "report": os.path.abspath(_report_path(workdir, arm))}
 
 
-def markdown(rows: list[dict[str, Any]], title: str = "") -> str:
+def markdown(rows: list[dict[str, Any]], title: str = "", first: str = "variant") -> str:
+  """The table; `first` = 'variant', or 'arm' for the parts table (its rows name the parts switched on)."""
   def metric(x):
     return "n/a" if x is None else f"{x:.4f}"
   lines = [title, ""] if title else []
-  lines += ["| variant | T | params | frame AUC micro | frame AUC macro | EER | AP | train time (s) |",
+  lines += [f"| {first} | T | params | frame AUC micro | frame AUC macro | EER | AP | train time (s) |",
             "|---|---|---|---|---|---|---|---|"]
   for r in rows:
     seconds = "n/a" if r["train_seconds"] is None else f"{r['train_seconds']:.0f}"
-    lines.append(f"| {r['variant']} | {r['temporal']} | {r['params']:,} | "
+    if r.get("trained_in", r.get("arm")) != r.get("arm"):
+      seconds = f"(as {r['trained_in']})"
+    lines.append(f"| {r[first]} | {r['temporal']} | {r['params']:,} | "
                  + " | ".join(metric(r[k]) for k in _HEADLINE) + f" | {seconds} |")
   return "\n".join(lines) + "\n"
 
@@ -177,16 +201,22 @@ def write_table(config, workdir: str, config_name: str | None = None) -> list[di
   return rows
 
 
-def run(config, workdir: str, variants=None, config_name: str | None = None) -> dict[str, Any]:
-  """Trains and evaluates `variants` (default all) in `workdir/<variant>`; returns {'rows', 'preempted'}."""
-  from maskedskip_jax import evaluate, train  # pylint: disable=g-import-not-at-top
-  variants = parse_variants(variants)
+def _base(config, workdir: str):
+  from maskedskip_jax import train  # pylint: disable=g-import-not-at-top
   config_check.validate(config)
-  workdir = os.path.abspath(workdir)
   _check_same_ablation(config, workdir)
   base = copy.deepcopy(config)
   if base.data.name == "synthetic" and not base.data.root:
-    base.data.root = train.dataset_root(config, workdir)  # generated once, shared by every variant
+    base.data.root = train.dataset_root(config, workdir)  # generated once, shared by every arm
+  return base
+
+
+def run(config, workdir: str, variants=None, config_name: str | None = None) -> dict[str, Any]:
+  """Trains and evaluates `variants` (default all) in `workdir/<variant>`; returns {'rows', 'preempted'}."""
+  from maskedskip_jax import evaluate  # pylint: disable=g-import-not-at-top
+  variants = parse_variants(variants)
+  workdir = os.path.abspath(workdir)
+  base = _base(config, workdir)
   preempted = False
   for variant in variants:
     if os.path.isfile(_report_path(workdir, variant)):
@@ -220,7 +250,12 @@ def main(argv: list[str]) -> None:
     sharding.initialize(main_lib._COORDINATOR.value, main_lib._NUM_PROCESSES.value, main_lib._PROCESS_ID.value)
     name = main_lib._config_name()
     workdir = main_lib._WORKDIR.value or os.path.join("runs", f"ablate_{name}")
-    result = run(config, workdir, _VARIANTS.value, config_name=name)
+    variants, parts = flags.FLAGS.variants, flags.FLAGS.parts
+    if parts is not None:
+      from maskedskip_jax import parts_ablation  # pylint: disable=g-import-not-at-top
+      result = parts_ablation.run(config, workdir, parts, variants, config_name=name)
+    else:
+      result = run(config, workdir, variants, config_name=name)
   except UserError as e:
     main_lib._fail(e)
   sys.exit(main_lib.EXIT_PREEMPTED if result["preempted"] else 0)
@@ -232,6 +267,11 @@ def cli(argv: list[str] | None = None) -> None:
   os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
   main_lib._check_override_keys(argv)  # before the config flag applies the overrides
   main_lib._define_config_flag()
+  # Defined here, not at import: parts_ablation imports this module, which under `python -m` is a second copy.
+  flags.DEFINE_list("variants", None, f"Variants to run (default all): {','.join(models.VARIANTS)}.")
+  from maskedskip_jax import parts_ablation  # pylint: disable=g-import-not-at-top
+  flags.DEFINE_list("parts", None, "Parts to ablate on the config's variant ('all' or some of "
+                    f"{','.join(parts_ablation.PARTS)}): one row per part, in parts.md.")
   app.run(main, argv=argv, flags_parser=main_lib.parse_flags)
 
 

@@ -280,8 +280,11 @@ def load_model(config, workdir: str, model_dir: str | None = None):
   return model, variables, step, os.path.abspath(model_dir)
 
 
-def run(config, workdir: str, model_dir: str | None = None) -> dict[str, Any] | None:
-  """Evaluates the newest checkpoint of `workdir` (or the bundle `model_dir`) on the config's test split."""
+def run(config, workdir: str, model_dir: str | None = None, out_dir: str | None = None) -> dict[str, Any] | None:
+  """Evaluates the newest checkpoint of `workdir` (or the bundle `model_dir`) on the config's test split.
+
+  The files go to `out_dir` (default `workdir/eval`): the ablation scores one trained model several ways.
+  """
   from maskedskip_jax import train  # pylint: disable=g-import-not-at-top
   s = settings(config)
   train.enable_compilation_cache(config.train.compilation_cache_dir)
@@ -292,8 +295,9 @@ def run(config, workdir: str, model_dir: str | None = None) -> dict[str, Any] | 
   store = train.load_split(config, workdir, "test", all_processes=False)  # the others have returned
   info = {"dataset": config.data.name, "variant": model.variant, "checkpoint_step": step, "checkpoint": source,
           "checkpoint_selection": "the newest checkpoint (or the given bundle); never chosen on test data"}
+  out_dir = os.path.abspath(out_dir or os.path.join(workdir, "eval"))
   report = evaluate_store(model, variables, store, batch_size=s["batch_size"], postprocess=s["postprocess"],
-                          out_dir=os.path.join(workdir, "eval"), patch=s["patch"],
+                          out_dir=out_dir, patch=s["patch"],
                           gaussian_sigma=s["gaussian_sigma"], write_videos=s["write_videos"],
                           pixel_metrics=s["pixel_metrics"], pixel_size=s["pixel_size"],
                           region_thresholds=s["region_thresholds"], hybrid_alpha=s["hybrid_alpha"],
@@ -304,6 +308,5 @@ def run(config, workdir: str, model_dir: str | None = None) -> dict[str, Any] | 
   if report["pixel"]:
     p = report["pixel"]
     line += f"; pixel AUROC {p['pixel_auroc']}, RBDC {p['rbdc']}, TBDC {p['tbdc']} at {p['resolution']}"
-  print(f"{line}; {report['num_frames']} frames at {report['frames_per_second']:.0f} frames/s -> "
-        f"{os.path.join(os.path.abspath(workdir), 'eval')}")
+  print(f"{line}; {report['num_frames']} frames at {report['frames_per_second']:.0f} frames/s -> {out_dir}")
   return report

@@ -17,20 +17,19 @@ METRICS_FILE = "metrics.jsonl"
 
 
 def _tensorboard_writer(logdir: str):
-  """tensorboardX if installed, else tf.summary, else None (with a notice)."""
+  """A tensorboardX writer, or None (with a notice) where the package is missing.
+
+  tensorboardX, not tf.summary: TensorFlow >= 2.20 no longer brings the tensorboard package that
+  tf.summary needs (a fresh `pip install .[tf]` then failed at the first logged step), and events must
+  be written without TensorFlow too (the Grain backend).
+  """
   try:
     import tensorboardX  # pylint: disable=g-import-not-at-top
-    return _TensorBoardX(tensorboardX.SummaryWriter(logdir))
   except ImportError:
-    pass
-  try:
-    import tensorflow as tf  # pylint: disable=g-import-not-at-top
-    tf.config.set_visible_devices([], "GPU")  # TF must never take accelerator memory from JAX
-    return _TfSummary(tf, tf.summary.create_file_writer(logdir))
-  except ImportError:
-    logging.info("Neither tensorboardX nor TensorFlow is installed: no TensorBoard events "
-                 "(metrics.jsonl is still written). pip install tensorboardX to get them.")
+    logging.warning("tensorboardX is not installed: no TensorBoard events (metrics.jsonl is still "
+                    "written); pip install tensorboardX to get them.")
     return None
+  return _TensorBoardX(tensorboardX.SummaryWriter(logdir))
 
 
 class _TensorBoardX:
@@ -41,21 +40,6 @@ class _TensorBoardX:
   def scalars(self, step: int, values: dict[str, float]):
     for k, v in values.items():
       self._writer.add_scalar(k, v, step)
-    self._writer.flush()
-
-  def close(self):
-    self._writer.close()
-
-
-class _TfSummary:
-
-  def __init__(self, tf, writer):
-    self._tf, self._writer = tf, writer
-
-  def scalars(self, step: int, values: dict[str, float]):
-    with self._writer.as_default():
-      for k, v in values.items():
-        self._tf.summary.scalar(k, v, step=step)
     self._writer.flush()
 
   def close(self):

@@ -1,6 +1,5 @@
 """The ablation table: every variant trained and evaluated alike, rows from the eval reports, resumable."""
 
-import importlib.util
 import json
 import os
 import subprocess
@@ -14,25 +13,13 @@ import tiny_run
 
 VARIANTS = ("maskedskip_unet", "unet")  # one T=3 and one T=1 variant
 TINY = dict(model__latent_dim=8, train__num_steps=3, train__checkpoint_every_steps=3)
-SYNTHETIC = os.path.join(tiny_run.REPO, "configs", "synthetic.py")
-
-
-def tiny_config(root, **kw):
-  """configs/synthetic.py with tiny_run's settings: what the command line below builds from its flags."""
-  spec = importlib.util.spec_from_file_location("synthetic_config", SYNTHETIC)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  config = module.get_config()
-  for key, value in tiny_run.settings(root, **kw).items():
-    group, leaf = key.split(".")
-    config[group][leaf] = value
-  return config
+SYNTHETIC = tiny_run.SYNTHETIC_CONFIG
 
 
 @pytest.fixture(scope="module")
 def ablation(tmp_path_factory):
   root = tiny_run.make_dataset(str(tmp_path_factory.mktemp("data")), num_train=1, num_test=2, frames=9)
-  config = tiny_config(root, **TINY)
+  config = tiny_run.synthetic_config(root, **TINY)
   workdir = str(tmp_path_factory.mktemp("ablate") / "work")
   result = ablate.run(config, workdir, VARIANTS, config_name="tiny")
   return root, config, workdir, result
@@ -92,19 +79,19 @@ def test_rerun_from_the_command_line_skips_finished_variants(ablation):
 
 def test_a_changed_config_is_refused_before_anything_runs(ablation):
   root, _, workdir, _ = ablation
-  changed = tiny_config(root, **dict(TINY, train__num_steps=5))
+  changed = tiny_run.synthetic_config(root, **dict(TINY, train__num_steps=5))
   with pytest.raises(UserError, match="train.num_steps=3"):
     ablate.run(changed, workdir, ("autoencoder",))
   assert not os.path.exists(os.path.join(workdir, "autoencoder"))
   # Settings that only change speed or bookkeeping are not a different experiment.
-  faster = tiny_config(root, **dict(TINY, train__log_every_steps=7, eval__batch_size=3))
+  faster = tiny_run.synthetic_config(root, **dict(TINY, train__log_every_steps=7, eval__batch_size=3))
   ablate._check_same_ablation(faster, workdir)  # pylint: disable=protected-access
 
 
 def test_keys_added_to_the_schema_later_count_only_when_changed(ablation, tmp_path):
   root, _, _, _ = ablation
   workdir = str(tmp_path / "older")
-  config = tiny_config(root, **TINY)
+  config = tiny_run.synthetic_config(root, **TINY)
   ablate._check_same_ablation(config, workdir)  # pylint: disable=protected-access
   path = os.path.join(workdir, ablate.CONFIG_JSON)
   recorded = json.loads(open(path).read())
@@ -112,7 +99,7 @@ def test_keys_added_to_the_schema_later_count_only_when_changed(ablation, tmp_pa
   with open(path, "w") as f:
     json.dump(recorded, f)
   ablate._check_same_ablation(config, workdir)  # pylint: disable=protected-access
-  changed = tiny_config(root, **dict(TINY, eval__hybrid_beta=1.0))
+  changed = tiny_run.synthetic_config(root, **dict(TINY, eval__hybrid_beta=1.0))
   with pytest.raises(UserError, match="eval.hybrid_beta=None"):
     ablate._check_same_ablation(changed, workdir)  # pylint: disable=protected-access
 

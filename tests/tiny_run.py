@@ -6,6 +6,7 @@ compiles in seconds. `overrides` gives the same config as command-line flags for
 the subprocess tests that run `python -m maskedskip_jax.main`.
 """
 
+import importlib.util
 import os
 import subprocess
 import sys
@@ -15,6 +16,7 @@ import cv2
 import numpy as np
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SYNTHETIC_CONFIG = os.path.join(REPO, "configs", "synthetic.py")
 # One JAX compilation cache for every test process: the tiny model compiles once.
 JAX_CACHE = os.path.join(tempfile.gettempdir(), "maskedskip_jax_tests_jax_cache")
 
@@ -55,6 +57,18 @@ def config(root: str, cache_dir: str = JAX_CACHE, **kw):
   from maskedskip_jax import config_check  # pylint: disable=g-import-not-at-top
   c = config_check.default_config()
   for key, value in settings(root, cache_dir, **kw).items():
+    group, leaf = key.split(".")
+    c[group][leaf] = value
+  return c
+
+
+def synthetic_config(root: str, **kw):
+  """configs/synthetic.py with these settings: what the command line gets from overrides(root, **kw)."""
+  spec = importlib.util.spec_from_file_location("synthetic_config", SYNTHETIC_CONFIG)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  c = module.get_config()
+  for key, value in settings(root, **kw).items():
     group, leaf = key.split(".")
     c[group][leaf] = value
   return c
