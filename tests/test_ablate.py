@@ -18,9 +18,7 @@ SYNTHETIC = tiny_run.SYNTHETIC_CONFIG
 
 @pytest.fixture(scope="module")
 def ablation(tmp_path_factory):
-  root = tiny_run.make_dataset(str(tmp_path_factory.mktemp("data")), num_train=1, num_test=2, frames=9)
-  config = tiny_run.synthetic_config(root, **TINY)
-  workdir = str(tmp_path_factory.mktemp("ablate") / "work")
+  root, config, workdir = tiny_run.ablation_setup(tmp_path_factory, **TINY)
   result = ablate.run(config, workdir, VARIANTS, config_name="tiny")
   return root, config, workdir, result
 

@@ -22,9 +22,7 @@ ARMS = (BASE, f"{BASE}+motion_loss", f"{BASE}+hybrid_score", f"{BASE}+motion_los
 
 @pytest.fixture(scope="module")
 def parts(tmp_path_factory):
-  root = tiny_run.make_dataset(str(tmp_path_factory.mktemp("data")), num_train=1, num_test=2, frames=9)
-  config = tiny_run.synthetic_config(root, **TINY)
-  workdir = str(tmp_path_factory.mktemp("parts") / "work")
+  root, config, workdir = tiny_run.ablation_setup(tmp_path_factory, **TINY)
   result = parts_ablation.run(config, workdir, PARTS, config_name="tiny")
   return root, config, workdir, result
 

@@ -74,6 +74,12 @@ def synthetic_config(root: str, **kw):
   return c
 
 
+def ablation_setup(tmp_path_factory, **kw):
+  """(dataset root, config, workdir) of the ablation tests: three tiny videos and configs/synthetic.py."""
+  root = make_dataset(str(tmp_path_factory.mktemp("data")), num_train=1, num_test=2, frames=9)
+  return root, synthetic_config(root, **kw), str(tmp_path_factory.mktemp("ablate") / "work")
+
+
 def overrides(root: str, cache_dir: str = JAX_CACHE, **kw) -> list[str]:
   out = []
   for key, value in settings(root, cache_dir, **kw).items():
