@@ -78,14 +78,15 @@ def main(argv=None) -> int:
   x = jax.device_put(model_speed.clips(shape))
   init_fn, step_fn, source = model_speed._train_fns()  # pylint: disable=protected-access
   tx = optim.make_optimizer(1e-2)
-  init = jax.jit(functools.partial(init_fn, model=model, tx=tx, input_shape=(1, *shape[1:])))
-  kept = init(jnp.int32(0))  # never donated: inference and the equivalence check use it
+  # Not jitted: the project's init_state draws parameters on the host from a concrete seed.
+  init = functools.partial(init_fn, model=model, tx=tx, input_shape=(1, *shape[1:]))
+  kept = init(0)  # never donated: inference and the equivalence check use it
   variables = {"params": kept["params"], "batch_stats": kept["batch_stats"]}
   runners, report = {}, {"what": args.what, "train_step": source, "shape": list(shape),
                          **model_speed.environment(), "load_average_start": model_speed.load_average()}
   for name in names:
     options, patch_names = CANDIDATES[name]
-    state = init(jnp.int32(0))  # a state per candidate: each one's step donates its own
+    state = init(0)  # a state per candidate: each one's step donates its own
     if args.what == "train":
       fn = functools.partial(step_fn, model=model, tx=tx)
       compiled, seconds = _compile(fn, (state, {"clips": x}), options, patch_names, donate=True)

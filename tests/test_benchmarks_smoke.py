@@ -24,16 +24,17 @@ def _uniform(seed, shape):
 
 @pytest.fixture(scope="module")
 def runs():
-  """Both scripts at once (each is mostly single-threaded XLA compiling): {script: JSON}."""
-  scripts = {"model_speed.py": ["--streaming"]}
+  """The scripts at once (each is mostly single-threaded XLA compiling): {script: JSON}."""
+  scripts = {"model_speed.py": [*TINY, "--streaming"],
+             "cpu_ab.py": [*TINY[:6], "--candidates", "base,fused_branches", "--rounds", "2"]}
   try:
     import torch  # pylint: disable=g-import-not-at-top,unused-import
-    scripts["vs_pytorch.py"] = []
+    scripts["vs_pytorch.py"] = TINY
   except ImportError:
     pass
-  procs = {name: subprocess.Popen([sys.executable, os.path.join(BENCH, name), *TINY, *extra],
+  procs = {name: subprocess.Popen([sys.executable, os.path.join(BENCH, name), *args],
                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-           for name, extra in scripts.items()}
+           for name, args in scripts.items()}
   out = {}
   for name, proc in procs.items():
     stdout, stderr = proc.communicate(timeout=300)
@@ -45,6 +46,14 @@ def runs():
 def _positive(section, *keys):
   for key in keys:
     assert section[key] > 0, (key, section)
+
+
+def test_cpu_ab_times_each_candidate_against_base(runs):
+  r = runs["cpu_ab.py"]
+  assert r["what"] == "train" and r["rounds"] == 2 and r["shape"][0] == 2
+  assert set(r["step_ms_median"]) == set(r["ratio_to_base"]) == {"base", "fused_branches"}
+  assert r["ratio_to_base"]["base"] == 1.0 and r["ratio_to_base"]["fused_branches"] > 0
+  assert r["max_abs_diff_vs_base"]["fused_branches"] < 1e-4  # the same network, one fused conv
 
 
 def test_model_speed_reports_train_and_inference(runs):
