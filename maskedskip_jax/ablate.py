@@ -47,7 +47,6 @@ _RUN_ONLY = ("model.variant", "data.cache_dir", "data.tfds_data_dir", "data.back
              "eval.batch_size")
 
 
-
 def parse_variants(names) -> tuple[str, ...]:
   """The requested variants (all nine for None/empty), in the order given, each once."""
   names = [n.strip() for n in (names or []) if n.strip()]
