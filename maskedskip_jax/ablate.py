@@ -56,18 +56,6 @@ def parse_variants(names) -> tuple[str, ...]:
   return tuple(dict.fromkeys(names)) or models.VARIANTS
 
 
-def with_overrides(config, overrides: dict[str, Any]):
-  """A copy of `config` with the flat keys of `overrides` set."""
-  c = copy.deepcopy(config)
-  for key, value in overrides.items():
-    *path, leaf = key.split(".")
-    node = c
-    for name in path:
-      node = node[name]
-    node[leaf] = value
-  return c
-
-
 def variant_config(config, variant: str):
   """`config` for `variant`: T=1 variants see single frames, the others keep the config's T (3 if it is 1)."""
   c = copy.deepcopy(config)
@@ -153,7 +141,7 @@ def _row(config, workdir: str, variant: str, arm: str | None = None, overrides=N
   report = _read_json(_report_path(workdir, arm))
   if report is None:
     return None
-  c = with_overrides(variant_config(config, variant), overrides or {})
+  c = config_check.with_values(variant_config(config, variant), overrides or {})
   timing = _read_json(os.path.join(workdir, trained_in or arm, TIME_FILE)) or {}
   extra = {} if overrides is None else {"arm": arm, "overrides": overrides, "trained_in": trained_in or arm}
   return {"variant": variant, **extra, "temporal": c.model.temporal, "params": count_params(c),

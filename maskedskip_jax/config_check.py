@@ -6,6 +6,7 @@ mistake into one UserError naming the key, before a dataset is read or a step is
 compiled.
 """
 
+import copy
 import dataclasses
 import difflib
 from typing import Any, Callable
@@ -155,6 +156,18 @@ def _nest(flat: dict[str, Any]) -> ml_collections.ConfigDict:
       node = node.setdefault(p, {})
     node[leaf] = value
   return ml_collections.ConfigDict(tree)
+
+
+def with_values(config, values: dict[str, Any]) -> ml_collections.ConfigDict:
+  """A copy of `config` with the dotted keys of `values` (e.g. 'model.ssmctb.placement') set."""
+  c = copy.deepcopy(config)
+  for key, value in values.items():
+    *parents, leaf = key.split(".")
+    node = c
+    for p in parents:
+      node = node[p]
+    node[leaf] = value
+  return c
 
 
 def default_config() -> ml_collections.ConfigDict:

@@ -89,7 +89,7 @@ def run(config, workdir: str, parts, variants=None, config_name: str | None = No
     if os.path.isfile(ablate._report_path(workdir, name)):
       print(f"ablate: {name}: evaluated before, skipped ({ablate._report_path(workdir, name)})")
       continue
-    c = ablate.with_overrides(ablate.variant_config(base, variant), overrides)
+    c = config_check.with_values(ablate.variant_config(base, variant), overrides)
     config_check.validate(c)
     train_dir = os.path.join(workdir, trained_in)
     if trained_in == name:

@@ -10,7 +10,7 @@ import jax
 import numpy as np
 import pytest
 
-from maskedskip_jax import ablate, parts_ablation, train
+from maskedskip_jax import ablate, config_check, parts_ablation, train
 from maskedskip_jax.errors import UserError
 import tiny_run
 
@@ -53,7 +53,7 @@ def test_rows_are_the_variant_each_part_and_all_parts(parts):
 def test_a_training_part_changes_training_and_a_scoring_part_only_the_scores(parts):
   _, config, workdir, _ = parts
   base = train.restore_variables(config, os.path.join(workdir, BASE))[1]["params"]
-  motion_config = ablate.with_overrides(config, parts_ablation.PARTS["motion_loss"])
+  motion_config = config_check.with_values(config, parts_ablation.PARTS["motion_loss"])
   assert motion_config.train.motion_weighting == "patch" and config.train.motion_weighting == "none"
   moved = train.restore_variables(motion_config, os.path.join(workdir, ARMS[1]))[1]["params"]
   pairs = zip(jax.tree.leaves(base), jax.tree.leaves(moved))
@@ -83,8 +83,8 @@ def test_rerun_from_the_command_line_skips_finished_arms(parts):
   reports = [os.path.join(workdir, arm, "eval", "report.json") for arm in ARMS]
   before = [os.stat(p).st_mtime_ns for p in reports]
   proc = subprocess.run(
-      [sys.executable, "-m", "maskedskip_jax.ablate", f"--config={tiny_run.SYNTHETIC_CONFIG}", f"--workdir={workdir}", f"--parts={','.join(PARTS)}",
-       *tiny_run.overrides(root, **TINY)],
+      [sys.executable, "-m", "maskedskip_jax.ablate", f"--config={tiny_run.SYNTHETIC_CONFIG}",
+       f"--workdir={workdir}", f"--parts={','.join(PARTS)}", *tiny_run.overrides(root, **TINY)],
       cwd=tiny_run.REPO, env=tiny_run.env(), capture_output=True, text=True, timeout=120, check=False)
   assert proc.returncode == 0, proc.stderr[-2000:]
   assert proc.stdout.count("evaluated before, skipped") == len(ARMS), proc.stdout
@@ -101,6 +101,6 @@ def test_part_names_and_arms():
   arms = dict(parts_ablation.part_arms("unet", ("ssmctb",)))
   assert arms == {"unet": {}, "unet+ssmctb": {"model.ssmctb.placement": "latent_skip"}}  # one part: no "all" row
   config = tiny_run.config("unused")
-  changed = ablate.with_overrides(config, {"model.ssmctb.placement": "decoder", "eval.hybrid_beta": 2.0})
+  changed = config_check.with_values(config, {"model.ssmctb.placement": "decoder", "eval.hybrid_beta": 2.0})
   assert changed.model.ssmctb.placement == "decoder" and changed.eval.hybrid_beta == 2.0
   assert config.model.ssmctb.placement == "none" and config.eval.hybrid_beta == 0.0  # the original is untouched

@@ -55,23 +55,16 @@ def settings(root: str, cache_dir: str = JAX_CACHE, **kw) -> dict:
 
 def config(root: str, cache_dir: str = JAX_CACHE, **kw):
   from maskedskip_jax import config_check  # pylint: disable=g-import-not-at-top
-  c = config_check.default_config()
-  for key, value in settings(root, cache_dir, **kw).items():
-    group, leaf = key.split(".")
-    c[group][leaf] = value
-  return c
+  return config_check.with_values(config_check.default_config(), settings(root, cache_dir, **kw))
 
 
 def synthetic_config(root: str, **kw):
   """configs/synthetic.py with these settings: what the command line gets from overrides(root, **kw)."""
+  from maskedskip_jax import config_check  # pylint: disable=g-import-not-at-top
   spec = importlib.util.spec_from_file_location("synthetic_config", SYNTHETIC_CONFIG)
   module = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(module)
-  c = module.get_config()
-  for key, value in settings(root, **kw).items():
-    group, leaf = key.split(".")
-    c[group][leaf] = value
-  return c
+  return config_check.with_values(module.get_config(), settings(root, **kw))
 
 
 def ablation_setup(tmp_path_factory, **kw):
