@@ -7,10 +7,11 @@ turn, so a neighbour's load drifting over minutes hits all candidates alike (a
 shared 2-core box is never quiet). Reports each candidate's median step and the
 median over rounds of its time divided by the baseline's in the same round, in
 wall time and in process CPU time (the load-robust one).
-Candidates are XLA compiler options (given per compile, no XLA_FLAGS needed) or
-model patches (`fused_branches`: benchmarks/fused_branches.py; `small_map_im2col`:
-benchmarks/small_map_conv.py; `fft_weight_grad`: benchmarks/fft_weight_grad.py),
-whose forward output is checked against the plain model with the same variables.
+Candidates are XLA compiler options (given per compile, no XLA_FLAGS needed), model
+patches (`fused_branches`: benchmarks/fused_branches.py) or the model's conv lowering
+(`maskedskip_jax.conv_lowering`: `base` is the package default, `auto`, which on CPU
+is the FFT weight gradients + small-map im2col; `xla_convs` is XLA's plain convs),
+whose forward output is checked against the base model with the same variables.
 """
 
 import argparse
@@ -31,19 +32,17 @@ import model_speed  # pylint: disable=g-import-not-at-top,wrong-import-position
 from maskedskip_jax import models  # pylint: disable=g-import-not-at-top,wrong-import-position
 from maskedskip_jax import optim  # pylint: disable=g-import-not-at-top,wrong-import-position
 
-# name -> (XLA compiler options, experimental model changes from experimental.PATCHES)
+# name -> (XLA compiler options, experimental model changes from experimental.PATCHES, model.conv_lowering)
 CANDIDATES = {
-    "base": ({}, ()),
-    "no_ynn": ({"xla_cpu_experimental_ynn_fusion_type": ""}, ()),
-    "eigen_single_thread": ({"xla_cpu_multi_thread_eigen": False}, ()),
-    "onednn": ({"xla_cpu_use_onednn": True}, ()),
-    "vector_width_512": ({"xla_cpu_prefer_vector_width": 512}, ()),
-    "concurrency_scheduler": ({"xla_cpu_enable_concurrency_optimized_scheduler": True}, ()),
-    "fast_math": ({"xla_cpu_enable_fast_math": True}, ()),
-    "fused_branches": ({}, ("fused_branches",)),
-    "small_map_im2col": ({}, ("small_map_im2col",)),
-    "fft_weight_grad": ({}, ("fft_weight_grad",)),
-    "fft_weight_grad+small_map_im2col": ({}, ("fft_weight_grad", "small_map_im2col")),
+    "base": ({}, (), "auto"),
+    "xla_convs": ({}, (), "xla"),
+    "no_ynn": ({"xla_cpu_experimental_ynn_fusion_type": ""}, (), "auto"),
+    "eigen_single_thread": ({"xla_cpu_multi_thread_eigen": False}, (), "auto"),
+    "onednn": ({"xla_cpu_use_onednn": True}, (), "auto"),
+    "vector_width_512": ({"xla_cpu_prefer_vector_width": 512}, (), "auto"),
+    "concurrency_scheduler": ({"xla_cpu_enable_concurrency_optimized_scheduler": True}, (), "auto"),
+    "fast_math": ({"xla_cpu_enable_fast_math": True}, (), "auto"),
+    "fused_branches": ({}, ("fused_branches",), "auto"),
 }
 
 
@@ -84,11 +83,13 @@ def main(argv=None) -> int:
   variables = {"params": kept["params"], "batch_stats": kept["batch_stats"]}
   runners, report = {}, {"what": args.what, "train_step": source, "shape": list(shape),
                          **model_speed.environment(), "load_average_start": model_speed.load_average()}
+  base_apply = jax.jit(lambda v, x: model.apply(v, x))
   for name in names:
-    options, patch_names = CANDIDATES[name]
+    options, patch_names, lowering = CANDIDATES[name]
+    cand = model.clone(conv_lowering=lowering)
     state = init(0)  # a state per candidate: each one's step donates its own
     if args.what == "train":
-      fn = functools.partial(step_fn, model=model, tx=tx)
+      fn = functools.partial(step_fn, model=cand, tx=tx)
       compiled, seconds = _compile(fn, (state, {"clips": x}), options, patch_names, donate=True)
       holder = [state]
 
@@ -96,17 +97,16 @@ def main(argv=None) -> int:
         holder[0], metrics = compiled(holder[0], {"clips": x})
         jax.block_until_ready((holder[0], metrics))
     else:
-      compiled, seconds = _compile(lambda v, x: model.apply(v, x), (variables, x), options, patch_names, donate=False)
+      compiled, seconds = _compile(lambda v, x: cand.apply(v, x), (variables, x), options, patch_names, donate=False)
       run = functools.partial(lambda c: jax.block_until_ready(c(variables, x)), compiled)
     for _ in range(2):
       run()
     runners[name] = run
     report.setdefault("compile_s", {})[name] = round(seconds, 2)
-    if patch_names:
+    if patch_names or lowering != "auto":
       with experimental.patches(patch_names):
-        patched_out = jax.jit(lambda v, x: model.apply(v, x))(variables, x)
-      plain = jax.jit(lambda v, x: model.apply(v, x))(variables, x)
-      report.setdefault("max_abs_diff_vs_base", {})[name] = float(jnp.max(jnp.abs(patched_out - plain)))
+        changed = jax.jit(lambda v, x: cand.apply(v, x))(variables, x)
+      report.setdefault("max_abs_diff_vs_base", {})[name] = float(jnp.max(jnp.abs(changed - base_apply(variables, x))))
 
   times = {n: [] for n in names}
   cpu = {n: [] for n in names}

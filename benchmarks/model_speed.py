@@ -30,6 +30,7 @@ import jax.numpy as jnp  # pylint: disable=g-import-not-at-top,wrong-import-posi
 import numpy as np  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 import experimental  # pylint: disable=g-import-not-at-top,wrong-import-position
+from maskedskip_jax import conv_lowering  # pylint: disable=g-import-not-at-top,wrong-import-position
 from maskedskip_jax import losses  # pylint: disable=g-import-not-at-top,wrong-import-position
 from maskedskip_jax import models  # pylint: disable=g-import-not-at-top,wrong-import-position
 from maskedskip_jax import optim  # pylint: disable=g-import-not-at-top,wrong-import-position
@@ -253,6 +254,8 @@ def parse_args(argv=None) -> argparse.Namespace:
   parser.add_argument("--full-3d-skips", action="store_true",
                       help="compute the masked skips as full 3-D convs (centre-only is the default)")
   parser.add_argument("--streaming", action="store_true", help="also time maskedskip_jax.streaming")
+  parser.add_argument("--conv-lowering", default="auto", choices=conv_lowering.LOWERINGS,
+                      help="model.conv_lowering: auto = the CPU fast paths on CPU, XLA's convs elsewhere")
   parser.add_argument("--patches", default="",
                       help=f"comma-separated experimental changes: {', '.join(experimental.PATCHES)}")
   parser.add_argument("--skip-train", action="store_true")
@@ -270,13 +273,15 @@ def main(argv=None) -> int:
   args = parse_args(argv)
   configure_jax(args.compilation_cache)
   model = models.build(args.variant, latent_dim=args.latent_dim, channels=args.channels, temporal=args.temporal,
-                       centre_only=not args.full_3d_skips, dtype=DTYPES[args.dtype], param_dtype=jnp.float32)
+                       centre_only=not args.full_3d_skips, dtype=DTYPES[args.dtype], param_dtype=jnp.float32,
+                       conv_lowering=args.conv_lowering)
   models.check_input_shape(model, clip_shape(model, 1, args.image_size))
   infer_batch = args.infer_batch or args.batch
   report = {"variant": args.variant, "batch": args.batch, "infer_batch": infer_batch,
             "image_size": args.image_size, "latent_dim": args.latent_dim, "channels": args.channels,
             "temporal": model.temporal, "dtype": args.dtype, "param_dtype": "float32",
             "centre_only": not args.full_3d_skips, "steps": args.steps, "patches": args.patches,
+            "conv_lowering": conv_lowering.resolve(args.conv_lowering),
             **environment(),
             "load_average_start": load_average()}
   variables = None

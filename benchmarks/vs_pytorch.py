@@ -27,6 +27,7 @@ import jax.numpy as jnp  # pylint: disable=g-import-not-at-top,wrong-import-posi
 
 import experimental  # pylint: disable=g-import-not-at-top,wrong-import-position
 import model_speed  # pylint: disable=g-import-not-at-top,wrong-import-position
+from maskedskip_jax import conv_lowering  # pylint: disable=g-import-not-at-top,wrong-import-position
 from maskedskip_jax import models  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 # (latent, image size, train batch, inference batch, dtype, torch.compile) per platform.
@@ -57,6 +58,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                            "its best on an idle box, PASSIVE on a loaded one")
   parser.add_argument("--jax-patches", default="",
                       help=f"experimental JAX changes to time: {', '.join(experimental.PATCHES)}")
+  parser.add_argument("--conv-lowering", default="auto", choices=conv_lowering.LOWERINGS,
+                      help="JAX model.conv_lowering: auto = FFT weight gradients + small-map im2col on CPU only")
   parser.add_argument("--threads", type=int, default=None, help="PyTorch intra-op threads (default: JAX's cores)")
   args = parser.parse_args(argv)
   platform = "gpu" if jax.default_backend() == "gpu" else "cpu"
@@ -93,12 +96,13 @@ def main(argv=None) -> int:
   if device == "cuda" and not torch.cuda.is_available():
     raise SystemExit("vs_pytorch: JAX runs on a GPU but this PyTorch build has no CUDA; install a CUDA torch")
   model = models.build(args.variant, latent_dim=args.latent_dim, channels=args.channels, temporal=args.temporal,
-                       dtype=model_speed.DTYPES[args.dtype], param_dtype=jnp.float32)
+                       dtype=model_speed.DTYPES[args.dtype], param_dtype=jnp.float32,
+                       conv_lowering=args.conv_lowering)
   models.check_input_shape(model, model_speed.clip_shape(model, 1, args.image_size))
   report = {"variant": args.variant, "latent_dim": args.latent_dim, "image_size": args.image_size,
             "batch": args.batch, "infer_batch": args.infer_batch, "channels": args.channels,
             "temporal": model.temporal, "dtype": args.dtype, "param_dtype": "float32", "steps": args.steps,
-            "jax_patches": args.jax_patches,
+            "jax_patches": args.jax_patches, "jax_conv_lowering": conv_lowering.resolve(args.conv_lowering),
             **model_speed.environment(), "torch_version": torch.__version__, "torch_device": device,
             "torch_threads": threads, "torch_compile": args.torch_compile,
             "torch_compile_mode": args.torch_compile_mode, "torch_skips": args.torch_skips,

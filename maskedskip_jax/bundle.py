@@ -36,7 +36,7 @@ EXPORT_FILE = "inference.stablehlo"
 MANIFEST_FILE = "manifest.json"
 ARCH_KEYS = ("variant", "latent_dim", "channels", "temporal", "skip_kernels", "skip_masks", "ssmctb")
 # Settings that change how a model runs, not what its weights mean: not recorded.
-_RUNTIME_KEYS = ("dtype", "param_dtype", "centre_only")
+_RUNTIME_KEYS = ("dtype", "param_dtype", "centre_only", "conv_lowering")
 
 
 def _plain_tree(tree) -> dict:

@@ -13,6 +13,7 @@ from typing import Any, Callable
 
 import ml_collections
 
+from maskedskip_jax import conv_lowering
 from maskedskip_jax.errors import UserError
 
 DATASETS = ("synthetic", "ucsd_ped1", "ucsd_ped2", "cuhk_avenue", "shanghaitech", "generic", "frames")
@@ -98,6 +99,9 @@ SCHEMA: dict[str, Field] = {
     "model.masked_kernels": Field("train", "str", _one_of("train", "frozen"),
                                   "'frozen' = the published code (masked-conv kernels never update)"),
     "model.centre_only": Field(True, "bool", None, "compute only the centre frame of the 3-D skip convs"),
+    "model.conv_lowering": Field("auto", "str", _one_of(*conv_lowering.LOWERINGS),
+                                 "conv compute: 'cpu' fast paths (FFT weight gradients, im2col), XLA's convs, "
+                                 "or 'auto' (cpu fast paths on the CPU backend only)"),
     "model.ssmctb.placement": Field("none", "str", _one_of(*SSMCTB_PLACEMENTS),
                                     "SSMCTB blocks: in skip 4, in every skip, or before the last decoder block"),
     "model.ssmctb.dims": Field(2, "int", _one_of(2, 3), "2-D block on the centre skip, or 3-D on the T frames"),

@@ -13,6 +13,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from maskedskip_jax import conv_lowering
+
 Dtype = jnp.dtype
 
 
@@ -64,12 +66,14 @@ class Conv(nn.Module):
   2-D path is much faster than its 3-D one. With a T-tap kernel and SAME padding
   the centre output sees every input frame, so nothing is lost. `centre_only=False`
   runs the full 3-D conv and slices (kept to test the fast path against).
+  `lowering` picks how 2-D convs are computed (`conv_lowering`: same maths).
   """
   features: int
   kernel_size: Sequence[int]
   mask: np.ndarray | None = None
   centre_frame: bool = False
   centre_only: bool = True
+  lowering: str = "auto"
   dtype: Dtype = jnp.float32
   param_dtype: Dtype = jnp.float32
 
@@ -95,8 +99,10 @@ class Conv(nn.Module):
       kernel = jnp.transpose(kernel, (1, 2, 0, 3, 4)).reshape(k[1], k[2], t * c, self.features)
       x = jnp.transpose(x, (0, 2, 3, 1, 4)).reshape(b, h, w, t * c)
       nd = 2
-    spec = {2: ("NHWC", "HWIO", "NHWC"), 3: ("NDHWC", "DHWIO", "NDHWC")}[nd]
-    y = jax.lax.conv_general_dilated(x, kernel, (1,) * nd, "SAME", dimension_numbers=spec)
+    if nd == 2:
+      y = conv_lowering.conv2d_same(x, kernel, self.lowering)
+    else:
+      y = jax.lax.conv_general_dilated(x, kernel, (1,) * 3, "SAME", dimension_numbers=("NDHWC", "DHWIO", "NDHWC"))
     if self.centre_frame and not self.centre_only:
       y = y[:, (y.shape[1] - 1) // 2]
     return y + bias
@@ -140,20 +146,22 @@ class ConvBlock(nn.Module):
   last: bool = False
   ed_mask: bool = False
   kernels: tuple[int, ...] = (3, 5, 7)
+  lowering: str = "auto"
   dtype: Dtype = jnp.float32
   param_dtype: Dtype = jnp.float32
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool) -> jax.Array:
     width = self.features * (4 if self.decode else 1)
+    kw = dict(lowering=self.lowering, dtype=self.dtype, param_dtype=self.param_dtype)
     ys = []
     for i, k in enumerate(self.kernels):
       mask = centre_square_mask(k, k - 2) if self.ed_mask else None
-      ys.append(Conv(width, (k, k), mask, dtype=self.dtype, param_dtype=self.param_dtype, name=f"convs_{i}")(x))
+      ys.append(Conv(width, (k, k), mask, name=f"convs_{i}", **kw)(x))
     y = jnp.concatenate(ys, axis=-1)
     y = nn.relu(batch_norm(train, self.dtype, self.param_dtype, "batch_norm_1")(y))
     y = depth_to_space(y) if self.decode else space_to_depth(y)
-    y = Conv(self.features, (1, 1), dtype=self.dtype, param_dtype=self.param_dtype, name="conv_last")(y)
+    y = Conv(self.features, (1, 1), name="conv_last", **kw)(y)
     bn2 = batch_norm(train, self.dtype, self.param_dtype, "batch_norm_2")
     if not self.last:
       return nn.relu(bn2(y))

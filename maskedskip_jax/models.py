@@ -13,6 +13,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from maskedskip_jax import conv_lowering as conv_lowering_lib
 from maskedskip_jax import layers
 from maskedskip_jax import ssmctb as ssmctb_lib
 from maskedskip_jax.errors import UserError
@@ -66,6 +67,7 @@ class MaskedSkipUNet(nn.Module):
   dtype: jnp.dtype = jnp.float32
   param_dtype: jnp.dtype = jnp.float32
   ssmctb: ssmctb_lib.Options = ssmctb_lib.Options()  # SSMCTB blocks (issue 9); none by default
+  conv_lowering: str = "auto"  # conv_lowering.LOWERINGS: how convs are computed, not what
 
   @property
   def widths(self) -> tuple[int, int, int, int]:
@@ -92,7 +94,7 @@ class MaskedSkipUNet(nn.Module):
     if s.skips == "identity":
       return centre
     c, k, m = x.shape[-1], self.skip_kernels[i - 1], self.skip_masks[i - 1]
-    kw = dict(dtype=self.dtype, param_dtype=self.param_dtype)
+    kw = dict(lowering=self.conv_lowering, dtype=self.dtype, param_dtype=self.param_dtype)
     if s.skips == "masked2d":
       return layers.Conv(c, (k, k), layers.centre_square_mask(k, m), name=f"mconv{i}", **kw)(centre)
     if s.skips == "conv3d":
@@ -107,7 +109,7 @@ class MaskedSkipUNet(nn.Module):
     check_input_shape(self, x.shape)
     s = spec(self.variant)
     b, t, h, w, c = x.shape
-    kw = dict(ed_mask=s.ed_mask, dtype=self.dtype, param_dtype=self.param_dtype)
+    kw = dict(ed_mask=s.ed_mask, lowering=self.conv_lowering, dtype=self.dtype, param_dtype=self.param_dtype)
     y = x.reshape(b * t, h, w, c).astype(self.dtype)
     feats = []
     for i, width in enumerate(self.widths, start=1):
@@ -134,7 +136,7 @@ class MaskedSkipUNet(nn.Module):
 def build(variant: str = "maskedskip_unet", *, latent_dim: int = 512, channels: int = 3,
           temporal: int | None = None, skip_kernels=SKIP_KERNELS, skip_masks=SKIP_MASKS,
           centre_only: bool = True, dtype=jnp.float32, param_dtype=jnp.float32,
-          ssmctb=None) -> MaskedSkipUNet:
+          ssmctb=None, conv_lowering: str = "auto") -> MaskedSkipUNet:
   """A checked model; `ssmctb` is an ssmctb.Options or its fields as a mapping (None: no blocks)."""
   s = spec(variant)
   temporal = s.temporal if temporal is None else temporal
@@ -149,6 +151,9 @@ def build(variant: str = "maskedskip_unet", *, latent_dim: int = 512, channels: 
   for k, m in zip(skip_kernels, skip_masks):
     if k % 2 == 0 or m >= k or (k - m) % 2:
       raise UserError(f"model.skip_kernels/skip_masks: kernel {k} and mask {m} must be odd with mask < kernel")
+  if conv_lowering not in conv_lowering_lib.LOWERINGS:
+    raise UserError(f"model.conv_lowering: must be one of {', '.join(conv_lowering_lib.LOWERINGS)}, "
+                    f"got {conv_lowering!r}")
   if ssmctb is None:
     ssmctb = ssmctb_lib.Options()
   elif not isinstance(ssmctb, ssmctb_lib.Options):
@@ -157,7 +162,8 @@ def build(variant: str = "maskedskip_unet", *, latent_dim: int = 512, channels: 
       raise UserError(f"model.ssmctb: unknown keys {unknown}")
     ssmctb = ssmctb_lib.Options(**ssmctb)
   return MaskedSkipUNet(variant, latent_dim, channels, temporal, tuple(skip_kernels),
-                        tuple(skip_masks), centre_only, dtype, param_dtype, ssmctb.check(temporal))
+                        tuple(skip_masks), centre_only, dtype, param_dtype, ssmctb.check(temporal),
+                        conv_lowering)
 
 
 def check_input_shape(model: MaskedSkipUNet, shape) -> None:

@@ -46,7 +46,7 @@ def build_model(config) -> models.MaskedSkipUNet:
   m = config.model
   return models.build(m.variant, latent_dim=m.latent_dim, channels=config.data.channels, temporal=m.temporal,
                       centre_only=m.centre_only, dtype=compute_dtype(config.train.compute_dtype),
-                      ssmctb=dict(m.ssmctb))
+                      ssmctb=dict(m.ssmctb), conv_lowering=m.conv_lowering)
 
 
 def build_optimizer(config, total_steps: int) -> optax.GradientTransformation:

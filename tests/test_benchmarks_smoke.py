@@ -26,7 +26,8 @@ def _uniform(seed, shape):
 def runs():
   """The scripts at once (each is mostly single-threaded XLA compiling): {script: JSON}."""
   scripts = {"model_speed.py": [*TINY, "--streaming"],
-             "cpu_ab.py": [*TINY[:6], "--candidates", "base,fused_branches", "--rounds", "2"]}
+             "cpu_ab.py": [*TINY[:6], "--candidates", "base,xla_convs,fused_branches",
+                           "--rounds", "2"]}
   try:
     import torch  # pylint: disable=g-import-not-at-top,unused-import
     scripts["vs_pytorch.py"] = TINY
@@ -51,9 +52,10 @@ def _positive(section, *keys):
 def test_cpu_ab_times_each_candidate_against_base(runs):
   r = runs["cpu_ab.py"]
   assert r["what"] == "train" and r["rounds"] == 2 and r["shape"][0] == 2
-  assert set(r["step_ms_median"]) == set(r["ratio_to_base"]) == {"base", "fused_branches"}
+  assert set(r["step_ms_median"]) == set(r["ratio_to_base"]) == {"base", "xla_convs", "fused_branches"}
   assert r["ratio_to_base"]["base"] == 1.0 and r["ratio_to_base"]["fused_branches"] > 0
   assert r["max_abs_diff_vs_base"]["fused_branches"] < 1e-4  # the same network, one fused conv
+  assert r["max_abs_diff_vs_base"]["xla_convs"] < 1e-4  # the same network, other conv lowerings
 
 
 def test_model_speed_reports_train_and_inference(runs):
@@ -66,6 +68,7 @@ def test_model_speed_reports_train_and_inference(runs):
   assert np.isfinite(r["train"]["loss"])
   assert any(k.startswith("peak_") for k in r["train"])
   assert r["device_kind"] and r["jax_version"] == jax.__version__
+  assert r["conv_lowering"] == ("cpu" if jax.default_backend() == "cpu" else "xla")
   if "skipped" not in r["streaming"]:
     _positive(r["streaming"], "step_ms_median", "frames_per_s")
 
@@ -127,44 +130,3 @@ def test_fused_branches_block_equals_plain_block():
   np.testing.assert_allclose(np.asarray(y_fused), np.asarray(y_plain), atol=1e-5, rtol=1e-5)
   for want, got in zip(jax.tree.leaves((stats_plain, g_plain)), jax.tree.leaves((stats_fused, g_fused))):
     np.testing.assert_allclose(np.asarray(got), np.asarray(want), atol=1e-4, rtol=1e-4)
-
-
-def _conv_grads(module, variables, x):
-  def loss(v, x):
-    y = module.apply(v, x)
-    return jnp.sum(y * jnp.cos(y))  # a non-trivial output gradient
-  return jax.jit(lambda v, x: (module.apply(v, x), jax.grad(loss, argnums=(0, 1))(v, x)))(variables, x)
-
-
-def test_fft_weight_grad_patch_keeps_forward_and_gradients():
-  import fft_weight_grad  # pylint: disable=g-import-not-at-top
-  from maskedskip_jax import layers  # pylint: disable=g-import-not-at-top
-  # The 17x17 masked 3-D skip conv in its centre-only form, as the model builds it.
-  conv = layers.Conv(4, (3, 17, 17), layers.centre_square_mask(17, 7, 3), centre_frame=True)
-  x = _uniform(0, (2, 3, 12, 10, 3))
-  variables = conv.init(jax.random.key(1, impl="rbg"), x)
-  y_plain, (gv_plain, gx_plain) = _conv_grads(conv, variables, x)
-  with fft_weight_grad.patched():
-    y_fft, (gv_fft, gx_fft) = _conv_grads(conv, variables, x)
-  np.testing.assert_array_equal(np.asarray(y_fft), np.asarray(y_plain))  # forward untouched
-  np.testing.assert_array_equal(np.asarray(gx_fft), np.asarray(gx_plain))  # input gradient untouched
-  kernel_fft, kernel_plain = gv_fft["params"]["masked_kernel"], gv_plain["params"]["masked_kernel"]
-  scale = float(jnp.max(jnp.abs(kernel_plain)))
-  np.testing.assert_allclose(np.asarray(kernel_fft), np.asarray(kernel_plain), atol=1e-5 * scale)
-  # Masked taps still get exactly zero gradient.
-  hole = np.broadcast_to(layers.centre_square_mask(17, 7, 3) == 0, kernel_fft.shape)
-  assert hole.sum() > 0 and not np.any(np.asarray(kernel_fft)[hole])
-
-
-def test_small_map_conv_equals_plain_conv():
-  import small_map_conv  # pylint: disable=g-import-not-at-top
-  from maskedskip_jax import layers  # pylint: disable=g-import-not-at-top
-  x = _uniform(0, (2, 4, 6, 5))  # a 7x7 kernel on a 4x6 map
-  plain, small = layers.Conv(3, (7, 7)), small_map_conv.SmallMapConv(3, (7, 7))
-  variables = plain.init(jax.random.key(1, impl="rbg"), x)
-  assert jax.tree.structure(small.init(jax.random.key(1, impl="rbg"), x)) == jax.tree.structure(variables)
-  y_plain, g_plain = _conv_grads(plain, variables, x)
-  y_small, g_small = _conv_grads(small, variables, x)
-  np.testing.assert_allclose(np.asarray(y_small), np.asarray(y_plain), atol=1e-5, rtol=1e-5)
-  for want, got in zip(jax.tree.leaves(g_plain), jax.tree.leaves(g_small)):
-    np.testing.assert_allclose(np.asarray(got), np.asarray(want), atol=1e-5, rtol=1e-5)
