@@ -22,10 +22,12 @@ def walkway_edges(x, height, width):
 
 
 def foot_band(x, height, width, region):
-  """Rows where feet may be at column x: 'walkway', 'upper_lawn' or 'lower_lawn'."""
+  """Rows where feet may be at column x: 'walkway', its 'near_walkway' half, 'upper_lawn' or 'lower_lawn'."""
   top, bottom = walkway_edges(x, height, width)
   if region == "walkway":
     return top + 0.05 * height, bottom - 0.03 * height
+  if region == "near_walkway":
+    return 0.5 * (top + bottom), bottom - 0.03 * height
   if region == "upper_lawn":
     return 0.24 * height, top - 0.04 * height
   return bottom + 0.04 * height, 0.985 * height
@@ -125,6 +127,11 @@ def person(phase, colors):
   out.append(("line", arm(-1), 0.06, shirt))
   out.append(("ellipse", [(0.01, -0.89)], (0.07, 0.085), head))
   return out
+
+
+def skater(phase, colors):
+  """A person gliding upright on a thin board: a walker's figure whose legs only push now and then."""
+  return [("line", [(-0.28, -0.03), (0.28, -0.03)], 0.035, 45)] + person(phase, colors)
 
 
 def cyclist(phase, colors):

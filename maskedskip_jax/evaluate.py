@@ -14,25 +14,22 @@ written into a temporary folder that replaces `eval/` only when complete.
 import csv
 import json
 import os
-import re
 import shutil
 import tempfile
 import time
 from typing import Any
 
-import cv2
 import jax
 import numpy as np
 import tqdm
 
 from maskedskip_jax import config_check
+from maskedskip_jax import eval_collect
 from maskedskip_jax import metrics
 from maskedskip_jax import models
 from maskedskip_jax import motion
-from maskedskip_jax import overlay
 from maskedskip_jax import plots
 from maskedskip_jax import postprocess as postprocess_lib
-from maskedskip_jax import region_metrics
 from maskedskip_jax import streaming
 from maskedskip_jax.errors import UserError
 
@@ -62,72 +59,6 @@ def markdown_table(rows: list[dict[str, Any]]) -> str:
   lines = ["| post-processing | frame AUC micro | frame AUC macro | EER | AP |", "|---|---|---|---|---|"]
   lines += [f"| {r['postprocess']} | " + " | ".join(cell(r[k]) for k in _HEADLINE) + " |" for r in rows]
   return "\n".join(lines)
-
-
-def _safe_name(name: str) -> str:
-  return re.sub(r"[^\w.-]", "_", name)
-
-
-def _reduce_mask(mask: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-  """A mask at `size` (h, w): a pixel is anomalous when at least half of the area it covers is."""
-  if mask.shape == size:
-    return mask != 0
-  cover = cv2.resize((mask != 0).astype(np.float32), (size[1], size[0]), interpolation=cv2.INTER_AREA)
-  return cover >= 0.5
-
-
-class _Collector:
-  """Gathers the scorer's per-frame output video by video: scores, reduced maps for videos with masks, mp4s."""
-
-  def __init__(self, store, out_dir: str, grid, write_videos: bool, pixel_metrics: bool):
-    self.store, self.out_dir, self.grid = store, out_dir, grid
-    self.write_videos, self.pixel_metrics = write_videos, pixel_metrics
-    self.scores = [[] for _ in range(store.num_videos)]
-    self.maps, self.masks = [], []
-    self._video, self._maps, self._sink = None, [], None
-
-  def add(self, item: streaming.ScoredFrame) -> None:
-    if item.video != self._video:
-      self.finish()
-      self._video = item.video
-      if self.write_videos:
-        name = _safe_name(self.store.video_names[item.video])
-        self._sink = overlay.VideoSink(os.path.join(self.out_dir, "videos", f"{name}.mp4"))
-    self.scores[item.video].append(item.score)
-    score_map = item.score_map
-    if self._sink is not None:
-      frame = self.store.video_frames(item.video)[item.frame]
-      self._sink.write(overlay.triptych(frame, item.recon, score_map))
-    if self.pixel_metrics:
-      if score_map.shape != self.grid:
-        score_map = cv2.resize(score_map, (self.grid[1], self.grid[0]), interpolation=cv2.INTER_AREA)
-      self._maps.append(score_map.astype(np.float32))
-
-  def finish(self) -> None:
-    """Closes the current video: its mp4, and its maps kept only if it has masks."""
-    if self._sink is not None:
-      self._sink.close()
-      self._sink = None
-    if self._video is not None and self.pixel_metrics:
-      masks = self.store.masks(self._video)
-      if masks is not None:
-        if len(masks) != len(self._maps):
-          raise UserError(f"test video {self.store.video_names[self._video]}: {len(masks)} pixel masks for "
-                          f"{len(self._maps)} frames")
-        self.maps.append(np.stack(self._maps))
-        self.masks.append(np.stack([_reduce_mask(m, self.grid) for m in masks]))
-    self._maps = []
-
-
-def _pixel_report(maps, masks, grid, region_thresholds: int) -> dict[str, Any]:
-  pixel = metrics.pixel_auroc(maps, masks)
-  region = region_metrics.region_metrics(maps, masks, num_thresholds=region_thresholds)
-  return {**pixel, "rbdc": region["rbdc"], "tbdc": region["tbdc"], "region": region,
-          "num_videos_with_masks": len(maps), "resolution": list(grid),
-          "protocol": (f"score maps and masks at {grid[0]}x{grid[1]} (reduced for speed): maps reduced by area "
-                       "means (antialiased bilinear where sizes do not divide), a mask pixel anomalous when >= 50% "
-                       f"of its area is; RBDC/TBDC over {region_thresholds} evenly spaced thresholds, box IoU >= 0.1, "
-                       "track alpha 0.1, FP/frame range [0, 1]")}
 
 
 def _write_csv(path: str, names, scores, labels, processed, method: str | None) -> None:
@@ -210,7 +141,7 @@ def evaluate_store(model, variables, store, *, temporal: int | None = None, batc
   os.makedirs(os.path.dirname(out_dir), exist_ok=True)
   tmp = tempfile.mkdtemp(prefix=f".{os.path.basename(out_dir)}.tmp-", dir=os.path.dirname(out_dir))
   try:
-    collect = _Collector(store, tmp, grid, write_videos, pixel_metrics)
+    collect = eval_collect.Collector(store, tmp, grid, write_videos, pixel_metrics)
     compile_seconds, seconds = _score_all(scorer, store, collect, progress)
     scores = [np.asarray(s, np.float64) for s in collect.scores]
     if hybrid_beta > 0:
@@ -237,14 +168,14 @@ def evaluate_store(model, variables, store, *, temporal: int | None = None, batc
               "scoring_seconds": seconds, "frames_per_second": store.total_frames / max(seconds, 1e-9),
               "pixel": None}
     if pixel_metrics and collect.maps:
-      report["pixel"] = _pixel_report(collect.maps, collect.masks, grid, region_thresholds)
+      report["pixel"] = eval_collect.pixel_report(collect.maps, collect.masks, grid, region_thresholds)
     _write_csv(os.path.join(tmp, "scores.csv"), names, scores, labels, processed,
                method if method != "none" else None)
     if roc is not None:
       plots.plot_roc(roc["fpr"], roc["tpr"], result["frame_auc_micro"], os.path.join(tmp, "roc.png"),
                      title=f"Frame-level ROC ({method})")
     for v, name in enumerate(names):
-      plots.plot_scores(processed[v], labels[v], os.path.join(tmp, "plots", f"{_safe_name(name)}.png"),
+      plots.plot_scores(processed[v], labels[v], os.path.join(tmp, "plots", f"{eval_collect.safe_name(name)}.png"),
                         title=f"{name} ({method})")
     with open(os.path.join(tmp, "report.json"), "w") as f:
       json.dump(report, f, indent=2)

@@ -11,7 +11,7 @@ from data_pipeline import synthetic
 from data_pipeline import synthetic_scene
 from maskedskip_jax.errors import UserError
 
-TINY = dict(seed=3, num_train=2, num_test=3, frames_per_video=16, height=48, width=64)
+TINY = dict(seed=3, num_train=2, num_test=4, frames_per_video=16, height=48, width=64)
 
 
 @pytest.fixture(scope="module")
@@ -38,7 +38,7 @@ def test_layout_shapes_and_dtypes(tiny):
   n, h, w = TINY["frames_per_video"], TINY["height"], TINY["width"]
   assert sorted(os.listdir(os.path.join(tiny, "train"))) == ["train_00", "train_01"]
   test_entries = sorted(os.listdir(os.path.join(tiny, "test")))
-  videos = ["test_00", "test_01", "test_02"]
+  videos = ["test_00", "test_01", "test_02", "test_03"]
   assert test_entries == sorted(videos + [v + ".txt" for v in videos] + [v + "_mask.npy" for v in videos])
   assert sorted(os.listdir(os.path.join(tiny, "train", "train_00"))) == [f"{t:03d}.png" for t in range(n)]
   for split, video in [("train", "train_01"), ("test", "test_02")]:
@@ -55,7 +55,7 @@ def test_labels_match_masks_and_both_classes_present(tiny):
   with open(os.path.join(tiny, "synthetic.json")) as f:
     meta = json.load(f)
   kinds = set()
-  for video in ("test_00", "test_01", "test_02"):
+  for video in ("test_00", "test_01", "test_02", "test_03"):
     with open(os.path.join(tiny, "test", video + ".txt")) as f:
       labels = np.array([int(line) for line in f.read().split()])
     masks = np.load(os.path.join(tiny, "test", video + "_mask.npy"))
@@ -100,6 +100,7 @@ def test_test_anomalies_differ_from_walkers():
   assert set(speeds) == {"walker", *synthetic.ANOMALY_KINDS}
   assert min(speeds["cyclist"]) > 2.5 * max(speeds["walker"])  # cyclists are much faster movers
   assert min(speeds["off_path"]) > 1.8 * max(speeds["walker"])  # lawn-crossers jog
+  assert min(speeds["skater"]) > 2.2 * max(speeds["walker"])  # skaters glide along the walkway, fast
 
 
 def test_determinism_independent_of_workers(tmp_path, tiny):
