@@ -3,7 +3,7 @@
   params.msgpack       {'params', 'batch_stats'} as numpy, flax msgpack (no pickle),
                        keys sorted so equal values give equal bytes
   model.json           format version, architecture (variant, latent_dim, channels,
-                       temporal, skip kernels/masks), image_size, metadata
+                       temporal, skip kernels/masks, ssmctb, mask_head), image_size, metadata
   inference.stablehlo  optional jax.export of the eval-mode forward at a fixed shape
   manifest.json        sha256 and size of every other file
 
@@ -34,7 +34,9 @@ PARAMS_FILE = "params.msgpack"
 CONFIG_FILE = "model.json"
 EXPORT_FILE = "inference.stablehlo"
 MANIFEST_FILE = "manifest.json"
-ARCH_KEYS = ("variant", "latent_dim", "channels", "temporal", "skip_kernels", "skip_masks", "ssmctb")
+ARCH_KEYS = ("variant", "latent_dim", "channels", "temporal", "skip_kernels", "skip_masks", "ssmctb", "mask_head")
+# Architecture keys added after bundles were first written, with the value older bundles were made with.
+_LATER_ARCH_KEYS = {"mask_head": False}
 # Settings that change how a model runs, not what its weights mean: not recorded.
 _RUNTIME_KEYS = ("dtype", "param_dtype", "centre_only", "conv_lowering")
 
@@ -230,6 +232,7 @@ def verify(bundle_dir: str) -> dict:
 def _config(bundle_dir: str, files: Mapping) -> dict:
   path = os.path.join(bundle_dir, CONFIG_FILE)
   doc = _read_json(path, _read_verified(bundle_dir, CONFIG_FILE, files))
+  doc = {**_LATER_ARCH_KEYS, **doc}
   missing = [k for k in ARCH_KEYS if k not in doc]
   if doc.get("format") != FORMAT or missing:
     raise UserError(f"{path}: not a {FORMAT} model config (missing {missing})")

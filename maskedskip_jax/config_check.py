@@ -102,6 +102,9 @@ SCHEMA: dict[str, Field] = {
     "model.conv_lowering": Field("auto", "str", _one_of(*conv_lowering.LOWERINGS),
                                  "conv compute: 'cpu' fast paths (FFT weight gradients, im2col), XLA's convs, "
                                  "or 'auto' (cpu fast paths on the CPU backend only)"),
+    "model.mask_head": Field(False, "bool", None,
+                             "also predict the pasted-object map as an extra output channel (needs "
+                             "train.paste_prob > 0); scoring ignores it"),
     "model.ssmctb.placement": Field("none", "str", _one_of(*SSMCTB_PLACEMENTS),
                                     "SSMCTB blocks: in skip 4, in every skip, or before the last decoder block"),
     "model.ssmctb.dims": Field(2, "int", _one_of(2, 3), "2-D block on the centre skip, or 3-D on the T frames"),
@@ -135,6 +138,8 @@ SCHEMA: dict[str, Field] = {
     "train.motion_uniform_mix": Field(0.0, "float", _fraction, "share of uniform weight mixed into motion weights"),
     "train.paste_prob": Field(0.0, "float", _fraction, "probability that a training clip gets a pasted object"),
     "train.paste_source": Field("mixed", "str", _one_of(*PASTE_SOURCES), "pasted objects: other clips or sprites"),
+    "train.mask_loss_weight": Field(1.0, "float", _at_least(0),
+                                    "weight of the mask head's binary cross-entropy in the loss"),
     "eval.batch_size": Field(32, "int", _at_least(1), "clips per evaluation batch (global)"),
     "eval.postprocess": Field("none", "str", _postprocess, "frame-score smoothing, e.g. 'median:window=17'"),
     "eval.patch": Field(16, "int", _at_least(1), "frame score = max over patch means of this size"),
@@ -260,6 +265,10 @@ def _check_together(flat: dict[str, Any]) -> None:
                     f"expected 1, got {flat['model.temporal']}")
   if flat["train.num_steps"] == 0 and flat["train.epochs"] == 0:
     raise UserError("config key train.epochs: expected >= 1 when train.num_steps is 0, got 0")
+  if flat["model.mask_head"] and flat["train.paste_prob"] == 0:
+    # Without pasted objects every target map is all zeros: the head would learn nothing.
+    raise UserError("config key model.mask_head: needs train.paste_prob > 0 (the head learns from pasted "
+                    "objects' maps), got train.paste_prob=0")
   if flat["data.name"] != "synthetic" and not (flat["data.root"] or flat["data.tfds_data_dir"]):
     raise UserError(f"config key data.root: dataset {flat['data.name']!r} needs its folder "
                     "(e.g. --config.data.root=/path/to/dataset)")

@@ -78,7 +78,8 @@ def run(config, workdir: str, *, batch_size: int | None = None, config_name: str
     return out_dir  # every process restored the same weights; process 0 writes
   model_config = {"variant": model.variant, "latent_dim": model.latent_dim, "channels": model.channels,
                   "temporal": model.temporal, "skip_kernels": model.skip_kernels, "skip_masks": model.skip_masks,
-                  "ssmctb": dataclasses.asdict(model.ssmctb), "image_size": list(config.data.image_size)}
+                  "ssmctb": dataclasses.asdict(model.ssmctb), "mask_head": model.mask_head,
+                  "image_size": list(config.data.image_size)}
   metadata = {"checkpoint_step": step, "dataset": config.data.name,
               "config_name": config_name if config_name is not None else _config_name(),
               "masked_kernels": config.model.masked_kernels, "training_config": _training_config(config)}

@@ -3,7 +3,8 @@
 Input (B, T, H, W, C) in [0, 1]; output the reconstructed centre frame (B, H, W, C).
 The encoder sees each frame as an independent image (frames folded into the batch);
 each skip passes through its own conv whose output for the centre frame is all the
-decoder sees.
+decoder sees. With `mask_head` the last decoder block also predicts the map of pasted
+pixels (synthetic-anomaly training, issue 9), returned only when asked for.
 """
 
 import dataclasses
@@ -68,6 +69,7 @@ class MaskedSkipUNet(nn.Module):
   param_dtype: jnp.dtype = jnp.float32
   ssmctb: ssmctb_lib.Options = ssmctb_lib.Options()  # SSMCTB blocks (issue 9); none by default
   conv_lowering: str = "auto"  # conv_lowering.LOWERINGS: how convs are computed, not what
+  mask_head: bool = False  # one more output channel: the predicted anomaly map (see __call__)
 
   @property
   def widths(self) -> tuple[int, int, int, int]:
@@ -105,7 +107,14 @@ class MaskedSkipUNet(nn.Module):
                        name=name, **kw)(x)
 
   @nn.compact
-  def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
+  def __call__(self, x: jax.Array, train: bool = False, return_mask: bool = False):
+    """The centre frame's reconstruction (B, H, W, C); with `return_mask`, (recon, mask (B, H, W)).
+
+    The mask is the last channel of the same sigmoid output: every consumer that
+    calls the model plainly (scoring, streaming, export) gets C channels unchanged.
+    """
+    if return_mask and not self.mask_head:
+      raise UserError("model.mask_head: return_mask=True needs a model built with mask_head=True")
     check_input_shape(self, x.shape)
     s = spec(self.variant)
     b, t, h, w, c = x.shape
@@ -123,21 +132,26 @@ class MaskedSkipUNet(nn.Module):
     if s.skips == "none" and self.ssmctb.at_skip(4):  # no skips: the latent map takes the latent block
       bottom = self.ssmctb.block("ssmctb_skip4", dtype=self.dtype, param_dtype=self.param_dtype)(bottom)
     y = layers.ConvBlock(l3, decode=True, name="decoder_1", **kw)(bottom, train)
-    outs = (l2, l1, self.channels)
+    outs = (l2, l1, self.channels + int(self.mask_head))
     for j, (width, skip) in enumerate(zip(outs, skips[2::-1]), start=2):
       if j == 4 and self.ssmctb.at_decoder():  # before the last decoder block
         y = self.ssmctb.block("ssmctb_decoder", dtype=self.dtype, param_dtype=self.param_dtype)(y)
       if s.skips != "none":
         y = jnp.concatenate([y, skip], axis=-1)  # the reference's [decoder, skip] order
       y = layers.ConvBlock(width, decode=True, last=(j == 4), name=f"decoder_{j}", **kw)(y, train)
-    return nn.sigmoid(y.astype(jnp.float32))
+    y = nn.sigmoid(y.astype(jnp.float32))
+    recon = y[..., :self.channels]
+    return (recon, y[..., self.channels]) if return_mask else recon
 
 
 def build(variant: str = "maskedskip_unet", *, latent_dim: int = 512, channels: int = 3,
           temporal: int | None = None, skip_kernels=SKIP_KERNELS, skip_masks=SKIP_MASKS,
           centre_only: bool = True, dtype=jnp.float32, param_dtype=jnp.float32,
-          ssmctb=None, conv_lowering: str = "auto") -> MaskedSkipUNet:
-  """A checked model; `ssmctb` is an ssmctb.Options or its fields as a mapping (None: no blocks)."""
+          ssmctb=None, conv_lowering: str = "auto", mask_head: bool = False) -> MaskedSkipUNet:
+  """A checked model; `ssmctb` is an ssmctb.Options or its fields as a mapping (None: no blocks).
+
+  `mask_head` adds the predicted anomaly map as an extra output channel (see MaskedSkipUNet.__call__).
+  """
   s = spec(variant)
   temporal = s.temporal if temporal is None else temporal
   if s.temporal == 1 and temporal != 1:
@@ -163,7 +177,7 @@ def build(variant: str = "maskedskip_unet", *, latent_dim: int = 512, channels: 
     ssmctb = ssmctb_lib.Options(**ssmctb)
   return MaskedSkipUNet(variant, latent_dim, channels, temporal, tuple(skip_kernels),
                         tuple(skip_masks), centre_only, dtype, param_dtype, ssmctb.check(temporal),
-                        conv_lowering)
+                        conv_lowering, bool(mask_head))
 
 
 def check_input_shape(model: MaskedSkipUNet, shape) -> None:

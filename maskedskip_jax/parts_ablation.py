@@ -24,6 +24,8 @@ PARTS = {
     "ssmctb": {"model.ssmctb.placement": "latent_skip"},  # SSMCTB paper: k'=1, d=1, on the latent features
     "motion_loss": {"train.motion_weighting": "patch"},  # AED-MAE Eq. 1-2: token (patch) level weights
     "paste": {"train.paste_prob": 0.25},  # AED-MAE Sec. 4: a frame is augmented with probability 0.25
+    # The same pasting, plus issue 9's optional mask output channel trained on the pasted maps.
+    "paste_mask_head": {"train.paste_prob": 0.25, "model.mask_head": True},
     "hybrid_score": {"eval.hybrid_beta": 1.0},  # alpha = beta = 1: the hybrid-score paper publishes no values
 }
 

@@ -31,7 +31,7 @@ from maskedskip_jax import ssmctb
 from maskedskip_jax.errors import UserError
 
 # Keys whose change makes a workdir's checkpoints belong to another experiment.
-_MUST_MATCH = ("model.variant", "model.latent_dim", "model.temporal", "model.masked_kernels",
+_MUST_MATCH = ("model.variant", "model.latent_dim", "model.temporal", "model.masked_kernels", "model.mask_head",
                "data.image_size", "data.channels")
 
 
@@ -46,7 +46,7 @@ def build_model(config) -> models.MaskedSkipUNet:
   m = config.model
   return models.build(m.variant, latent_dim=m.latent_dim, channels=config.data.channels, temporal=m.temporal,
                       centre_only=m.centre_only, dtype=compute_dtype(config.train.compute_dtype),
-                      ssmctb=dict(m.ssmctb), conv_lowering=m.conv_lowering)
+                      ssmctb=dict(m.ssmctb), conv_lowering=m.conv_lowering, mask_head=m.mask_head)
 
 
 def build_optimizer(config, total_steps: int) -> optax.GradientTransformation:
@@ -84,13 +84,14 @@ def init_state(seed: int, *, model, tx, input_shape, placement=None) -> dict[str
 
 
 def train_step(state: dict[str, Any], batch: dict[str, jax.Array], *, model, tx, motion_weighting: str = "none",
-               motion_median: int = 0, motion_patch: int = 16, motion_uniform_mix: float = 0.0
-               ) -> tuple[dict[str, Any], dict[str, jax.Array]]:
+               motion_median: int = 0, motion_patch: int = 16, motion_uniform_mix: float = 0.0,
+               mask_loss_weight: float = 1.0) -> tuple[dict[str, Any], dict[str, jax.Array]]:
   """One Adam step on the norm loss of the centre frame's reconstruction.
 
   `batch` holds 'clips' and, when anomalies were pasted into them, the clean centre frames
   'target' and the pasted pixels 'anomaly_map' (B, H, W). motion_*: the loss weighting of
-  motion.motion_weights ('none', 'pixel' or 'patch'). SSMCTB blocks add their own losses.
+  motion.motion_weights ('none', 'pixel' or 'patch'). SSMCTB blocks add their own losses; a
+  mask head adds mask_loss_weight * the BCE of its map against 'anomaly_map' (all zeros when absent).
   """
   clips = batch["clips"]
   target = batch.get("target", clips[:, (clips.shape[1] - 1) // 2])
@@ -104,26 +105,32 @@ def train_step(state: dict[str, Any], batch: dict[str, jax.Array], *, model, tx,
   mutable = ["batch_stats", ssmctb.LOSS_COLLECTION] if has_blocks else ["batch_stats"]
 
   def loss_fn(params):
-    recon, updates = model.apply({"params": params, "batch_stats": state["batch_stats"]}, clips, train=True,
-                                 mutable=mutable, rngs={"dropout": step_rng})
+    out, updates = model.apply({"params": params, "batch_stats": state["batch_stats"]}, clips, train=True,
+                               return_mask=model.mask_head, mutable=mutable, rngs={"dropout": step_rng})
+    recon, mask = out if model.mask_head else (out, None)
     loss = losses.norm_loss(target, recon) if weights is None else motion.motion_weighted_norm_loss(
         target, recon, weights)
     if has_blocks:
       loss = loss + ssmctb.total_ssl_loss(updates)
-    return loss, updates["batch_stats"]
+    extra = {}
+    if mask is not None:
+      anomaly_map = batch.get("anomaly_map", jnp.zeros(mask.shape, jnp.float32))
+      extra["mask_loss"] = losses.mask_bce(anomaly_map, mask)
+      loss = loss + mask_loss_weight * extra["mask_loss"]
+    return loss, (updates["batch_stats"], extra)
 
-  (loss, batch_stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(state["params"])
+  (loss, (batch_stats, extra)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state["params"])
   updates, opt_state = tx.update(grads, state["opt_state"], state["params"])
   new_state = dict(params=optax.apply_updates(state["params"], updates), batch_stats=batch_stats,
                    opt_state=opt_state, step=state["step"] + 1, rng=rng)
-  return new_state, {"loss": loss, "grad_norm": optax.tree.norm(grads)}
+  return new_state, {"loss": loss, "grad_norm": optax.tree.norm(grads), **extra}
 
 
 def step_options(config) -> dict[str, Any]:
   """The config values train_step takes."""
   t = config.train
   return dict(motion_weighting=t.motion_weighting, motion_median=t.motion_median, motion_patch=t.motion_patch,
-              motion_uniform_mix=t.motion_uniform_mix)
+              motion_uniform_mix=t.motion_uniform_mix, mask_loss_weight=t.mask_loss_weight)
 
 
 def with_pasted_anomalies(batches, *, start: int, seed: int, p: float, source: str, row_offset: int):
@@ -255,8 +262,10 @@ class _Progress:
       first, since = self._mark
       self.rate = self.batch_size * (step - first) / max(now - since, 1e-9)
       self._mark = (step, now)
+      # Whatever else the step reports (the mask head's mask_loss) is logged as it is.
+      extra = {k: float(np.asarray(v)) for k, v in metrics.items() if k not in ("loss", "grad_norm")}
       self.log.write(step, {"loss": loss, "clips_per_s": self.rate, "grad_norm": grad_norm,
-                            "learning_rate": float(self.schedule(step - 1))})
+                            "learning_rate": float(self.schedule(step - 1)), **extra})
     self.bar.set_postfix(loss=f"{loss:.4f}", clips_per_s=f"{self.rate:.1f}" if self.rate else "-", refresh=False)
     self.bar.update(step - self.bar.n)
 

@@ -104,3 +104,14 @@ def test_part_names_and_arms():
   changed = config_check.with_values(config, {"model.ssmctb.placement": "decoder", "eval.hybrid_beta": 2.0})
   assert changed.model.ssmctb.placement == "decoder" and changed.eval.hybrid_beta == 2.0
   assert config.model.ssmctb.placement == "none" and config.eval.hybrid_beta == 0.0  # the original is untouched
+
+
+def test_every_arm_of_all_parts_is_a_valid_config():
+  # The mask head is refused without pasting: its part, and the all-parts row, must carry paste_prob with it.
+  assert parts_ablation.PARTS["paste_mask_head"] == {"train.paste_prob": 0.25, "model.mask_head": True}
+  config = tiny_run.config("unused")
+  every = parts_ablation.parse_parts(["all"])
+  arms = parts_ablation.part_arms(BASE, every)
+  assert "paste_mask_head" in every and len(arms) == len(every) + 2
+  for _, overrides in arms:
+    config_check.validate(config_check.with_values(config, overrides))
