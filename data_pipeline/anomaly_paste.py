@@ -30,15 +30,15 @@ def _check(clips, seed, step, p, source, size, speed):
   if clips.ndim != 5:
     raise UserError(f"anomaly_paste: expected clips (B, T, H, W, C), got shape {clips.shape}")
   if not 0.0 <= p <= 1.0:
-    raise UserError(f"train.anomaly_p: expected a probability in [0, 1], got {p}")
+    raise UserError(f"train.paste_prob: expected a probability in [0, 1], got {p}")
   if source not in SOURCES:
-    raise UserError(f"train.anomaly_source: expected one of {SOURCES}, got {source!r}")
+    raise UserError(f"train.paste_source: expected one of {SOURCES}, got {source!r}")
   if int(seed) < 0 or int(step) < 0:
     raise UserError(f"anomaly_paste: seed and step must be non-negative integers, got {seed}, {step}")
   if not 0.0 < size[0] <= size[1] <= 1.0:
-    raise UserError(f"train.anomaly_size: expected 0 < min <= max <= 1 (fractions of the frame), got {size}")
+    raise UserError(f"anomaly_paste size: expected 0 < min <= max <= 1 (fractions of the frame), got {size}")
   if not 0.0 <= speed[0] <= speed[1]:
-    raise UserError(f"train.anomaly_speed: expected 0 <= min <= max (frame fractions per frame), got {speed}")
+    raise UserError(f"anomaly_paste speed: expected 0 <= min <= max (frame fractions per frame), got {speed}")
 
 
 def _shape(rng, oh, ow):
@@ -130,7 +130,7 @@ def paste_anomalies(clips: np.ndarray, *, seed: int, step: int, p: float, source
   clips = np.asarray(clips)
   _check(clips, seed, step, p, source, size, speed)
   if max_objects < 1:
-    raise UserError(f"train.anomaly_max_objects: expected an integer >= 1, got {max_objects}")
+    raise UserError(f"anomaly_paste max_objects: expected an integer >= 1, got {max_objects}")
   b, t = clips.shape[:2]
   out = clips.copy()
   masks = np.zeros(clips.shape[:4], bool)
