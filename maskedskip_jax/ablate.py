@@ -189,12 +189,12 @@ def write_table(config, workdir: str, config_name: str | None = None) -> list[di
 
 
 def _base(config, workdir: str):
-  from maskedskip_jax import train  # pylint: disable=g-import-not-at-top
+  from maskedskip_jax import train_data  # pylint: disable=g-import-not-at-top
   config_check.validate(config)
   _check_same_ablation(config, workdir)
   base = copy.deepcopy(config)
   if base.data.name == "synthetic" and not base.data.root:
-    base.data.root = train.dataset_root(config, workdir)  # generated once, shared by every arm
+    base.data.root = train_data.dataset_root(config, workdir)  # generated once, shared by every arm
   return base
 
 

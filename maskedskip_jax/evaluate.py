@@ -31,6 +31,7 @@ from maskedskip_jax import motion
 from maskedskip_jax import plots
 from maskedskip_jax import postprocess as postprocess_lib
 from maskedskip_jax import streaming
+from maskedskip_jax import train_data
 from maskedskip_jax.errors import UserError
 
 # eval.* keys this module reads, with the value used when a config lacks them.
@@ -223,7 +224,7 @@ def run(config, workdir: str, model_dir: str | None = None, out_dir: str | None 
   if jax.process_index() != 0:
     return None  # one writer: every process holds the same model, process 0 scores the test set
   models.check_input_shape(model, (1, model.temporal, *config.data.image_size, config.data.channels))
-  store = train.load_split(config, workdir, "test", all_processes=False)  # the others have returned
+  store = train_data.load_split(config, workdir, "test", all_processes=False)  # the others have returned
   info = {"dataset": config.data.name, "variant": model.variant, "checkpoint_step": step, "checkpoint": source,
           "checkpoint_selection": "the newest checkpoint (or the given bundle); never chosen on test data"}
   out_dir = os.path.abspath(out_dir or os.path.join(workdir, "eval"))

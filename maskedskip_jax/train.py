@@ -22,12 +22,13 @@ import tqdm
 from maskedskip_jax import checkpointing
 from maskedskip_jax import config_check
 from maskedskip_jax import losses
-from maskedskip_jax import metrics_log
 from maskedskip_jax import models
 from maskedskip_jax import motion
 from maskedskip_jax import optim
 from maskedskip_jax import sharding
 from maskedskip_jax import ssmctb
+from maskedskip_jax import train_data
+from maskedskip_jax import train_progress
 from maskedskip_jax.errors import UserError
 
 # Keys whose change makes a workdir's checkpoints belong to another experiment.
@@ -133,48 +134,6 @@ def step_options(config) -> dict[str, Any]:
               motion_uniform_mix=t.motion_uniform_mix, mask_loss_weight=t.mask_loss_weight)
 
 
-def with_pasted_anomalies(batches, *, start: int, seed: int, p: float, source: str, row_offset: int):
-  """Training batches with objects pasted into a share p of the clips (anomaly_paste), clean targets kept."""
-  from data_pipeline import anomaly_paste  # pylint: disable=g-import-not-at-top
-  for step, batch in enumerate(batches, start=start):
-    clips, target, masks = anomaly_paste.paste_anomalies(batch["clips"], seed=seed, step=step, p=p, source=source,
-                                                         row_offset=row_offset)
-    yield dict(batch, clips=clips, target=target, anomaly_map=masks[:, (clips.shape[1] - 1) // 2])
-
-
-def dataset_root(config, workdir: str, *, all_processes: bool = True) -> str | None:
-  """data.root, or the synthetic dataset generated (once) into data.cache_dir.
-
-  With `all_processes`, every process must call this (it synchronises them); without,
-  only the calling process needs the data (evaluation, which process 0 does alone).
-  """
-  d = config.data
-  if d.name != "synthetic" or d.root:
-    return os.path.expanduser(d.root) if d.root else None
-  from data_pipeline import synthetic  # pylint: disable=g-import-not-at-top
-  cache = os.path.expanduser(d.cache_dir) if d.cache_dir else os.path.join(workdir, "data")
-  if not all_processes or jax.process_count() == 1:
-    return synthetic.ensure(cache, **d.synthetic)
-  # Process 0 first, so that processes sharing a filesystem find it made.
-  from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
-  if jax.process_index() == 0:
-    root = synthetic.ensure(cache, **d.synthetic)
-  multihost_utils.sync_global_devices("synthetic dataset")
-  if jax.process_index() != 0:
-    root = synthetic.ensure(cache, **d.synthetic)
-  return root
-
-
-def load_split(config, workdir: str, split: str, *, all_processes: bool = True):
-  """The frame store of one split; `all_processes` as in dataset_root."""
-  from data_pipeline import pipeline  # pylint: disable=g-import-not-at-top
-  d = config.data
-  root = dataset_root(config, workdir, all_processes=all_processes)
-  return pipeline.load_split(d.name, root, split, image_size=tuple(d.image_size),
-                             channels=d.channels, cache_dir=os.path.expanduser(d.cache_dir) or None,
-                             tfds_data_dir=os.path.expanduser(d.tfds_data_dir) or None)
-
-
 def enable_compilation_cache(cache_dir: str) -> None:
   if cache_dir:
     jax.config.update("jax_compilation_cache_dir", os.path.expanduser(cache_dir))
@@ -232,48 +191,6 @@ def restore_variables(config, workdir: str, step: int | None = None):
   return model, {"params": state["params"], "batch_stats": state["batch_stats"]}, int(meta["step"])
 
 
-class _Progress:
-  """Host side of the loop: checks each step's metrics, feeds the bar and the log."""
-
-  def __init__(self, config, workdir, start, total, schedule):
-    self.batch_size, self.log_every = config.train.batch_size, config.train.log_every_steps
-    self.schedule, self.total, self.workdir = schedule, total, workdir
-    self.log = metrics_log.MetricsLog(workdir, start_step=start, enabled=jax.process_index() == 0)
-    self.bar = tqdm.tqdm(total=total, initial=start, unit="step", dynamic_ncols=True,
-                         disable=jax.process_index() != 0)
-    self.last_good = start
-    self.saved = None
-    self._mark = (start, None)  # (step, time) the clips/s is counted from
-    self.rate = None
-
-  def start_clock(self):
-    self._mark = (self._mark[0], time.perf_counter())
-
-  def check(self, step: int, metrics: dict[str, jax.Array]) -> None:
-    loss, grad_norm = (float(np.asarray(metrics[k])) for k in ("loss", "grad_norm"))
-    if not (np.isfinite(loss) and np.isfinite(grad_norm)):
-      kept = f"checkpoint step {self.saved} is intact" if self.saved is not None else "no checkpoint was written"
-      raise UserError(f"training diverged at step {step}: loss {loss}, gradient norm {grad_norm}; {kept} in "
-                      f"{checkpointing.checkpoint_dir(self.workdir)} (lower train.learning_rate or set "
-                      "train.grad_clip_norm)")
-    self.last_good = step
-    now = time.perf_counter()
-    if step % self.log_every == 0 or step == self.total:
-      first, since = self._mark
-      self.rate = self.batch_size * (step - first) / max(now - since, 1e-9)
-      self._mark = (step, now)
-      # Whatever else the step reports (the mask head's mask_loss) is logged as it is.
-      extra = {k: float(np.asarray(v)) for k, v in metrics.items() if k not in ("loss", "grad_norm")}
-      self.log.write(step, {"loss": loss, "clips_per_s": self.rate, "grad_norm": grad_norm,
-                            "learning_rate": float(self.schedule(step - 1)), **extra})
-    self.bar.set_postfix(loss=f"{loss:.4f}", clips_per_s=f"{self.rate:.1f}" if self.rate else "-", refresh=False)
-    self.bar.update(step - self.bar.n)
-
-  def close(self):
-    self.bar.close()
-    self.log.close()
-
-
 def train(config, workdir: str) -> dict[str, Any]:
   """Train (or resume) in `workdir`; returns {'step', 'preempted', 'checkpoint_dir'}."""
   config_check.validate(config)
@@ -285,7 +202,7 @@ def train(config, workdir: str) -> dict[str, Any]:
   sharding.local_batch_size(t.batch_size, mesh)  # raises unless the batch splits evenly
 
   from data_pipeline import pipeline  # pylint: disable=g-import-not-at-top
-  store = load_split(c, workdir, "train")
+  store = train_data.load_split(c, workdir, "train")
   steps_per_epoch = pipeline.steps_per_epoch(store, t.batch_size, c.model.temporal, c.data.stride)
   total = t.num_steps if t.num_steps > 0 else t.epochs * steps_per_epoch
   model, tx = build_model(c), build_optimizer(c, total)
@@ -310,11 +227,11 @@ def train(config, workdir: str) -> dict[str, Any]:
                                     process_index=jax.process_index(), process_count=jax.process_count(),
                                     backend=c.data.backend)
   if t.paste_prob > 0:
-    batches = with_pasted_anomalies(batches, start=start, seed=t.seed, p=t.paste_prob, source=t.paste_source,
+    batches = train_data.with_pasted_anomalies(batches, start=start, seed=t.seed, p=t.paste_prob, source=t.paste_source,
                                     row_offset=jax.process_index() * sharding.local_batch_size(t.batch_size, mesh))
   batches = sharding.prefetch(batches, data_sharding, t.prefetch)
 
-  progress = _Progress(c, workdir, start, total, optim.learning_rate_schedule(
+  progress = train_progress.Progress(c, workdir, start, total, optim.learning_rate_schedule(
       t.learning_rate, t.schedule, total, t.warmup_steps))
   progress.saved = latest
   watch = checkpointing.PreemptionWatch()

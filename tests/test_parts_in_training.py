@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from data_pipeline import anomaly_paste
-from maskedskip_jax import config_check, evaluate, losses, models, motion, optim, ssmctb, train
+from maskedskip_jax import config_check, evaluate, losses, models, motion, optim, ssmctb, train, train_data
 from maskedskip_jax.errors import UserError
 from test_evaluate import make_store
 from test_streaming import random_variables
@@ -92,7 +92,7 @@ def test_step_options_come_from_the_config():
 def test_pasted_batches_change_only_masked_pixels_and_keep_the_clean_target():
   clips = _clips(batch=6)
   batches = [{"clips": clips}, {"clips": clips}]
-  out = list(train.with_pasted_anomalies(iter(batches), start=10, seed=3, p=1.0, source="sprites", row_offset=0))
+  out = list(train_data.with_pasted_anomalies(iter(batches), start=10, seed=3, p=1.0, source="sprites", row_offset=0))
   for step, batch in enumerate(out, start=10):
     _, _, masks = anomaly_paste.paste_anomalies(clips, seed=3, step=step, p=1.0, source="sprites")
     changed = np.any(batch["clips"] != clips, axis=-1)
@@ -107,7 +107,7 @@ def test_pasted_step_reconstructs_the_clean_centre():
   tx = optim.make_optimizer(1e-3)
   state = train.init_state(0, model=model, tx=tx, input_shape=(1, 3, 32, 32, 1))
   clips = _clips()
-  pasted = next(train.with_pasted_anomalies(iter([{"clips": clips}]), start=0, seed=0, p=1.0, source="sprites",
+  pasted = next(train_data.with_pasted_anomalies(iter([{"clips": clips}]), start=0, seed=0, p=1.0, source="sprites",
                                             row_offset=0))
   recon, _ = model.apply({"params": state["params"], "batch_stats": state["batch_stats"]},
                          jnp.asarray(pasted["clips"]), train=True, mutable=["batch_stats"])
