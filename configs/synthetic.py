@@ -5,7 +5,7 @@ r"""The embedded default: procedural street scenes, trained and evaluated on a l
 The dataset (10 training and 8 test videos, 120x160) is generated once into
 data.cache_dir. A grey 64x64 MaskedSkipUNet (latent 64) then trains 500 steps of
 16 clips (~7 epochs; the training loss has levelled off by ~300) and is scored on the
-test videos, where cyclists, carts and people jogging across the lawn are the anomalies.
+test videos, where cyclists, carts, skateboarders and people jogging across the lawn are the anomalies.
 On an idle 2-core CPU a step takes ~0.45 s (a busy machine can be 2-3x slower).
 """
 

@@ -45,8 +45,10 @@ def parse_parts(names) -> tuple[str, ...]:
 def part_arms(variant: str, parts) -> list[tuple[str, dict[str, Any]]]:
   """(name, overrides) of the rows: the variant alone, each part on its own, and all parts together."""
   arms = [(variant, {})] + [(f"{variant}+{p}", dict(PARTS[p])) for p in parts]
-  if len(parts) > 1:
-    arms.append(("+".join((variant, *parts)), {k: v for p in parts for k, v in PARTS[p].items()}))
+  together = {k: v for p in parts for k, v in PARTS[p].items()}
+  # A part may contain another (paste_mask_head holds paste's switch): never train the same arm twice.
+  if len(parts) > 1 and all(together != overrides for _, overrides in arms):
+    arms.append(("+".join((variant, *parts)), together))
   return arms
 
 

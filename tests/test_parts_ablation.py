@@ -100,6 +100,10 @@ def test_part_names_and_arms():
     parts_ablation.parse_parts([])
   arms = dict(parts_ablation.part_arms("unet", ("ssmctb",)))
   assert arms == {"unet": {}, "unet+ssmctb": {"model.ssmctb.placement": "latent_skip"}}  # one part: no "all" row
+  # paste_mask_head already holds paste's switch: together they are that arm again, not a fourth training.
+  names = [n for n, _ in parts_ablation.part_arms("unet", ("paste", "paste_mask_head"))]
+  assert names == ["unet", "unet+paste", "unet+paste_mask_head"]
+  assert len(parts_ablation.part_arms("unet", ("ssmctb", "paste"))) == 4
   config = tiny_run.config("unused")
   changed = config_check.with_values(config, {"model.ssmctb.placement": "decoder", "eval.hybrid_beta": 2.0})
   assert changed.model.ssmctb.placement == "decoder" and changed.eval.hybrid_beta == 2.0
