@@ -94,9 +94,14 @@ def test_masked_skip_conv_keeps_zero_gradient_on_masked_taps_through_fft():
 
 def test_model_trains_the_same_under_both_lowerings():
   """Whole network at a size where every CPU path fires (17x17 skips, 7x7 decoder convs on a 4x4 map)."""
-  kw = dict(latent_dim=64, channels=1)
+  kw = dict(latent_dim=32, channels=1)  # the smallest latent whose decoder convs reach im2col's 2048 channel pairs
   fast, plain = models.build(**kw, conv_lowering="cpu"), models.build(**kw, conv_lowering="xla")
   x = jax.random.uniform(jax.random.key(0, impl="rbg"), (2, 3, 64, 64, 1))
+  seen = []
+  with pytest.MonkeyPatch.context() as patch:
+    patch.setattr(conv_lowering, "path", lambda *a, _f=conv_lowering.path: seen.append(_f(*a)) or seen[-1])
+    jax.eval_shape(lambda: fast.init(jax.random.key(0), x))
+  assert {"fft_weight_grad", "im2col"} <= set(seen)  # both CPU paths are exercised by this comparison
   variables = models.init_variables(plain, 0, x.shape)
 
   def loss_and_grad(model):
