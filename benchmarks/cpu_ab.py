@@ -27,6 +27,7 @@ import jax  # pylint: disable=g-import-not-at-top,wrong-import-position
 import jax.numpy as jnp  # pylint: disable=g-import-not-at-top,wrong-import-position
 import numpy as np  # pylint: disable=g-import-not-at-top,wrong-import-position
 
+import bench_env  # pylint: disable=g-import-not-at-top,wrong-import-position
 import experimental  # pylint: disable=g-import-not-at-top,wrong-import-position
 import model_speed  # pylint: disable=g-import-not-at-top,wrong-import-position
 from maskedskip_jax import models  # pylint: disable=g-import-not-at-top,wrong-import-position
@@ -70,7 +71,7 @@ def main(argv=None) -> int:
   unknown = [n for n in names if n not in CANDIDATES]
   if unknown or names[0] != "base":
     parser.error(f"--candidates: start with base; known: {', '.join(CANDIDATES)}; unknown: {unknown}")
-  model_speed.configure_jax()
+  bench_env.configure_jax()
 
   model = models.build(args.variant, latent_dim=args.latent_dim, channels=args.channels)
   shape = model_speed.clip_shape(model, args.batch, args.image_size)
@@ -82,7 +83,7 @@ def main(argv=None) -> int:
   kept = init(0)  # never donated: inference and the equivalence check use it
   variables = {"params": kept["params"], "batch_stats": kept["batch_stats"]}
   runners, report = {}, {"what": args.what, "train_step": source, "shape": list(shape),
-                         **model_speed.environment(), "load_average_start": model_speed.load_average()}
+                         **bench_env.environment(), "load_average_start": bench_env.load_average()}
   base_apply = jax.jit(lambda v, x: model.apply(v, x))
   for name in names:
     options, patch_names, lowering = CANDIDATES[name]
@@ -122,7 +123,7 @@ def main(argv=None) -> int:
     report[f"{key}ratio_to_base"] = {n: round(float(np.median(np.asarray(t) / base)), 3)
                                      for n, t in series.items()}
   report["rounds"] = args.rounds
-  report["load_average_end"] = model_speed.load_average()
+  report["load_average_end"] = bench_env.load_average()
   print(json.dumps(report, indent=1))
   return 0
 

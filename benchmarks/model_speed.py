@@ -16,8 +16,6 @@ import argparse
 import functools
 import json
 import os
-import platform
-import resource
 import sys
 import time
 
@@ -29,6 +27,7 @@ import jax  # pylint: disable=g-import-not-at-top,wrong-import-position
 import jax.numpy as jnp  # pylint: disable=g-import-not-at-top,wrong-import-position
 import numpy as np  # pylint: disable=g-import-not-at-top,wrong-import-position
 
+import bench_env  # pylint: disable=g-import-not-at-top,wrong-import-position
 import experimental  # pylint: disable=g-import-not-at-top,wrong-import-position
 from maskedskip_jax import conv_lowering  # pylint: disable=g-import-not-at-top,wrong-import-position
 from maskedskip_jax import losses  # pylint: disable=g-import-not-at-top,wrong-import-position
@@ -36,60 +35,6 @@ from maskedskip_jax import models  # pylint: disable=g-import-not-at-top,wrong-i
 from maskedskip_jax import optim  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
-def cpu_name() -> str:
-  try:
-    with open("/proc/cpuinfo") as f:
-      names = [line.split(":", 1)[1].strip() for line in f if line.startswith("model name")]
-  except OSError:
-    names = []
-  return names[0] if names else platform.processor() or platform.machine()
-
-
-def cores() -> int:
-  """Cores this process may run on (what XLA's CPU thread pool is sized to)."""
-  try:
-    return len(os.sched_getaffinity(0))
-  except AttributeError:
-    return os.cpu_count() or 1
-
-
-def environment() -> dict:
-  dev = jax.devices()[0]
-  return {"backend": jax.default_backend(), "device_kind": dev.device_kind, "device_count": jax.device_count(),
-          "cpu": cpu_name(), "cores": cores(), "jax_version": jax.__version__, "python": platform.python_version(),
-          "xla_flags": os.environ.get("XLA_FLAGS", "")}
-
-
-def load_average() -> list[float]:
-  return [round(v, 2) for v in os.getloadavg()] if hasattr(os, "getloadavg") else []
-
-
-def peak_memory() -> dict:
-  """Peak device bytes where the runtime reports them (GPU/TPU), else the process's max RSS."""
-  stats = None
-  try:
-    stats = jax.devices()[0].memory_stats()
-  except Exception:  # pylint: disable=broad-except
-    pass  # CPU clients may not implement it
-  if stats and "peak_bytes_in_use" in stats:
-    return {"peak_device_bytes": int(stats["peak_bytes_in_use"])}
-  # ru_maxrss is KiB on Linux.
-  return {"peak_rss_bytes": int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024}
-
-
-def median_ms(run, steps: int) -> tuple[float, list[float], float]:
-  """(median wall ms, all wall ms, median process CPU ms) of `steps` calls of `run` (which must block).
-
-  CPU time summed over all threads barely moves when neighbours load the machine,
-  while wall time does; on an idle box wall ~ CPU / cores for well-parallelised work.
-  """
-  times, cpu = [], []
-  for _ in range(steps):
-    begin, begin_cpu = time.perf_counter(), time.process_time()
-    run()
-    times.append((time.perf_counter() - begin) * 1e3)
-    cpu.append((time.process_time() - begin_cpu) * 1e3)
-  return float(np.median(times)), times, float(np.median(cpu))
 
 
 def _local_train_step(state, batch, *, model, tx):
@@ -172,7 +117,7 @@ def bench_train(model, image_size: int, batch_size: int, steps: int, warmup: int
     jax.block_until_ready((new_state, out))
     holder[0] = new_state
 
-  ms, times, cpu_ms = median_ms(run, steps)
+  ms, times, cpu_ms = bench_env.median_ms(run, steps)
   flops = _cost_flops(compiled)
   out = {"train_step": source, "trace_s": round(trace_s, 3), "compile_s": round(compile_s, 3),
          "first_step_s": round(first_s, 3), "cold_start_s": round(trace_s + compile_s + first_s, 3),
@@ -183,7 +128,7 @@ def bench_train(model, image_size: int, batch_size: int, steps: int, warmup: int
   if flops:
     out["flops_per_step"] = flops
     out["tflops_per_s"] = round(flops / ms / 1e9, 4)
-  out.update({f"{k}_after_train": v for k, v in peak_memory().items()})
+  out.update({f"{k}_after_train": v for k, v in bench_env.peak_memory().items()})
   return out, {"params": holder[0]["params"], "batch_stats": holder[0]["batch_stats"]}
 
 
@@ -202,11 +147,11 @@ def bench_infer(model, variables, image_size: int, batch_size: int, steps: int, 
   first_s = time.perf_counter() - begin
   for _ in range(warmup):
     jax.block_until_ready(compiled(variables, x))
-  ms, _, cpu_ms = median_ms(lambda: jax.block_until_ready(compiled(variables, x)), steps)
+  ms, _, cpu_ms = bench_env.median_ms(lambda: jax.block_until_ready(compiled(variables, x)), steps)
   out = {"compile_s": round(compile_s, 3), "first_step_s": round(first_s, 3), "step_ms_median": round(ms, 3),
          "step_cpu_ms_median": round(cpu_ms, 3),
          "frames_per_s": round(batch_size / ms * 1e3, 3)}
-  out.update({f"{k}_after_inference": v for k, v in peak_memory().items()})
+  out.update({f"{k}_after_inference": v for k, v in bench_env.peak_memory().items()})
   return out
 
 
@@ -225,18 +170,8 @@ def bench_streaming(model, variables, image_size: int, batch_size: int, steps: i
   compile_s, median_s = inference_speed.streaming_device(scorer, steps)
   out = {"batch": batch_size, "compile_s": round(compile_s, 3), "step_ms_median": round(median_s * 1e3, 3),
          "frames_per_s": round(batch_size / median_s, 3)}
-  out.update({f"{k}_after_streaming": v for k, v in peak_memory().items()})
+  out.update({f"{k}_after_streaming": v for k, v in bench_env.peak_memory().items()})
   return out
-
-
-def configure_jax(compilation_cache: str = "") -> None:
-  # Partitionable threefry makes XLA:CPU spend seconds of LLVM time per random init
-  # array (~70 s to compile a tiny model's init on 2 cores); the init's random stream
-  # is irrelevant to speed, and the timed step only splits one key.
-  jax.config.update("jax_threefry_partitionable", False)
-  if compilation_cache:
-    jax.config.update("jax_compilation_cache_dir", os.path.expanduser(compilation_cache))
-    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -271,7 +206,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def main(argv=None) -> int:
   args = parse_args(argv)
-  configure_jax(args.compilation_cache)
+  bench_env.configure_jax(args.compilation_cache)
   model = models.build(args.variant, latent_dim=args.latent_dim, channels=args.channels, temporal=args.temporal,
                        centre_only=not args.full_3d_skips, dtype=DTYPES[args.dtype], param_dtype=jnp.float32,
                        conv_lowering=args.conv_lowering)
@@ -282,8 +217,8 @@ def main(argv=None) -> int:
             "temporal": model.temporal, "dtype": args.dtype, "param_dtype": "float32",
             "centre_only": not args.full_3d_skips, "steps": args.steps, "patches": args.patches,
             "conv_lowering": conv_lowering.resolve(args.conv_lowering),
-            **environment(),
-            "load_average_start": load_average()}
+            **bench_env.environment(),
+            "load_average_start": bench_env.load_average()}
   variables = None
   if not args.skip_train:
     report["train"], variables = bench_train(model, args.image_size, args.batch, args.steps, args.warmup,
@@ -295,7 +230,7 @@ def main(argv=None) -> int:
                                     args.patches)
   if args.streaming:
     report["streaming"] = bench_streaming(model, variables, args.image_size, infer_batch, args.steps)
-  report["load_average_end"] = load_average()
+  report["load_average_end"] = bench_env.load_average()
   print(json.dumps(report, indent=1))
   return 0
 

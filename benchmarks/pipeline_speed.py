@@ -17,19 +17,10 @@ import time
 
 # Runnable as a plain script from anywhere in the checkout.
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+import bench_env  # pylint: disable=g-import-not-at-top,wrong-import-position
 from data_pipeline import pipeline  # pylint: disable=g-import-not-at-top,wrong-import-position
-
-
-def _cpu_name() -> str:
-  try:
-    with open("/proc/cpuinfo") as f:
-      for line in f:
-        if line.startswith("model name"):
-          return line.split(":", 1)[1].strip()
-  except OSError:
-    pass
-  return platform.processor() or platform.machine()
 
 
 def main(argv=None) -> int:
@@ -78,7 +69,7 @@ def main(argv=None) -> int:
       "startup_s": round(startup_s, 3),
       "clips_per_s": round(clips / stream_s, 1),
       "batches_per_s": round(args.steps / stream_s, 2),
-      "cpu": _cpu_name(), "cores": os.cpu_count(),
+      "cpu": bench_env.cpu_name(), "cores": os.cpu_count(),
       "python": platform.python_version(), "checksum": checksum,
   }, indent=1))
   return 0

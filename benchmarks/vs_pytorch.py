@@ -25,6 +25,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import jax  # pylint: disable=g-import-not-at-top,wrong-import-position
 import jax.numpy as jnp  # pylint: disable=g-import-not-at-top,wrong-import-position
 
+import bench_env  # pylint: disable=g-import-not-at-top,wrong-import-position
 import experimental  # pylint: disable=g-import-not-at-top,wrong-import-position
 import model_speed  # pylint: disable=g-import-not-at-top,wrong-import-position
 from maskedskip_jax import conv_lowering  # pylint: disable=g-import-not-at-top,wrong-import-position
@@ -80,7 +81,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def main(argv=None) -> int:
   args = parse_args(argv)
-  model_speed.configure_jax()
+  bench_env.configure_jax()
   if args.omp_wait_policy != "inherit":
     # Spinning OpenMP threads on a loaded box steal the cores their own team needs
     # (a 17x17 conv's backward ran 5-10x slower at load 5 on 2 cores), while on an
@@ -89,7 +90,7 @@ def main(argv=None) -> int:
   import torch  # pylint: disable=g-import-not-at-top
   import torch_reference  # pylint: disable=g-import-not-at-top
 
-  threads = args.threads or model_speed.cores()
+  threads = args.threads or bench_env.cores()
   torch.set_num_threads(threads)
   torch.backends.mkldnn.enabled = args.torch_mkldnn
   device = "cuda" if jax.default_backend() == "gpu" else "cpu"
@@ -103,11 +104,11 @@ def main(argv=None) -> int:
             "batch": args.batch, "infer_batch": args.infer_batch, "channels": args.channels,
             "temporal": model.temporal, "dtype": args.dtype, "param_dtype": "float32", "steps": args.steps,
             "jax_patches": args.jax_patches, "jax_conv_lowering": conv_lowering.resolve(args.conv_lowering),
-            **model_speed.environment(), "torch_version": torch.__version__, "torch_device": device,
+            **bench_env.environment(), "torch_version": torch.__version__, "torch_device": device,
             "torch_threads": threads, "torch_compile": args.torch_compile,
             "torch_compile_mode": args.torch_compile_mode, "torch_skips": args.torch_skips,
             "torch_mkldnn": args.torch_mkldnn, "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", ""),
-            "load_average_start": model_speed.load_average()}
+            "load_average_start": bench_env.load_average()}
 
   jax_train, variables = model_speed.bench_train(model, args.image_size, args.batch, args.steps, args.warmup,
                                                  patch_names=args.jax_patches)
@@ -136,7 +137,7 @@ def main(argv=None) -> int:
       "train_cpu_time_ratio": four_digits(jt["step_cpu_ms_median"] / tt["step_cpu_ms_median"]),
       "inference_cpu_time_ratio": four_digits(ji["step_cpu_ms_median"] / ti["step_cpu_ms_median"]),
   }
-  report["load_average_end"] = model_speed.load_average()
+  report["load_average_end"] = bench_env.load_average()
   print(json.dumps(report, indent=1))
   return 0
 
