@@ -1,4 +1,4 @@
-"""Tests of the procedural surveillance dataset (data_pipeline.synthetic)."""
+"""Tests of the procedural surveillance dataset (data_pipeline.synthetic and synthetic_tracks)."""
 
 import json
 import os
@@ -9,6 +9,7 @@ import pytest
 
 from data_pipeline import synthetic
 from data_pipeline import synthetic_scene
+from data_pipeline import synthetic_tracks
 from maskedskip_jax.errors import UserError
 
 TINY = dict(seed=3, num_train=2, num_test=4, frames_per_video=16, height=48, width=64)
@@ -69,7 +70,7 @@ def test_labels_match_masks_and_both_classes_present(tiny):
     events = meta["test"][video]["events"]
     assert labels[events[0]["first_frame"]] == 1 and labels[:events[0]["first_frame"]].sum() == 0
     kinds |= {e["kind"] for e in events}
-  assert kinds == set(synthetic.ANOMALY_KINDS)
+  assert kinds == set(synthetic_tracks.ANOMALY_KINDS)
 
 
 def test_train_has_no_anomalies_and_walkers_stay_on_walkway(tiny):
@@ -77,7 +78,7 @@ def test_train_has_no_anomalies_and_walkers_stay_on_walkway(tiny):
   p = dict(synthetic.DEFAULTS, num_train=4)
   scene = synthetic_scene.Scene(p["height"], p["width"], np.random.default_rng(0))
   for index in range(p["num_train"]):
-    tracks = synthetic.plan_video(p["seed"], "train", index, p["frames_per_video"], p["height"], p["width"])
+    tracks = synthetic_tracks.plan_video(p["seed"], "train", index, p["frames_per_video"], p["height"], p["width"])
     assert tracks and all(tr.kind == "walker" for tr in tracks)
     for tr in tracks:
       inside = [(x, y) for x, y in zip(tr.x, tr.y) if 0 <= x < p["width"]]
@@ -89,7 +90,7 @@ def test_test_anomalies_differ_from_walkers():
   scene = synthetic_scene.Scene(p["height"], p["width"], np.random.default_rng(0))
   speeds = {}
   for index in range(6):
-    for tr in synthetic.plan_video(p["seed"], "test", index, p["frames_per_video"], p["height"], p["width"]):
+    for tr in synthetic_tracks.plan_video(p["seed"], "test", index, p["frames_per_video"], p["height"], p["width"]):
       assert len(tr.x) > 1  # every planned figure crosses part of the frame
       on_walkway = [scene.walkway[int(y), int(x)] for x, y in zip(tr.x, tr.y) if 0 <= x < p["width"]]
       assert all(on_walkway) if tr.kind != "off_path" else not any(on_walkway)
@@ -97,7 +98,7 @@ def test_test_anomalies_differ_from_walkers():
         assert all(y > synthetic_scene.walkway_edges(x, p["height"], p["width"])[1] for x, y in zip(tr.x, tr.y))
       step = np.abs(np.diff(tr.x)) / synthetic_scene.figure_height(np.array(tr.y[:-1]), p["height"])
       speeds.setdefault(tr.kind, []).append(step.mean())
-  assert set(speeds) == {"walker", *synthetic.ANOMALY_KINDS}
+  assert set(speeds) == {"walker", *synthetic_tracks.ANOMALY_KINDS}
   assert min(speeds["cyclist"]) > 2.5 * max(speeds["walker"])  # cyclists are much faster movers
   assert min(speeds["off_path"]) > 1.8 * max(speeds["walker"])  # lawn-crossers jog
   assert min(speeds["skater"]) > 2.2 * max(speeds["walker"])  # skaters glide along the walkway, fast
