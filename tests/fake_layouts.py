@@ -62,6 +62,12 @@ def masks_for(labels, size=SIZE) -> np.ndarray:
   return masks
 
 
+def summary(videos) -> list:
+  """(name, frame count, labels as a list or None) per listed video: two listings compare with ==."""
+  return [(v.name, v.num_frames,
+           None if v.labels is None else v.labels.tolist()) for v in videos]
+
+
 def make_generic(root: str, train=(("01", 5),), test=(("01", 6),),
                  labels=None, masks: bool = True,
                  video_files: Sequence[str] = ()) -> str:
