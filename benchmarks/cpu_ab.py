@@ -10,8 +10,12 @@ wall time and in process CPU time (the load-robust one).
 Candidates are XLA compiler options (given per compile, no XLA_FLAGS needed), model
 patches (`fused_branches`: benchmarks/fused_branches.py) or the model's conv lowering
 (`maskedskip_jax.conv_lowering`: `base` is the package default, `auto`, which on CPU
-is the FFT weight gradients + small-map im2col; `xla_convs` is XLA's plain convs),
+is the FFT weight gradients + small-map im2col; `xla_convs` is XLA's plain convs,
+`cpu_convs` forces the CPU paths on any backend: the GPU A/B of benchmarks/gpu_checks.sh),
 whose forward output is checked against the base model with the same variables.
+
+  python3 benchmarks/cpu_ab.py --candidates base,cpu_convs --batch 16 --image-size 256 \
+      --latent-dim 512 --dtype bfloat16 --rounds 10     # on a GPU
 """
 
 import argparse
@@ -37,6 +41,7 @@ from maskedskip_jax import optim  # pylint: disable=g-import-not-at-top,wrong-im
 CANDIDATES = {
     "base": ({}, (), "auto"),
     "xla_convs": ({}, (), "xla"),
+    "cpu_convs": ({}, (), "cpu"),
     "no_ynn": ({"xla_cpu_experimental_ynn_fusion_type": ""}, (), "auto"),
     "eigen_single_thread": ({"xla_cpu_multi_thread_eigen": False}, (), "auto"),
     "onednn": ({"xla_cpu_use_onednn": True}, (), "auto"),
@@ -65,6 +70,8 @@ def main(argv=None) -> int:
   parser.add_argument("--image-size", type=int, default=64)
   parser.add_argument("--batch", type=int, default=4)
   parser.add_argument("--channels", type=int, default=3)
+  parser.add_argument("--dtype", default="float32", choices=tuple(model_speed.DTYPES),
+                      help="compute dtype (bfloat16 on GPU/TPU); params stay float32")
   parser.add_argument("--rounds", type=int, default=15)
   args = parser.parse_args(argv)
   names = args.candidates.split(",")
@@ -73,7 +80,8 @@ def main(argv=None) -> int:
     parser.error(f"--candidates: start with base; known: {', '.join(CANDIDATES)}; unknown: {unknown}")
   bench_env.configure_jax()
 
-  model = models.build(args.variant, latent_dim=args.latent_dim, channels=args.channels)
+  model = models.build(args.variant, latent_dim=args.latent_dim, channels=args.channels,
+                       dtype=model_speed.DTYPES[args.dtype], param_dtype=jnp.float32)
   shape = model_speed.clip_shape(model, args.batch, args.image_size)
   x = jax.device_put(model_speed.clips(shape))
   init_fn, step_fn, source = model_speed._train_fns()  # pylint: disable=protected-access
@@ -82,7 +90,7 @@ def main(argv=None) -> int:
   init = functools.partial(init_fn, model=model, tx=tx, input_shape=(1, *shape[1:]))
   kept = init(0)  # never donated: inference and the equivalence check use it
   variables = {"params": kept["params"], "batch_stats": kept["batch_stats"]}
-  runners, report = {}, {"what": args.what, "train_step": source, "shape": list(shape),
+  runners, report = {}, {"what": args.what, "train_step": source, "shape": list(shape), "dtype": args.dtype,
                          **bench_env.environment(), "load_average_start": bench_env.load_average()}
   base_apply = jax.jit(lambda v, x: model.apply(v, x))
   for name in names:

@@ -3,6 +3,7 @@
 import json
 import os
 import subprocess
+import tarfile
 import sys
 
 import jax
@@ -130,3 +131,23 @@ def test_fused_branches_block_equals_plain_block():
   np.testing.assert_allclose(np.asarray(y_fused), np.asarray(y_plain), atol=1e-5, rtol=1e-5)
   for want, got in zip(jax.tree.leaves((stats_plain, g_plain)), jax.tree.leaves((stats_fused, g_fused))):
     np.testing.assert_allclose(np.asarray(got), np.asarray(want), atol=1e-4, rtol=1e-4)
+
+
+def test_gpu_checks_script_packs_each_stage_and_a_warm_cache_compiles_faster(tmp_path):
+  """The prepared device script (benchmarks/gpu_checks.sh) in its CPU smoke mode, `speed` stage."""
+  env = {**os.environ, "OUT": str(tmp_path / "out"), "GPU_CHECKS_SMOKE": "1", "PYTHON": sys.executable,
+         "GPU_CHECKS_CACHE": str(tmp_path / "cache")}
+  script = os.path.join(BENCH, "gpu_checks.sh")
+  bad = subprocess.run(["bash", script, "no_such_stage"], env=env, capture_output=True, text=True, timeout=60)
+  assert bad.returncode == 2 and "unknown stage no_such_stage" in bad.stdout
+  proc = subprocess.run(["bash", script, "speed"], env=env, capture_output=True, text=True, timeout=900)
+  assert proc.returncode == 0, proc.stderr[-2000:]
+  with tarfile.open(tmp_path / "out" / "gpu_checks.tar.gz") as tar:
+    names = set(tar.getnames())
+    reports = {s: json.load(tar.extractfile(f"gpu_checks/model_speed_{s}.json")) for s in ("cold", "warm")}
+  assert {"gpu_checks/log.txt", "gpu_checks/versions.txt"} <= names
+  for report in reports.values():
+    assert report["batch"] == 4 and report["image_size"] == 32 and report["train"]["clips_per_s"] > 0
+  assert reports["cold"]["streaming"]["frames_per_s"] > 0
+  # The second run finds the first one's executables in the persistent cache.
+  assert reports["warm"]["train"]["compile_s"] < reports["cold"]["train"]["compile_s"] / 3
