@@ -13,6 +13,10 @@ import tomllib
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PACKAGES = ("maskedskip_jax", "data_pipeline")
+# Distribution names of import names that differ, for when the distribution is not installed
+# here (an optional extra); installed ones are looked up in the environment's metadata.
+NOT_INSTALLED_NAMES = {"tensorflow": "tensorflow-cpu", "tensorflow_datasets": "tensorflow-datasets",
+                       "cv2": "opencv-python-headless", "sklearn": "scikit-learn"}
 
 
 def _names(requirements) -> set[str]:
@@ -51,7 +55,8 @@ def test_every_third_party_import_is_a_declared_dependency():
         for module in _top_level_imports(os.path.join(folder, name)):
           if module in sys.stdlib_module_names or module in PACKAGES or module.startswith("_"):
             continue
-          dists = {d.lower().replace("_", "-") for d in distributions.get(module, [module])}
+          names = distributions.get(module, [NOT_INSTALLED_NAMES.get(module, module)])
+          dists = {d.lower().replace("_", "-") for d in names}
           if not dists & declared:
             undeclared.setdefault(module, []).append(os.path.relpath(os.path.join(folder, name), ROOT))
   assert not undeclared, f"imported but not in pyproject.toml: {undeclared}"
