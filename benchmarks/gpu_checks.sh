@@ -88,6 +88,15 @@ speed() {
     --compilation-cache "$CACHE"
 }
 
+autotune() {
+  # If the cold compile misses 30 s, is it cuDNN/GEMM autotuning? Cold again with autotuning off:
+  # compile time against step time.
+  rm -rf "$CACHE.noautotune"
+  stage model_speed_cold_autotune0 240 env XLA_FLAGS="--xla_gpu_autotune_level=0 ${XLA_FLAGS:-}" \
+    "$PYTHON" benchmarks/model_speed.py --batch "$BATCH" --image-size "$SIZE" --latent-dim "$LATENT" --channels 3 \
+    --temporal 3 --dtype "$DTYPE" --steps "$STEPS" --skip-inference --compilation-cache "$CACHE.noautotune"
+}
+
 lowering() {
   # conv_lowering=auto keeps XLA's convs on GPU; this A/B says whether the CPU paths pay there too.
   stage conv_lowering_ab 240 "$PYTHON" benchmarks/cpu_ab.py --candidates base,cpu_convs --batch "$BATCH" \
@@ -116,7 +125,7 @@ ped2() {
 }
 
 if [[ $# -eq 0 ]]; then
-  echo "usage: $0 prepare | {speed|ped2_train|ped2_frozen|vs_pytorch|lowering}..." >&2
+  echo "usage: $0 prepare | {speed|ped2_train|ped2_frozen|vs_pytorch|lowering|autotune}..." >&2
   exit 2
 fi
 if [[ "$1" == prepare ]]; then
@@ -128,10 +137,11 @@ for what in "$@"; do
   case "$what" in
     speed) speed ;;
     lowering) lowering ;;
+    autotune) autotune ;;
     vs_pytorch) vs_pytorch ;;
     ped2_train) ped2 train ;;
     ped2_frozen) ped2 frozen ;;
-    *) say "unknown stage $what (known: speed ped2_train ped2_frozen vs_pytorch lowering)"; exit 2 ;;
+    *) say "unknown stage $what (known: speed ped2_train ped2_frozen vs_pytorch lowering autotune)"; exit 2 ;;
   esac
 done
 say "done: $*"

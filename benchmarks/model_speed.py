@@ -194,6 +194,7 @@ def parse_args(argv=None) -> argparse.Namespace:
   parser.add_argument("--patches", default="",
                       help=f"comma-separated experimental changes: {', '.join(experimental.PATCHES)}")
   parser.add_argument("--skip-train", action="store_true")
+  parser.add_argument("--skip-inference", action="store_true", help="train step only (--streaming still runs)")
   parser.add_argument("--compilation-cache", default="", help="persistent compilation cache directory")
   args = parser.parse_args(argv)
   args.patches = [p for p in args.patches.split(",") if p]
@@ -226,8 +227,9 @@ def main(argv=None) -> int:
   if variables is None:
     shape = clip_shape(model, 1, args.image_size)
     variables = models.init_variables(model, 0, shape)
-  report["inference"] = bench_infer(model, variables, args.image_size, infer_batch, args.steps, args.warmup,
-                                    args.patches)
+  if not args.skip_inference:
+    report["inference"] = bench_infer(model, variables, args.image_size, infer_batch, args.steps, args.warmup,
+                                      args.patches)
   if args.streaming:
     report["streaming"] = bench_streaming(model, variables, args.image_size, infer_batch, args.steps)
   report["load_average_end"] = bench_env.load_average()
