@@ -151,6 +151,8 @@ SCHEMA: dict[str, Field] = {
     "eval.hybrid_alpha": Field(1.0, "float", _at_least(0), "frame score = alpha * reconstruction + beta * motion"),
     "eval.hybrid_beta": Field(0.0, "float", _at_least(0), "0 = reconstruction only (the paper's score)"),
     "eval.motion_median": Field(0, "int", _one_of(*MEDIAN_SIZES), "median filter for the motion score"),
+    "eval.mask_weight": Field(0.0, "float", _at_least(0),
+                              "frame score += this * the mask head's patch-pooled map (needs model.mask_head)"),
 }
 for _key, _value in SYNTHETIC_DEFAULTS.items():
   SCHEMA[f"data.synthetic.{_key}"] = Field(_value, "int", _at_least(0), "synthetic generator parameter")
@@ -269,6 +271,12 @@ def _check_together(flat: dict[str, Any]) -> None:
     # Without pasted objects every target map is all zeros: the head would learn nothing.
     raise UserError("config key model.mask_head: needs train.paste_prob > 0 (the head learns from pasted "
                     "objects' maps), got train.paste_prob=0")
+  if flat["eval.mask_weight"] > 0 and not flat["model.mask_head"]:
+    raise UserError("config key eval.mask_weight: scores from the mask head's map, so it needs "
+                    f"model.mask_head=True; got eval.mask_weight={flat['eval.mask_weight']} without a head")
+  if flat["eval.hybrid_alpha"] == flat["eval.hybrid_beta"] == flat["eval.mask_weight"] == 0:
+    raise UserError("config key eval.hybrid_alpha: every frame-score weight (eval.hybrid_alpha, eval.hybrid_beta, "
+                    "eval.mask_weight) is 0, so every frame would score 0")
   if flat["data.name"] != "synthetic" and not (flat["data.root"] or flat["data.tfds_data_dir"]):
     raise UserError(f"config key data.root: dataset {flat['data.name']!r} needs its folder "
                     "(e.g. --config.data.root=/path/to/dataset)")

@@ -38,6 +38,7 @@ class Collector:
     self.store, self.out_dir, self.grid = store, out_dir, grid
     self.write_videos, self.pixel_metrics = write_videos, pixel_metrics
     self.scores = [[] for _ in range(store.num_videos)]
+    self.mask_scores = [[] for _ in range(store.num_videos)]  # stay empty for a model without a mask head
     self.maps, self.masks = [], []
     self._video, self._maps, self._sink = None, [], None
 
@@ -49,6 +50,8 @@ class Collector:
         name = safe_name(self.store.video_names[item.video])
         self._sink = overlay.VideoSink(os.path.join(self.out_dir, "videos", f"{name}.mp4"))
     self.scores[item.video].append(item.score)
+    if item.mask_score is not None:
+      self.mask_scores[item.video].append(item.mask_score)
     score_map = item.score_map
     if self._sink is not None:
       frame = self.store.video_frames(item.video)[item.frame]

@@ -113,18 +113,40 @@ def _score_all(scorer, store, collect, progress: bool) -> tuple[float, float]:
   return compile_seconds, time.perf_counter() - begin
 
 
+def _frame_scores(store, recon_scores, mask_scores, alpha, beta, motion_median, mask_weight, patch):
+  """Per-video frame scores and their formula: reconstruction alone (the paper's), or a weighted sum with the
+  motion score and/or the mask head's score."""
+  scores = [np.asarray(s, np.float64) for s in recon_scores]
+  if beta == 0 and mask_weight == 0:
+    return scores, "reconstruction"
+  scores, terms = [alpha * s for s in scores], ["hybrid_alpha * reconstruction"]
+  if beta > 0:
+    scores = [s + beta * motion.video_motion_scores(store.video_frames(v), median=motion_median, patch=patch)
+              for v, s in enumerate(scores)]
+    terms.append("hybrid_beta * motion")
+  if mask_weight > 0:
+    scores = [s + mask_weight * m for s, m in zip(scores, mask_scores)]
+    terms.append("mask_weight * mask head")
+  return scores, " + ".join(terms)
+
+
 def evaluate_store(model, variables, store, *, temporal: int | None = None, batch_size: int = 32,
                    postprocess: str = "none", out_dir: str, patch: int = 16, gaussian_sigma: float = 3.0,
                    write_videos: bool = False, pixel_metrics: bool = True, pixel_size: int = 64,
                    region_thresholds: int = 20, hybrid_alpha: float = 1.0, hybrid_beta: float = 0.0,
-                   motion_median: int = 0, info: dict[str, Any] | None = None,
+                   motion_median: int = 0, mask_weight: float = 0.0, info: dict[str, Any] | None = None,
                    progress: bool = True) -> dict[str, Any]:
   """Scores every frame of `store` (a FrameStore) and writes the evaluation files to `out_dir`; returns the report.
 
   Headline metrics use `postprocess`; the table covers `table_methods(gaussian_sigma, postprocess)`. `info`
   entries (dataset, variant, checkpoint_step, ...) are copied into the report. With hybrid_beta > 0 a frame's
-  score is hybrid_alpha * reconstruction + hybrid_beta * motion (motion.video_motion_scores).
+  score is hybrid_alpha * reconstruction + hybrid_beta * motion (motion.video_motion_scores); with mask_weight > 0,
+  + mask_weight * the mask head's map pooled like the error map. A model with a mask head also gets the AUCs of
+  its map alone in the report (`mask_head_score`).
   """
+  if mask_weight > 0 and not model.mask_head:
+    raise UserError(f"eval.mask_weight={mask_weight} scores from the mask head's map, but this {model.variant} "
+                    "model has no mask head (model.mask_head=False)")
   if temporal is not None and temporal != model.temporal:
     raise UserError(f"eval: the model takes T={model.temporal} frames per clip, but temporal={temporal} was asked")
   steps = postprocess_lib.parse_chain(postprocess)
@@ -144,10 +166,9 @@ def evaluate_store(model, variables, store, *, temporal: int | None = None, batc
   try:
     collect = eval_collect.Collector(store, tmp, grid, write_videos, pixel_metrics)
     compile_seconds, seconds = _score_all(scorer, store, collect, progress)
-    scores = [np.asarray(s, np.float64) for s in collect.scores]
-    if hybrid_beta > 0:
-      scores = [hybrid_alpha * s + hybrid_beta * motion.video_motion_scores(
-          store.video_frames(v), median=motion_median, patch=patch) for v, s in enumerate(scores)]
+    mask_scores = [np.asarray(s, np.float64) for s in collect.mask_scores]
+    scores, formula = _frame_scores(store, collect.scores, mask_scores, hybrid_alpha, hybrid_beta, motion_median,
+                                    mask_weight, patch)
     table = []
     for spec in table_methods(gaussian_sigma, postprocess):
       result = _frame_results(scores, labels, names, known, spec)[1]
@@ -161,13 +182,15 @@ def evaluate_store(model, variables, store, *, temporal: int | None = None, batc
               "postprocess_table": table, "postprocess_table_markdown": markdown_table(table),
               "scoring": _scoring_protocol(patch), "temporal": model.temporal,
               "frame_score": {"hybrid_alpha": hybrid_alpha, "hybrid_beta": hybrid_beta,
-                              "motion_median": motion_median,
-                              "formula": "reconstruction" if hybrid_beta == 0 else
-                                         "hybrid_alpha * reconstruction + hybrid_beta * motion"},
+                              "motion_median": motion_median, "mask_weight": mask_weight,
+                              "formula": formula},
               "image_size": list(store.image_size), "channels": model.channels,
               "dtype": np.dtype(model.dtype).name, "batch_size": batch_size, "compile_seconds": compile_seconds,
               "scoring_seconds": seconds, "frames_per_second": store.total_frames / max(seconds, 1e-9),
               "pixel": None}
+    if model.mask_head:
+      alone = _frame_results(mask_scores, labels, names, known, postprocess_lib.parse_chain("none"))[1]
+      report["mask_head_score"] = {k: alone[k] for k in _HEADLINE}
     if pixel_metrics and collect.maps:
       report["pixel"] = eval_collect.pixel_report(collect.maps, collect.masks, grid, region_thresholds)
     _write_csv(os.path.join(tmp, "scores.csv"), names, scores, labels, processed,
@@ -233,7 +256,8 @@ def run(config, workdir: str, model_dir: str | None = None, out_dir: str | None 
                           gaussian_sigma=s["gaussian_sigma"], write_videos=s["write_videos"],
                           pixel_metrics=s["pixel_metrics"], pixel_size=s["pixel_size"],
                           region_thresholds=s["region_thresholds"], hybrid_alpha=s["hybrid_alpha"],
-                          hybrid_beta=s["hybrid_beta"], motion_median=s["motion_median"], info=info)
+                          hybrid_beta=s["hybrid_beta"], motion_median=s["motion_median"],
+                          mask_weight=s["mask_weight"], info=info)
   print(report["postprocess_table_markdown"])
   line = (f"eval ({report['postprocess']}): frame AUC micro {report['frame_auc_micro']}, macro "
           f"{report['frame_auc_macro']}, EER {report['eer']}, AP {report['average_precision']}")

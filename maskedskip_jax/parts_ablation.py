@@ -26,6 +26,9 @@ PARTS = {
     "paste": {"train.paste_prob": 0.25},  # AED-MAE Sec. 4: a frame is augmented with probability 0.25
     # The same pasting, plus issue 9's optional mask output channel trained on the pasted maps.
     "paste_mask_head": {"train.paste_prob": 0.25, "model.mask_head": True},
+    # That model scored by reconstruction + its predicted map (weights 1 and 1; no published value): re-scored,
+    # not retrained. Every mask-head row's report also holds the map's AUCs alone (`mask_head_score`).
+    "mask_head_score": {"train.paste_prob": 0.25, "model.mask_head": True, "eval.mask_weight": 1.0},
     "hybrid_score": {"eval.hybrid_beta": 1.0},  # alpha = beta = 1: the hybrid-score paper publishes no values
 }
 

@@ -70,10 +70,11 @@ def encode(model: models.MaskedSkipUNet, variables, frames: jax.Array) -> tuple[
   return tuple(captured[i][:n] for i in range(1, LEVELS + 1))
 
 
-def decode_centre(model: models.MaskedSkipUNet, variables, windows) -> jax.Array:
+def decode_centre(model: models.MaskedSkipUNet, variables, windows, return_mask: bool = False):
   """The reconstruction (B, H, W, C) of each window's centre frame from its frames' features.
 
   windows: per level, (B, T, h_i, w_i, c_i) features of the T frames of each clip, as `encode` returns them.
+  return_mask: (recon, predicted anomaly map (B, H, W)), for a model with a mask head.
   """
   b, t, h1, w1 = windows[0].shape[:4]
   flat = [w.reshape(b * t, *w.shape[2:]) for w in windows]
@@ -87,7 +88,7 @@ def decode_centre(model: models.MaskedSkipUNet, variables, windows) -> jax.Array
   # Only the shape of this input matters: every encoder block is replaced, so it is never read.
   placeholder = jnp.zeros((b, t, 2 * h1, 2 * w1, model.channels), jnp.float32)
   with nn.intercept_methods(substitute):
-    return model.apply(variables, placeholder, train=False)
+    return model.apply(variables, placeholder, train=False, return_mask=return_mask)
 
 
 def _resize_maps(maps: jax.Array, size: tuple[int, int]) -> jax.Array:
@@ -112,10 +113,13 @@ def _step(model, patch, with_recon, map_size, variables, ring, frames, write, re
   feats = encode(model, variables, frames.astype(jnp.float32) / 255.0)
   ring = {"frames": ring["frames"].at[write].set(frames),
           "feats": tuple(r.at[write].set(f.astype(r.dtype)) for r, f in zip(ring["feats"], feats))}
-  recon = decode_centre(model, variables, tuple(r[read] for r in ring["feats"]))
+  decoded = decode_centre(model, variables, tuple(r[read] for r in ring["feats"]), return_mask=model.mask_head)
+  recon, mask = decoded if model.mask_head else (decoded, None)
   target = ring["frames"][read[:, (model.temporal - 1) // 2]].astype(jnp.float32) / 255.0
   maps = scoring.score_maps(target, recon)
   out = {"score": scoring.frame_scores(maps, patch)}
+  if mask is not None:  # the head's map pooled like the error map: a frame score of its own
+    out["mask_score"] = scoring.frame_scores(mask, patch)
   if with_recon:
     out["recon"] = recon.astype(jnp.float32)
   if map_size is not None:
@@ -125,12 +129,14 @@ def _step(model, patch, with_recon, map_size, variables, ring, frames, write, re
 
 @dataclasses.dataclass(frozen=True)
 class ScoredFrame:
-  """One scored frame. recon (H, W, C) float32 and score_map (h, w) float32 are None unless asked for."""
+  """One scored frame. recon (H, W, C) float32 and score_map (h, w) float32 are None unless asked for;
+  mask_score (the mask head's map, patch-pooled like `score`) is None for a model without the head."""
   video: int
   frame: int
   score: float
   recon: np.ndarray | None = None
   score_map: np.ndarray | None = None
+  mask_score: float | None = None
 
 
 class StreamingScorer:
@@ -279,4 +285,5 @@ class StreamingScorer:
     for i, (v, c, _) in enumerate(rows):
       yield ScoredFrame(v, c, float(out["score"][i]),
                         out["recon"][i] if "recon" in out else None,
-                        out["score_map"][i] if "score_map" in out else None)
+                        out["score_map"][i] if "score_map" in out else None,
+                        float(out["mask_score"][i]) if "mask_score" in out else None)

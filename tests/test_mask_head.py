@@ -13,7 +13,8 @@ from data_pipeline import anomaly_paste
 from maskedskip_jax import bundle, config_check, evaluate, export, models, optim, reconstruct, train
 from maskedskip_jax.errors import UserError
 from test_models import REFERENCE_COUNTS, _init_shapes
-from test_streaming import random_variables
+from maskedskip_jax import scoring, streaming
+from test_streaming import LENGTHS, SIZE, centre_clips, random_variables
 import tiny_run
 
 train.enable_compilation_cache(tiny_run.JAX_CACHE)
@@ -130,6 +131,37 @@ def test_config_keys_and_the_head_needs_pasting():
   assert "model.mask_head" in train._MUST_MATCH  # pylint: disable=protected-access
   with pytest.raises(UserError, match="train.mask_loss_weight: expected a number >= 0"):
     config_check.validate(config_check.with_values(good, {"train.mask_loss_weight": -1.0}))
+  config_check.validate(config_check.with_values(good, {"eval.mask_weight": 0.5, "eval.hybrid_alpha": 0.0}))
+  with pytest.raises(UserError, match=r"eval\.mask_weight: .*model\.mask_head=True"):
+    config_check.validate(config_check.with_values(config, {"eval.mask_weight": 1.0}))
+  with pytest.raises(UserError, match="every frame-score weight"):
+    config_check.validate(config_check.with_values(config, {"eval.hybrid_alpha": 0.0}))
+
+
+def test_streaming_scores_the_heads_map_like_the_error_map():
+  model = models.build("maskedskip_unet", latent_dim=8, channels=1, mask_head=True)
+  variables = random_variables(model, seed=4)
+  rng = np.random.default_rng(5)
+  videos = [rng.integers(0, 256, (n, *SIZE, 1), dtype=np.uint8) for n in LENGTHS]
+  out = list(streaming.StreamingScorer(model, variables, SIZE, batch_size=3).stream(videos))
+  _, mask = jax.jit(lambda v, x: model.apply(v, x, return_mask=True))(variables, centre_clips(videos, T))
+  np.testing.assert_allclose([o.mask_score for o in out], scoring.frame_scores(mask), atol=1e-5, rtol=0)
+  plain = models.build("maskedskip_unet", latent_dim=8, channels=1)
+  scored = next(streaming.StreamingScorer(plain, random_variables(plain), SIZE, batch_size=3).stream(videos))
+  assert scored.mask_score is None
+
+
+def test_frame_score_formula_adds_the_weighted_mask_score():
+  recon, mask = [np.array([1.0, 2.0])], [np.array([10.0, 30.0])]
+  scores, formula = evaluate._frame_scores(None, recon, mask, 2.0, 0.0, 0, 0.5, 16)  # pylint: disable=protected-access
+  np.testing.assert_array_equal(scores[0], [7.0, 19.0])
+  assert formula == "hybrid_alpha * reconstruction + mask_weight * mask head"
+  scores, formula = evaluate._frame_scores(None, recon, mask, 2.0, 0.0, 0, 0.0, 16)  # pylint: disable=protected-access
+  np.testing.assert_array_equal(scores[0], recon[0])  # the paper's score: alpha does not rescale it
+  assert formula == "reconstruction"
+  plain = models.build("maskedskip_unet", latent_dim=8, channels=1)  # e.g. a bundle given with --model
+  with pytest.raises(UserError, match="eval.mask_weight=1.0 .* has no mask head"):
+    evaluate.evaluate_store(plain, None, None, out_dir="unused", mask_weight=1.0)
 
 
 def _drop_config_key(bundle_dir, key):
@@ -183,6 +215,12 @@ def test_tiny_run_with_the_head_trains_evaluates_and_exports(tmp_path):
   assert logged and all(np.isfinite(r["mask_loss"]) and r["mask_loss"] > 0 for r in logged)
   report = evaluate.run(config, workdir)
   assert report["num_frames"] == 9 and 0 <= report["frame_auc_micro"] <= 1
+  assert report["frame_score"]["formula"] == "reconstruction" and report["frame_score"]["mask_weight"] == 0
+  # Scored by the head's map alone, the headline is what every mask-head report lists as mask_head_score.
+  by_map = evaluate.run(config_check.with_values(config, {"eval.hybrid_alpha": 0.0, "eval.mask_weight": 1.0}),
+                        workdir, out_dir=str(tmp_path / "by_map"))
+  assert by_map["frame_score"]["formula"] == "hybrid_alpha * reconstruction + mask_weight * mask head"
+  assert by_map["frame_auc_micro"] == report["mask_head_score"]["frame_auc_micro"]
   # The head changes the checkpoint's shapes: a config without it is another experiment.
   with pytest.raises(UserError, match="model.mask_head=True"):
     train.restore_variables(config_check.with_values(config, {"model.mask_head": False}), workdir)
