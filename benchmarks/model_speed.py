@@ -87,8 +87,11 @@ def clip_shape(model, batch_size: int, image_size: int) -> tuple[int, ...]:
 
 
 def bench_train(model, image_size: int, batch_size: int, steps: int, warmup: int = 2,
-                learning_rate: float = 1e-2, patch_names=()) -> tuple[dict, dict]:
-  """Times the jitted, state-donating train step; returns timings and the trained variables."""
+                learning_rate: float = 1e-2, patch_names=(), profile_dir: str = "") -> tuple[dict, dict]:
+  """Times the jitted, state-donating train step; returns timings and the trained variables.
+
+  `profile_dir`: after timing, a jax.profiler trace of 3 more steps goes there (for a missed target's why).
+  """
   init_fn, step_fn, source = _train_fns()
   tx = optim.make_optimizer(learning_rate)
   shape = clip_shape(model, batch_size, image_size)
@@ -118,6 +121,10 @@ def bench_train(model, image_size: int, batch_size: int, steps: int, warmup: int
     holder[0] = new_state
 
   ms, times, cpu_ms = bench_env.median_ms(run, steps)
+  if profile_dir:
+    with jax.profiler.trace(profile_dir):
+      for _ in range(3):
+        run()
   flops = _cost_flops(compiled)
   out = {"train_step": source, "trace_s": round(trace_s, 3), "compile_s": round(compile_s, 3),
          "first_step_s": round(first_s, 3), "cold_start_s": round(trace_s + compile_s + first_s, 3),
@@ -196,6 +203,7 @@ def parse_args(argv=None) -> argparse.Namespace:
   parser.add_argument("--skip-train", action="store_true")
   parser.add_argument("--skip-inference", action="store_true", help="train step only (--streaming still runs)")
   parser.add_argument("--compilation-cache", default="", help="persistent compilation cache directory")
+  parser.add_argument("--profile-dir", default="", help="also write a jax.profiler trace of 3 train steps here")
   args = parser.parse_args(argv)
   args.patches = [p for p in args.patches.split(",") if p]
   if any(p not in experimental.PATCHES for p in args.patches):
@@ -223,7 +231,7 @@ def main(argv=None) -> int:
   variables = None
   if not args.skip_train:
     report["train"], variables = bench_train(model, args.image_size, args.batch, args.steps, args.warmup,
-                                                   patch_names=args.patches)
+                                             patch_names=args.patches, profile_dir=args.profile_dir)
   if variables is None:
     shape = clip_shape(model, 1, args.image_size)
     variables = models.init_variables(model, 0, shape)

@@ -149,5 +149,7 @@ def test_gpu_checks_script_packs_each_stage_and_a_warm_cache_compiles_faster(tmp
   for report in reports.values():
     assert report["batch"] == 4 and report["image_size"] == 32 and report["train"]["clips_per_s"] > 0
   assert reports["cold"]["streaming"]["frames_per_s"] > 0
+  with tarfile.open(tmp_path / "out" / "profile.tar.gz") as tar:  # the warm run's trace, in its own archive
+    assert any(n.endswith(".xplane.pb") for n in tar.getnames())
   # The second run finds the first one's executables in the persistent cache.
   assert reports["warm"]["train"]["compile_s"] < reports["cold"]["train"]["compile_s"] / 3
