@@ -151,5 +151,12 @@ def test_gpu_checks_script_packs_each_stage_and_a_warm_cache_compiles_faster(tmp
   assert reports["cold"]["streaming"]["frames_per_s"] > 0
   with tarfile.open(tmp_path / "out" / "profile.tar.gz") as tar:  # the warm run's trace, in its own archive
     assert any(n.endswith(".xplane.pb") for n in tar.getnames())
+    tar.extractall(tmp_path / "trace", filter="data")
+  import trace_summary  # pylint: disable=g-import-not-at-top
+  summary = trace_summary.summarize(trace_summary.find_trace(str(tmp_path / "trace")), top=50, steps=3)
+  host = summary["processes"]["/host:CPU"]
+  assert all(0 < busy <= host["span_ms"] for busy in host["busy_ms_per_stream"].values())
+  runs = [op for op in host["top_ops"] if op["op"].startswith("$model_speed.py") and op["op"].endswith(" run")]
+  assert [op["count"] for op in runs] == [3]  # the three traced train steps
   # The second run finds the first one's executables in the persistent cache.
   assert reports["warm"]["train"]["compile_s"] < reports["cold"]["train"]["compile_s"] / 3
