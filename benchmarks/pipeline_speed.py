@@ -69,7 +69,7 @@ def main(argv=None) -> int:
       "startup_s": round(startup_s, 3),
       "clips_per_s": round(clips / stream_s, 1),
       "batches_per_s": round(args.steps / stream_s, 2),
-      "cpu": bench_env.cpu_name(), "cores": os.cpu_count(),
+      "cpu": bench_env.cpu_name(), "cores": bench_env.cores(),
       "python": platform.python_version(), "checksum": checksum,
   }, indent=1))
   return 0

@@ -6,7 +6,7 @@ on the real Ped2 dev subset (../shared/data/ped2_dev, generic layout). Meant for
       --config.model.masked_kernels=frozen
 
 Issue #10's GPU run: both masked_kernels modes, evaluated on the 3 dev test videos
-(`benchmarks/gpu_checks.sh ped2` runs both). Set data.root for a copy elsewhere.
+(`benchmarks/gpu_checks.sh ped2_train ped2_frozen` runs both). Set data.root for a copy elsewhere.
 """
 
 import os

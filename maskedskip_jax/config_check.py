@@ -104,7 +104,7 @@ SCHEMA: dict[str, Field] = {
                                  "or 'auto' (cpu fast paths on the CPU backend only)"),
     "model.mask_head": Field(False, "bool", None,
                              "also predict the pasted-object map as an extra output channel (needs "
-                             "train.paste_prob > 0); scoring ignores it"),
+                             "train.paste_prob > 0); scored only with eval.mask_weight > 0"),
     "model.ssmctb.placement": Field("none", "str", _one_of(*SSMCTB_PLACEMENTS),
                                     "SSMCTB blocks: in skip 4, in every skip, or before the last decoder block"),
     "model.ssmctb.dims": Field(2, "int", _one_of(2, 3), "2-D block on the centre skip, or 3-D on the T frames"),
@@ -276,7 +276,7 @@ def _check_together(flat: dict[str, Any]) -> None:
                     f"model.mask_head=True; got eval.mask_weight={flat['eval.mask_weight']} without a head")
   if flat["eval.hybrid_alpha"] == flat["eval.hybrid_beta"] == flat["eval.mask_weight"] == 0:
     raise UserError("config key eval.hybrid_alpha: every frame-score weight (eval.hybrid_alpha, eval.hybrid_beta, "
-                    "eval.mask_weight) is 0, so every frame would score 0")
+                    "eval.mask_weight) is 0; set one above 0 (hybrid_alpha=1 alone is the paper's score)")
   if flat["data.name"] != "synthetic" and not (flat["data.root"] or flat["data.tfds_data_dir"]):
     raise UserError(f"config key data.root: dataset {flat['data.name']!r} needs its folder "
                     "(e.g. --config.data.root=/path/to/dataset)")
