@@ -26,6 +26,7 @@ SSMCTB_PLACEMENTS = ("none", "latent_skip", "all_skips", "decoder")
 MOTION_WEIGHTING = ("none", "pixel", "patch")
 MEDIAN_SIZES = (0, 3, 5)
 PASTE_SOURCES = ("batch", "sprites", "mixed")
+BASELINES = ("frame_diff", "mog2", "flow")  # baselines.BASELINES
 # Kept in step with data_pipeline.synthetic.DEFAULTS (a test checks); written out so
 # that reading a config needs neither OpenCV nor the generator.
 SYNTHETIC_DEFAULTS = dict(seed=0, num_train=10, num_test=8, frames_per_video=120, height=120, width=160)
@@ -76,6 +77,13 @@ def _postprocess(v):
   except UserError as e:
     return f"a post-processing chain such as 'median' or 'gaussian:sigma=3+zscore' ({e})"
   return None
+
+
+def _baseline_names(v):
+  names = [n.strip() for n in v.split(",") if n.strip()]
+  if all(n in BASELINES for n in names):
+    return None
+  return f"comma-separated names from {', '.join(BASELINES)} ('' for none)"
 
 
 def _variant(v):
@@ -153,6 +161,8 @@ SCHEMA: dict[str, Field] = {
     "eval.motion_median": Field(0, "int", _one_of(*MEDIAN_SIZES), "median filter for the motion score"),
     "eval.mask_weight": Field(0.0, "float", _at_least(0),
                               "frame score += this * the mask head's patch-pooled map (needs model.mask_head)"),
+    "eval.baselines": Field(",".join(BASELINES), "str", _baseline_names,
+                            "no-learning baselines scored beside the model (comma-separated; '' = none)"),
 }
 for _key, _value in SYNTHETIC_DEFAULTS.items():
   SCHEMA[f"data.synthetic.{_key}"] = Field(_value, "int", _at_least(0), "synthetic generator parameter")
