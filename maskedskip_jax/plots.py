@@ -1,4 +1,5 @@
-"""PNG figures for evaluation reports: the ROC curve and a video's score curve with its anomalous frames shaded.
+"""PNG figures for evaluation reports: ROC curves, a video's score curves with its anomalous frames shaded, and a
+grid of frames beside their reconstructions and score maps.
 
 Figures are drawn on matplotlib's Agg canvas directly (no pyplot), so importing this module never switches the
 global backend of a notebook, and the figures are freed when they go out of scope. Files are written to a temp
@@ -38,30 +39,51 @@ def anomalous_intervals(labels: np.ndarray) -> list[tuple[int, int]]:
   return list(zip(np.nonzero(edges == 1)[0].tolist(), (np.nonzero(edges == -1)[0] - 1).tolist()))
 
 
-def plot_roc(fpr, tpr, auc: float | None, path: str, title: str = "Frame-level ROC") -> str:
-  """Writes the ROC curve (with the chance diagonal) to `path` as PNG; returns path."""
-  fpr, tpr = np.asarray(fpr, np.float64), np.asarray(tpr, np.float64)
-  if fpr.shape != tpr.shape or fpr.ndim != 1:
-    raise UserError(f"plot_roc: fpr {fpr.shape} and tpr {tpr.shape} must be 1-D of the same length")
+def plot_roc(fpr, tpr, auc: float | None, path: str, title: str = "Frame-level ROC", label: str | None = None,
+             curves=(), highlight_first: bool = True) -> str:
+  """Writes the ROC curve (with the chance diagonal) to `path` as PNG; returns path.
+
+  `label` names the curve in the legend beside its AUC; `curves` are more (fpr, tpr, auc, label) drawn beside it
+  (the baselines' beside the model's), thinner unless `highlight_first` is False.
+  """
   fig = Figure(figsize=(4.5, 4.5), dpi=100)
   ax = fig.add_subplot()
-  label = f"AUC = {auc:.4f}" if auc is not None else "AUC undefined"
-  ax.plot(fpr, tpr, lw=1.5, label=label)
+  for i, (x, y, a, name) in enumerate([(fpr, tpr, auc, label), *curves]):
+    x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
+    if x.shape != y.shape or x.ndim != 1:
+      raise UserError(f"plot_roc: fpr {x.shape} and tpr {y.shape} must be 1-D of the same length")
+    text = f"AUC = {a:.4f}" if a is not None else "AUC undefined"
+    first = i == 0 and highlight_first  # the curve the figure is about: thicker, on top
+    ax.plot(x, y, lw=1.5 if first or not curves else 1.0, zorder=3 if first else 2,
+            label=text if name is None else f"{name}, {text}")
   ax.plot([0, 1], [0, 1], ls="--", lw=0.8, color="grey")
   ax.set(xlim=(0, 1), ylim=(0, 1.01), xlabel="False positive rate", ylabel="True positive rate", title=title)
-  ax.legend(loc="lower right")
+  ax.legend(loc="lower right", fontsize="small" if curves else None)
   fig.tight_layout()
   return _save(fig, path)
 
 
-def plot_scores(scores, labels, path: str, title: str = "") -> str:
+def minmax(scores) -> np.ndarray:
+  """Scores scaled to [0, 1] (a constant curve becomes zeros), so curves of different units share an axis."""
+  s = np.asarray(scores, np.float64)
+  span = s.max() - s.min() if s.size else 0.0
+  return (s - s.min()) / span if span > 0 else np.zeros_like(s)
+
+
+def plot_scores(scores, labels, path: str, title: str = "", others=(), label: str = "score") -> str:
   """Writes a video's frame scores against frame index, anomalous frames (labels != 0) shaded; returns path.
 
-  labels may be None (no ground truth): the curve is drawn without shading.
+  labels may be None (no ground truth): the curve is drawn without shading. `others` are more (scores, label)
+  curves of the same video (a baseline's); with any, every curve is min-max scaled to [0, 1] within the video,
+  since their units differ, and the legend says so.
   """
   scores = np.asarray(scores, np.float64)
   if scores.ndim != 1:
     raise UserError(f"plot_scores: scores must be 1-D, got shape {scores.shape}")
+  curves = [(scores, label)] + [(np.asarray(s, np.float64), name) for s, name in others]
+  for s, name in curves[1:]:
+    if s.shape != scores.shape:
+      raise UserError(f"plot_scores: {name} scores {s.shape} must match scores {scores.shape}")
   fig = Figure(figsize=(8, 2.8), dpi=100)
   ax = fig.add_subplot()
   if labels is not None:
@@ -71,10 +93,43 @@ def plot_scores(scores, labels, path: str, title: str = "") -> str:
     for i, (first, last) in enumerate(anomalous_intervals(labels)):
       # Half a frame either side so a one-frame anomaly is visible and adjacent frames meet.
       ax.axvspan(first - 0.5, last + 0.5, color="tab:red", alpha=0.2, lw=0, label="anomalous" if i == 0 else None)
-  ax.plot(np.arange(len(scores)), scores, lw=1.0, color="tab:blue", label="score")
-  ax.set(xlabel="Frame", ylabel="Anomaly score", title=title)
+  colours = ("tab:blue", "tab:orange", "tab:green", "tab:purple")
+  for i, (s, name) in enumerate(curves):
+    ax.plot(np.arange(len(s)), minmax(s) if others else s, lw=1.0, color=colours[i % len(colours)], label=name)
+  ax.set(xlabel="Frame", ylabel="Score, min-max scaled" if others else "Anomaly score", title=title)
   if len(scores):
     ax.set_xlim(-0.5, len(scores) - 0.5)
-  ax.legend(loc="upper right", fontsize="small")
+  if others:  # beside the axes: several curves would hide each other's data under it
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="small", title_fontsize="small",
+              title="each min-max scaled\nto [0, 1] in this video")
+  else:
+    ax.legend(loc="upper right", fontsize="small")
   fig.tight_layout()
+  return _save(fig, path)
+
+
+def plot_frame_grid(rows, path: str, title: str = "", vmax: float | None = None) -> str:
+  """Writes one row per (frame, reconstruction, score map, caption): the two images in grey or RGB, the map as
+  a heat map on one scale shared by every row (0 to `vmax`, default the largest map value); returns path."""
+  if not rows:
+    raise UserError("plot_frame_grid: no rows to draw")
+  maps = [np.asarray(r[2], np.float32) for r in rows]
+  vmax = float(vmax if vmax is not None else max(float(m.max()) for m in maps)) or 1.0
+  h, w = maps[0].shape
+  fig = Figure(figsize=(3 * 2.2 * w / max(h, w) + 0.8, len(rows) * 2.2 * h / max(h, w) + 0.9), dpi=100,
+               layout="constrained")
+  axes = fig.subplots(len(rows), 3, squeeze=False)
+  for i, (frame, recon, _, caption) in enumerate(rows):
+    for j, image in enumerate((frame, recon)):
+      image = np.clip(np.asarray(image, np.float32), 0, 1)
+      image = image[..., 0] if image.ndim == 3 and image.shape[-1] == 1 else image
+      axes[i, j].imshow(image, cmap="gray", vmin=0, vmax=1)
+    shown = axes[i, 2].imshow(maps[i], cmap="jet", vmin=0, vmax=vmax)
+    axes[i, 0].set_title(caption, fontsize="small", loc="left")
+    for ax in axes[i]:
+      ax.set_xticks([])
+      ax.set_yticks([])
+  fig.colorbar(shown, ax=axes[:, 2].tolist(), fraction=0.05)
+  columns = f"columns: input, reconstruction, score map (0 to {vmax:.3g})"
+  fig.suptitle(f"{title}\n{columns}" if title else columns, fontsize="medium")
   return _save(fig, path)

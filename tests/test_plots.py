@@ -39,6 +39,48 @@ def test_plot_scores_shades_anomalous_frames(tmp_path):
   assert cv2.imread(str(tmp_path / "nolabels.png")) is not None
 
 
+def colour_pixels(path, rgb):
+  image = cv2.imread(str(path)).astype(int)
+  return int((np.abs(image - list(rgb[::-1])).sum(axis=-1) < 60).sum())
+
+
+def test_plot_roc_draws_extra_curves_beside_the_first(tmp_path):
+  one, more = tmp_path / "one.png", tmp_path / "more.png"
+  plots.plot_roc([0, 0.2, 1], [0, 0.8, 1], 0.8, str(one))
+  plots.plot_roc([0, 0.2, 1], [0, 0.8, 1], 0.8, str(more), label="model",
+                 curves=[([0, 0.5, 1], [0, 0.5, 1], 0.5, "frame_diff"), ([0, 0.1, 1], [0, 0.3, 1], None, "flow")])
+  orange, green = (255, 127, 14), (44, 160, 44)  # matplotlib's second and third colours
+  assert colour_pixels(more, orange) > colour_pixels(one, orange) + 100
+  assert colour_pixels(more, green) > colour_pixels(one, green) + 100
+  with pytest.raises(UserError, match="plot_roc"):
+    plots.plot_roc([0, 1], [0, 1], 0.5, str(tmp_path / "bad.png"), curves=[([0, 1], [0, 0.5, 1], 0.5, "x")])
+
+
+def test_plot_scores_draws_other_curves_scaled_to_the_same_axis(tmp_path):
+  scores = np.linspace(0, 0.01, 50)
+  other = 1000 + 500 * np.cos(np.linspace(0, 6, 50))  # a different unit entirely
+  path = tmp_path / "both.png"
+  plots.plot_scores(scores, np.zeros(50, int), str(path), others=[(other, "flow baseline")], label="model")
+  plots.plot_scores(scores, np.zeros(50, int), str(tmp_path / "alone.png"))
+  orange = (255, 127, 14)
+  assert colour_pixels(path, orange) > 200 and colour_pixels(tmp_path / "alone.png", orange) == 0
+  np.testing.assert_array_equal(plots.minmax([2.0, 4.0, 3.0]), [0.0, 1.0, 0.5])
+  np.testing.assert_array_equal(plots.minmax([3.0, 3.0]), [0.0, 0.0])
+  with pytest.raises(UserError, match="flow baseline"):
+    plots.plot_scores(scores, None, str(path), others=[(other[:10], "flow baseline")])
+
+
+def test_plot_frame_grid_writes_one_row_per_frame(tmp_path):
+  rng = np.random.default_rng(0)
+  rows = [(rng.random((32, 48, 1)), rng.random((32, 48, 1)), rng.random((32, 48)), f"v frame {i}") for i in range(3)]
+  three = cv2.imread(plots.plot_frame_grid(rows, str(tmp_path / "grid.png"), title="misses"))
+  assert os.listdir(tmp_path) == ["grid.png"]
+  six = cv2.imread(plots.plot_frame_grid(rows * 2, str(tmp_path / "six.png")))
+  assert three is not None and six is not None and six.shape[0] > 1.7 * three.shape[0]
+  with pytest.raises(UserError, match="no rows"):
+    plots.plot_frame_grid([], str(tmp_path / "none.png"))
+
+
 def test_overwrites_existing_file(tmp_path):
   path = tmp_path / "roc.png"
   path.write_bytes(b"not a png")
