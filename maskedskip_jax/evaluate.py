@@ -1,21 +1,23 @@
 """`--mode=eval`: score every test frame with the last checkpoint and write the results under `workdir/eval/`.
 
   scores.csv    video,frame,score,label: every test frame, raw score (label -1 where unknown); a
-                score_postprocessed column is added when eval.postprocess is not 'none'
+                score_postprocessed column is added when eval.postprocess is not 'none', and a
+                score_<baseline> column of raw scores for each no-learning baseline (eval.baselines)
   report.json   frame AUC micro/macro (+ policy), EER, AP, counts, the post-processing table, pixel AUROC and
-                RBDC/TBDC when the test set has masks, and every protocol choice behind them
-  roc.png, plots/<video>.png (score curve, anomalous frames shaded), videos/<video>.mp4 (eval.write_videos)
+                RBDC/TBDC when the test set has masks, the baselines' headline metrics (`baselines`, scored and
+                post-processed exactly like the model: baseline_eval), and every protocol choice behind them
+  roc.png       the model's ROC curve beside the baselines'
+  plots/<video>.png, worst_frames.png   diagnostics (see `diagnostics`)
+  videos/<video>.mp4                    input | reconstruction | difference (eval.write_videos)
 
 The model evaluated is the newest checkpoint (or a bundle): never one chosen by test AUC. Scores come from the
 streaming scorer (each frame encoded once, every frame the centre of one clip, edges replicated). Everything is
 written into a temporary folder that replaces `eval/` only when complete.
 """
 
-import csv
 import json
 import os
 import shutil
-import tempfile
 import time
 from typing import Any
 
@@ -23,9 +25,11 @@ import jax
 import numpy as np
 import tqdm
 
-from maskedskip_jax import config_check
+from maskedskip_jax import baseline_eval
+from maskedskip_jax import baselines as baselines_lib
+from maskedskip_jax import diagnostics
 from maskedskip_jax import eval_collect
-from maskedskip_jax import metrics
+from maskedskip_jax import eval_report
 from maskedskip_jax import models
 from maskedskip_jax import motion
 from maskedskip_jax import plots
@@ -34,61 +38,9 @@ from maskedskip_jax import streaming
 from maskedskip_jax import train_data
 from maskedskip_jax.errors import UserError
 
-# eval.* keys this module reads, with the value used when a config lacks them.
-DEFAULTS = {k.split(".", 1)[1]: f.default for k, f in config_check.SCHEMA.items() if k.startswith("eval.")}
-_HEADLINE = ("frame_auc_micro", "frame_auc_macro", "eer", "average_precision")
-
-
-def settings(config) -> dict[str, Any]:
-  """The eval.* values of `config`, defaults filled in."""
-  section = config.get("eval") or {}
-  return {k: section.get(k, v) for k, v in DEFAULTS.items()}
-
-
-def table_methods(gaussian_sigma: float, configured: str = "none") -> list[str]:
-  """The post-processing variants tabulated: none, the paper's median 17, Gaussian, min-max, z-score (+ configured)."""
-  methods = ["none", "median:window=17", f"gaussian:sigma={gaussian_sigma:g}", "minmax", "zscore"]
-  names = {postprocess_lib.describe(postprocess_lib.parse_chain(m)) for m in methods}
-  if postprocess_lib.describe(postprocess_lib.parse_chain(configured)) not in names:
-    methods.append(configured)
-  return methods
-
-
-def markdown_table(rows: list[dict[str, Any]]) -> str:
-  def cell(x):
-    return "n/a" if x is None else f"{x:.4f}"
-  lines = ["| post-processing | frame AUC micro | frame AUC macro | EER | AP |", "|---|---|---|---|---|"]
-  lines += [f"| {r['postprocess']} | " + " | ".join(cell(r[k]) for k in _HEADLINE) + " |" for r in rows]
-  return "\n".join(lines)
-
-
-def _write_csv(path: str, names, scores, labels, processed, method: str | None) -> None:
-  with open(path, "w", newline="") as f:
-    out = csv.writer(f)
-    out.writerow(["video", "frame", "score", "label"] + (["score_postprocessed"] if method else []))
-    for name, s, y, p in zip(names, scores, labels, processed):
-      y = np.full(len(s), -1) if y is None else y
-      for k in range(len(s)):
-        out.writerow([name, k, f"{s[k]:.8g}", int(y[k])] + ([f"{p[k]:.8g}"] if method else []))
-
-
-def _replace_dir(tmp: str, out_dir: str) -> None:
-  """Moves the finished `tmp` to `out_dir`, replacing an earlier result there."""
-  if os.path.exists(out_dir):
-    old = tempfile.mkdtemp(prefix=f".{os.path.basename(out_dir)}.old-", dir=os.path.dirname(out_dir))
-    os.replace(out_dir, os.path.join(old, "eval"))
-    os.replace(tmp, out_dir)
-    shutil.rmtree(old, ignore_errors=True)
-  else:
-    os.replace(tmp, out_dir)
-
-
-def _frame_results(scores, labels, names, known, spec):
-  """(post-processed scores of every video, frame_metrics over the labelled ones) for one method."""
-  processed = postprocess_lib.postprocess(scores, spec)
-  result = metrics.frame_metrics([processed[v] for v in known], [labels[v] for v in known],
-                                 [names[v] for v in known])
-  return processed, result
+# Kept here too: callers read evaluate.settings / DEFAULTS.
+DEFAULTS, settings = eval_report.DEFAULTS, eval_report.settings
+_HEADLINE = eval_report.HEADLINE
 
 
 def _scoring_protocol(patch: int) -> dict[str, str]:
@@ -135,15 +87,18 @@ def evaluate_store(model, variables, store, *, temporal: int | None = None, batc
                    write_videos: bool = False, pixel_metrics: bool = True, pixel_size: int = 64,
                    region_thresholds: int = 20, hybrid_alpha: float = 1.0, hybrid_beta: float = 0.0,
                    motion_median: int = 0, mask_weight: float = 0.0, info: dict[str, Any] | None = None,
-                   progress: bool = True) -> dict[str, Any]:
+                   progress: bool = True, baselines=baselines_lib.BASELINES,
+                   worst_frames: int = diagnostics.WORST_FRAMES) -> dict[str, Any]:
   """Scores every frame of `store` (a FrameStore) and writes the evaluation files to `out_dir`; returns the report.
 
-  Headline metrics use `postprocess`; the table covers `table_methods(gaussian_sigma, postprocess)`. `info`
+  Headline metrics use `postprocess`; the table covers `eval_report.table_methods(gaussian_sigma, postprocess)`.
+  `baselines` (names, or a comma-separated string; () for none) are scored beside the model. `info`
   entries (dataset, variant, checkpoint_step, ...) are copied into the report. With hybrid_beta > 0 a frame's
   score is hybrid_alpha * reconstruction + hybrid_beta * motion (motion.video_motion_scores); with mask_weight > 0,
   + mask_weight * the mask head's map pooled like the error map. A model with a mask head also gets the AUCs of
-  its map alone in the report (`mask_head_score`).
+  its map alone in the report (`mask_head_score`). `worst_frames`: the misses drawn in worst_frames.png (0 = none).
   """
+  baselines = baselines_lib.parse_names(baselines)
   if mask_weight > 0 and not model.mask_head:
     raise UserError(f"eval.mask_weight={mask_weight} scores from the mask head's map, but this {model.variant} "
                     "model has no mask head (model.mask_head=False)")
@@ -161,25 +116,21 @@ def evaluate_store(model, variables, store, *, temporal: int | None = None, batc
   scorer = streaming.StreamingScorer(
       model, variables, store.image_size, batch_size=batch_size, patch=patch, with_recon=write_videos,
       map_size=store.image_size if write_videos else grid if pixel_metrics else None)
-  os.makedirs(os.path.dirname(out_dir), exist_ok=True)
-  tmp = tempfile.mkdtemp(prefix=f".{os.path.basename(out_dir)}.tmp-", dir=os.path.dirname(out_dir))
+  tmp = eval_report.make_tmp_dir(out_dir)
   try:
     collect = eval_collect.Collector(store, tmp, grid, write_videos, pixel_metrics)
     compile_seconds, seconds = _score_all(scorer, store, collect, progress)
     mask_scores = [np.asarray(s, np.float64) for s in collect.mask_scores]
     scores, formula = _frame_scores(store, collect.scores, mask_scores, hybrid_alpha, hybrid_beta, motion_median,
                                     mask_weight, patch)
-    table = []
-    for spec in table_methods(gaussian_sigma, postprocess):
-      result = _frame_results(scores, labels, names, known, spec)[1]
-      table.append({"postprocess": postprocess_lib.describe(postprocess_lib.parse_chain(spec)),
-                    **{k: result[k] for k in _HEADLINE}})
-    processed, result = _frame_results(scores, labels, names, known, steps)
+    table = eval_report.table(scores, labels, names, known, eval_report.table_methods(gaussian_sigma, postprocess))
+    processed, result = eval_report.frame_results(scores, labels, names, known, steps)
+    base = baseline_eval.evaluate(store, baselines, patch, labels, known, steps)
     roc = result.pop("roc_curve")  # drawn in roc.png; scores.csv holds what is needed to redraw it
     result["per_video_auc"] = dict(zip(result.pop("video_names"), result["per_video_auc"]))
     report = {**(info or {}), "postprocess": method, **result,
               "unlabelled_videos": [names[v] for v in range(store.num_videos) if labels[v] is None],
-              "postprocess_table": table, "postprocess_table_markdown": markdown_table(table),
+              "postprocess_table": table, "postprocess_table_markdown": eval_report.markdown_table(table),
               "scoring": _scoring_protocol(patch), "temporal": model.temporal,
               "frame_score": {"hybrid_alpha": hybrid_alpha, "hybrid_beta": hybrid_beta,
                               "motion_median": motion_median, "mask_weight": mask_weight,
@@ -187,25 +138,29 @@ def evaluate_store(model, variables, store, *, temporal: int | None = None, batc
               "image_size": list(store.image_size), "channels": model.channels,
               "dtype": np.dtype(model.dtype).name, "batch_size": batch_size, "compile_seconds": compile_seconds,
               "scoring_seconds": seconds, "frames_per_second": store.total_frames / max(seconds, 1e-9),
-              "pixel": None}
+              "pixel": None, **baseline_eval.report_section(base, patch, method)}
     if model.mask_head:
-      alone = _frame_results(mask_scores, labels, names, known, postprocess_lib.parse_chain("none"))[1]
+      alone = eval_report.frame_results(mask_scores, labels, names, known, postprocess_lib.parse_chain("none"))[1]
       report["mask_head_score"] = {k: alone[k] for k in _HEADLINE}
     if pixel_metrics and collect.maps:
       report["pixel"] = eval_collect.pixel_report(collect.maps, collect.masks, grid, region_thresholds)
-    _write_csv(os.path.join(tmp, "scores.csv"), names, scores, labels, processed,
-               method if method != "none" else None)
+    columns = {"score": scores, "label": eval_report.label_column(labels),
+               **({"score_postprocessed": processed} if method != "none" else {}), **baseline_eval.csv_columns(base)}
+    eval_report.write_csv(os.path.join(tmp, "scores.csv"), names, columns)
     if roc is not None:
       plots.plot_roc(roc["fpr"], roc["tpr"], result["frame_auc_micro"], os.path.join(tmp, "roc.png"),
-                     title=f"Frame-level ROC ({method})")
-    for v, name in enumerate(names):
-      plots.plot_scores(processed[v], labels[v], os.path.join(tmp, "plots", f"{eval_collect.safe_name(name)}.png"),
-                        title=f"{name} ({method})")
+                     title=f"Frame-level ROC ({method})", label="model" if base else None,
+                     curves=baseline_eval.roc_curves(base))
+    best = baseline_eval.best(report["baselines"])
+    diagnostics.video_plots(os.path.join(tmp, "plots"), names, labels, processed, method,
+                            (best, base[best].processed) if best else None)
+    if worst_frames > 0:
+      diagnostics.worst_frames(model, variables, store, processed, labels, os.path.join(tmp, "worst_frames.png"),
+                               worst_frames, method)
     with open(os.path.join(tmp, "report.json"), "w") as f:
       json.dump(report, f, indent=2)
       f.write("\n")
-    os.chmod(tmp, 0o755)  # mkdtemp makes it private
-    _replace_dir(tmp, out_dir)
+    eval_report.replace_dir(tmp, out_dir)
   finally:
     if os.path.exists(tmp):
       shutil.rmtree(tmp, ignore_errors=True)
@@ -257,7 +212,7 @@ def run(config, workdir: str, model_dir: str | None = None, out_dir: str | None 
                           pixel_metrics=s["pixel_metrics"], pixel_size=s["pixel_size"],
                           region_thresholds=s["region_thresholds"], hybrid_alpha=s["hybrid_alpha"],
                           hybrid_beta=s["hybrid_beta"], motion_median=s["motion_median"],
-                          mask_weight=s["mask_weight"], info=info)
+                          mask_weight=s["mask_weight"], info=info, baselines=s["baselines"])
   print(report["postprocess_table_markdown"])
   line = (f"eval ({report['postprocess']}): frame AUC micro {report['frame_auc_micro']}, macro "
           f"{report['frame_auc_macro']}, EER {report['eer']}, AP {report['average_precision']}")
@@ -265,4 +220,8 @@ def run(config, workdir: str, model_dir: str | None = None, out_dir: str | None 
     p = report["pixel"]
     line += f"; pixel AUROC {p['pixel_auroc']}, RBDC {p['rbdc']}, TBDC {p['tbdc']} at {p['resolution']}"
   print(f"{line}; {report['num_frames']} frames at {report['frames_per_second']:.0f} frames/s -> {out_dir}")
+  if report["baselines"]:
+    each = ", ".join(f"{n} {eval_report.cell(m['frame_auc_micro'])}" for n, m in report["baselines"].items())
+    print(f"baselines ({report['postprocess']}), frame AUC micro: {each}; "
+          f"{baseline_eval.comparison(report['frame_auc_micro'], report['baselines'])}")
   return report

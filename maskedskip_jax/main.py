@@ -3,8 +3,10 @@ r"""Train, evaluate and export MaskedSkipUNet: `python -m maskedskip_jax.main`.
   python -m maskedskip_jax.main                                   # synthetic default
   python -m maskedskip_jax.main --config=configs/ped2.py --config.data.root=/data/UCSDped2
   python -m maskedskip_jax.main --config=configs/ped2.py --mode=eval --workdir=runs/ped2
+  python -m maskedskip_jax.main --config=configs/ped2_cpu.py --mode=baselines --workdir=runs/ped2_cpu
 
-Modes: train_and_eval (default), train, eval, export. Re-running a command with
+Modes: train_and_eval (default), train, eval, export, baselines (the no-learning baselines alone on the test
+set: no training, no checkpoint; workdir/baselines/, see baseline_eval). Re-running a command with
 the same --workdir resumes from its newest checkpoint. Multi-process runs call
 jax.distributed.initialize() (found from the launcher's environment, or from
 --coordinator_address/--num_processes/--process_id).
@@ -24,7 +26,7 @@ from ml_collections import config_flags
 from maskedskip_jax import config_check
 from maskedskip_jax.errors import UserError
 
-MODES = ("train_and_eval", "train", "eval", "export")
+MODES = ("train_and_eval", "train", "eval", "export", "baselines")
 EXIT_PREEMPTED = 143  # 128 + SIGTERM: the job stopped early but cleanly; rerun to resume
 _DEFAULT_CONFIG = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs",
                                "synthetic.py")
@@ -111,7 +113,7 @@ def load_config():
 
 
 def _module(name: str):
-  """evaluate / export, imported only when asked for (they pull in more)."""
+  """evaluate / export / baseline_eval, imported only when asked for (they pull in more)."""
   try:
     return importlib.import_module(f"maskedskip_jax.{name}")
   except ModuleNotFoundError as e:
@@ -131,6 +133,8 @@ def run(config, workdir: str, mode: str, config_name: str | None = None) -> int:
     _module("evaluate").run(config, workdir)
   if mode == "export":
     _module("export").run(config, workdir, config_name=config_name)
+  if mode == "baselines":
+    _module("baseline_eval").run(config, workdir)
   return 0
 
 

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from data_pipeline import framestore
-from maskedskip_jax import evaluate, metrics, models, postprocess, scoring
+from maskedskip_jax import baselines, diagnostics, evaluate, metrics, models, plots, postprocess, scoring
 from maskedskip_jax.errors import UserError
 from test_streaming import centre_clips, random_variables
 import tiny_run
@@ -73,7 +73,8 @@ def read_csv(path):
 def test_scores_csv_has_every_frame_with_its_label_and_score(evaluated):
   _, labels, _, plain_maps, out, _ = evaluated
   rows = read_csv(out / "scores.csv")
-  assert list(rows[0]) == ["video", "frame", "score", "label", "score_postprocessed"]
+  assert list(rows[0]) == ["video", "frame", "score", "label", "score_postprocessed", "score_frame_diff", "score_mog2",
+                           "score_flow"]
   assert [(r["video"], int(r["frame"])) for r in rows] == [(n, k) for n, l in zip(NAMES, LENGTHS) for k in range(l)]
   assert [int(r["label"]) for r in rows] == np.concatenate(labels).tolist()
   np.testing.assert_allclose([float(r["score"]) for r in rows], scoring.frame_scores(plain_maps), atol=1e-5)
@@ -130,6 +131,66 @@ def test_plots_and_reconstruction_videos(evaluated):
   assert not [p for p in os.listdir(out.parent) if p.startswith(".")]  # no temp folders left behind
 
 
+def test_baselines_are_scored_and_post_processed_like_the_model(evaluated):
+  store, labels, _, _, out, report = evaluated
+  on_disk = json.loads((out / "report.json").read_text())
+  assert on_disk["baselines"] == report["baselines"] and list(on_disk["baselines"]) == list(baselines.BASELINES)
+  assert "median:window=5" in on_disk["baselines_protocol"] and "MOG2" in on_disk["baselines_protocol"]
+  rows = read_csv(out / "scores.csv")
+  for name in baselines.BASELINES:
+    raw = baselines.score_store(store, [name])[name]
+    np.testing.assert_allclose(np.concatenate(split_by_video(rows, f"score_{name}")), np.concatenate(raw),
+                               rtol=1e-6, atol=1e-9)
+    want = metrics.frame_metrics(postprocess.postprocess(raw, "median:window=5"), labels)
+    assert set(on_disk["baselines"][name]) == {"frame_auc_micro", "frame_auc_macro", "eer", "average_precision"}
+    for key, value in on_disk["baselines"][name].items():
+      assert value == pytest.approx(want[key], abs=1e-9), (name, key)
+
+
+def orange_pixels(path):
+  image = cv2.imread(str(path)).astype(int)  # BGR; matplotlib's tab:orange is (255, 127, 14) in RGB
+  return int((np.abs(image - [14, 127, 255]).sum(axis=-1) < 60).sum())
+
+
+def test_diagnostic_figures(evaluated):
+  out = evaluated[4]
+  for name in NAMES:  # each video's plot carries the best baseline's curve beside the model's
+    assert orange_pixels(out / "plots" / f"{name}.png") > 100, name
+  grid = cv2.imread(str(out / "worst_frames.png"))
+  assert grid is not None and grid.shape[0] > 8 * 100  # a row for each of the 8 worst misses
+
+
+def test_worst_frames_are_the_lowest_scored_anomalous_frames_with_their_own_maps(evaluated, tmp_path, monkeypatch):
+  store, labels, _, plain_maps, _, _ = evaluated
+  rng = np.random.default_rng(3)
+  scores = [rng.random(n) for n in LENGTHS]
+  anomalous = sorted((scores[v][i], v, i) for v in range(3) for i in np.flatnonzero(labels[v]))
+  assert diagnostics.misses(scores, labels, 5) == [(v, i) for _, v, i in anomalous[:5]]
+  assert diagnostics.misses(scores, [None, labels[1], None], 50) == [(1, i) for i in np.argsort(scores[1])]
+  drawn = []
+  monkeypatch.setattr(plots, "plot_frame_grid", lambda rows, path, **kw: drawn.extend(rows) or path)
+  model = models.build("maskedskip_unet", latent_dim=8, channels=1)
+  path = diagnostics.worst_frames(model, random_variables(model), store, scores, labels, str(tmp_path / "w.png"), 3)
+  assert path == str(tmp_path / "w.png") and len(drawn) == 3
+  starts = np.concatenate([[0], np.cumsum(LENGTHS)])
+  for (frame, _, score_map, caption), (_, v, i) in zip(drawn, anomalous):
+    np.testing.assert_array_equal(frame, store.video_frames(v)[i] / np.float32(255))
+    np.testing.assert_allclose(score_map, plain_maps[starts[v] + i], atol=1e-5)
+    assert caption.startswith(f"{NAMES[v]} frame {i}: score ")
+  assert diagnostics.worst_frames(model, None, store, scores, [np.zeros(n) for n in LENGTHS], "unused") is None
+
+
+def test_no_baselines_when_none_are_asked_for(tmp_path):
+  model = models.build("maskedskip_unet", latent_dim=8, channels=1)
+  store, _, _ = make_store()
+  report = evaluate.evaluate_store(model, random_variables(model), store, batch_size=5, out_dir=str(tmp_path / "e"),
+                                   pixel_size=16, write_videos=True, progress=False, baselines="", worst_frames=0)
+  assert report["baselines"] == {}
+  assert list(read_csv(tmp_path / "e" / "scores.csv")[0]) == ["video", "frame", "score", "label"]
+  assert not (tmp_path / "e" / "worst_frames.png").exists() and (tmp_path / "e" / "plots" / "Test001.png").exists()
+  assert orange_pixels(tmp_path / "e" / "plots" / "Test001.png") < 20
+
+
 def test_pixel_metrics_at_the_stated_resolution(evaluated):
   _, _, masks, plain_maps, _, report = evaluated
   pixel = report["pixel"]
@@ -171,7 +232,12 @@ def test_run_evaluates_the_newest_checkpoint(tmp_path, capsys):
   report = evaluate.run(config, workdir)
   assert report["checkpoint_step"] == 6 and report["dataset"] == "generic"
   assert report["variant"] == "maskedskip_unet" and report["num_frames"] == 18
-  assert "| post-processing | frame AUC micro |" in capsys.readouterr().out
+  printed = capsys.readouterr().out
+  assert "| post-processing | frame AUC micro |" in printed
+  best = max(report["baselines"], key=lambda n: report["baselines"][n]["frame_auc_micro"])
+  assert printed.rstrip().splitlines()[-1].endswith(
+      f"model {report['frame_auc_micro']:.3f} micro vs best baseline "
+      f"{report['baselines'][best]['frame_auc_micro']:.3f} ({best})")
   assert len(read_csv(os.path.join(workdir, "eval", "scores.csv"))) == 18
   assert json.loads(open(os.path.join(workdir, "eval", "report.json")).read())["checkpoint_step"] == 6
 

@@ -35,6 +35,7 @@ def _one_line_error(proc, *fragments):
     (["--config.data.image_size=(30,30)"], ["data.image_size", "multiples of 16"]),
     (["--config.model.temporal=2"], ["model.temporal", "odd"]),
     (["--config.model.variant=resnet"], ["model.variant"]),
+    (["--config.eval.baselines=frame_diff,optical_flow"], ["config key eval.baselines", "frame_diff, mog2, flow"]),
     (["--config=configs/no_such_config.py"], ["configs/no_such_config.py not found"]),
     (["--mode=serve"], ["--mode"]),
     (["stray"], ["unexpected arguments stray"]),

@@ -1,0 +1,104 @@
+"""What every evaluation report is made of, for the model's (`evaluate`) and the baselines' alone (`baseline_eval`).
+
+The eval.* settings, the metrics of one set of frame scores under one post-processing, the post-processing
+table, scores.csv, and the folder swap that makes a finished result appear all at once.
+"""
+
+import csv
+import os
+import shutil
+import tempfile
+from typing import Any
+
+import numpy as np
+
+from maskedskip_jax import config_check
+from maskedskip_jax import metrics
+from maskedskip_jax import postprocess as postprocess_lib
+
+# eval.* keys the evaluations read, with the value used when a config lacks them.
+DEFAULTS = {k.split(".", 1)[1]: f.default for k, f in config_check.SCHEMA.items() if k.startswith("eval.")}
+HEADLINE = ("frame_auc_micro", "frame_auc_macro", "eer", "average_precision")
+
+
+def settings(config) -> dict[str, Any]:
+  """The eval.* values of `config`, defaults filled in."""
+  section = config.get("eval") or {}
+  return {k: section.get(k, v) for k, v in DEFAULTS.items()}
+
+
+def table_methods(gaussian_sigma: float, configured: str = "none") -> list[str]:
+  """The post-processing variants tabulated: none, the paper's median 17, Gaussian, min-max, z-score (+ configured)."""
+  methods = ["none", "median:window=17", f"gaussian:sigma={gaussian_sigma:g}", "minmax", "zscore"]
+  names = {postprocess_lib.describe(postprocess_lib.parse_chain(m)) for m in methods}
+  if postprocess_lib.describe(postprocess_lib.parse_chain(configured)) not in names:
+    methods.append(configured)
+  return methods
+
+
+def cell(x) -> str:
+  return "n/a" if x is None else f"{x:.4f}"
+
+
+def markdown_table(rows: list[dict[str, Any]]) -> str:
+  lines = ["| post-processing | frame AUC micro | frame AUC macro | EER | AP |", "|---|---|---|---|---|"]
+  lines += [f"| {r['postprocess']} | " + " | ".join(cell(r[k]) for k in HEADLINE) + " |" for r in rows]
+  return "\n".join(lines)
+
+
+def frame_results(scores, labels, names, known, spec):
+  """(post-processed scores of every video, metrics.frame_metrics over the labelled videos `known`)."""
+  processed = postprocess_lib.postprocess(scores, spec)
+  result = metrics.frame_metrics([processed[v] for v in known], [labels[v] for v in known],
+                                 [names[v] for v in known])
+  return processed, result
+
+
+def table(scores, labels, names, known, methods) -> list[dict[str, Any]]:
+  """One row per post-processing method: its canonical name and the headline metrics."""
+  rows = []
+  for spec in methods:
+    result = frame_results(scores, labels, names, known, spec)[1]
+    rows.append({"postprocess": postprocess_lib.describe(postprocess_lib.parse_chain(spec)),
+                 **{k: result[k] for k in HEADLINE}})
+  return rows
+
+
+def label_column(labels) -> list[np.ndarray]:
+  """Per-video labels for scores.csv, -1 for every frame of an unlabelled video (None)."""
+  return [np.full(0, -1) if y is None else np.asarray(y, np.int64) for y in labels]
+
+
+def write_csv(path: str, names, columns: dict[str, list[np.ndarray]]) -> None:
+  """video,frame,<columns...>, one row per frame; integer columns as integers, the rest to 8 significant digits.
+
+  A column's entry for a video may be empty (an unlabelled video's labels): it is written as -1.
+  """
+  lengths = [max(len(col[v]) for col in columns.values()) for v in range(len(names))]
+  with open(path, "w", newline="") as f:
+    out = csv.writer(f)
+    out.writerow(["video", "frame", *columns])
+    for v, name in enumerate(names):
+      values = [np.full(lengths[v], -1) if len(col[v]) == 0 else np.asarray(col[v]) for col in columns.values()]
+      texts = [[str(int(x)) for x in a] if np.issubdtype(a.dtype, np.integer) else [f"{x:.8g}" for x in a]
+               for a in values]
+      for k in range(lengths[v]):
+        out.writerow([name, k, *(t[k] for t in texts)])
+
+
+def make_tmp_dir(out_dir: str) -> str:
+  """A private temp folder beside `out_dir`, for a result that replaces `out_dir` when complete."""
+  os.makedirs(os.path.dirname(out_dir), exist_ok=True)
+  return tempfile.mkdtemp(prefix=f".{os.path.basename(out_dir)}.tmp-", dir=os.path.dirname(out_dir))
+
+
+def replace_dir(tmp: str, out_dir: str) -> None:
+  """Moves the finished `tmp` to `out_dir`, replacing an earlier result there."""
+  os.chmod(tmp, 0o755)  # mkdtemp makes it private
+  if os.path.exists(out_dir):
+    old = tempfile.mkdtemp(prefix=f".{os.path.basename(out_dir)}.old-", dir=os.path.dirname(out_dir))
+    os.replace(out_dir, os.path.join(old, "previous"))
+    os.replace(tmp, out_dir)
+    shutil.rmtree(old, ignore_errors=True)
+  else:
+    os.replace(tmp, out_dir)
