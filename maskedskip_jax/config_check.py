@@ -27,6 +27,7 @@ MOTION_WEIGHTING = ("none", "pixel", "patch")
 MEDIAN_SIZES = (0, 3, 5)
 PASTE_SOURCES = ("batch", "sprites", "mixed")
 BASELINES = ("frame_diff", "mog2", "flow")  # baselines.BASELINES
+HYBRID_MOTIONS = ("gradient", *BASELINES)  # hybrid.MOTIONS
 # Kept in step with data_pipeline.synthetic.DEFAULTS (a test checks); written out so
 # that reading a config needs neither OpenCV nor the generator.
 SYNTHETIC_DEFAULTS = dict(seed=0, num_train=10, num_test=8, frames_per_video=120, height=120, width=160)
@@ -158,7 +159,11 @@ SCHEMA: dict[str, Field] = {
     "eval.region_thresholds": Field(20, "int", _at_least(2), "score thresholds swept for RBDC/TBDC"),
     "eval.hybrid_alpha": Field(1.0, "float", _at_least(0), "frame score = alpha * reconstruction + beta * motion"),
     "eval.hybrid_beta": Field(0.0, "float", _at_least(0), "0 = reconstruction only (the paper's score)"),
-    "eval.motion_median": Field(0, "int", _one_of(*MEDIAN_SIZES), "median filter for the motion score"),
+    "eval.motion_median": Field(0, "int", _one_of(*MEDIAN_SIZES), "median filter for the 'gradient' motion score"),
+    "eval.hybrid_motion": Field("gradient", "str", _one_of(*HYBRID_MOTIONS),
+                                "the hybrid's motion term: 'gradient' (centre frame vs neighbours) or a baseline"),
+    "eval.hybrid_standardise": Field(False, "bool", None,
+                                     "standardise the hybrid's terms by their mean/std on the training videos"),
     "eval.mask_weight": Field(0.0, "float", _at_least(0),
                               "frame score += this * the mask head's patch-pooled map (needs model.mask_head)"),
     "eval.baselines": Field(",".join(BASELINES), "str", _baseline_names,

@@ -30,8 +30,8 @@ from maskedskip_jax import baselines as baselines_lib
 from maskedskip_jax import diagnostics
 from maskedskip_jax import eval_collect
 from maskedskip_jax import eval_report
+from maskedskip_jax import hybrid
 from maskedskip_jax import models
-from maskedskip_jax import motion
 from maskedskip_jax import plots
 from maskedskip_jax import postprocess as postprocess_lib
 from maskedskip_jax import streaming
@@ -65,38 +65,34 @@ def _score_all(scorer, store, collect, progress: bool) -> tuple[float, float]:
   return compile_seconds, time.perf_counter() - begin
 
 
-def _frame_scores(store, recon_scores, mask_scores, alpha, beta, motion_median, mask_weight, patch):
-  """Per-video frame scores and their formula: reconstruction alone (the paper's), or a weighted sum with the
-  motion score and/or the mask head's score."""
-  scores = [np.asarray(s, np.float64) for s in recon_scores]
-  if beta == 0 and mask_weight == 0:
-    return scores, "reconstruction"
-  scores, terms = [alpha * s for s in scores], ["hybrid_alpha * reconstruction"]
-  if beta > 0:
-    scores = [s + beta * motion.video_motion_scores(store.video_frames(v), median=motion_median, patch=patch)
-              for v, s in enumerate(scores)]
-    terms.append("hybrid_beta * motion")
-  if mask_weight > 0:
-    scores = [s + mask_weight * m for s, m in zip(scores, mask_scores)]
-    terms.append("mask_weight * mask head")
-  return scores, " + ".join(terms)
+def _standardisation(scorer, train_store, spec: hybrid.Spec) -> hybrid.Standardisation:
+  """The hybrid terms' mean and std on the training videos, the model's scores streamed like the test set's."""
+  if train_store is None:
+    raise UserError("eval.hybrid_standardise: standardising the hybrid score needs the training split, "
+                    "and none was given")
+  recon = [[] for _ in range(train_store.num_videos)]
+  for item in scorer.stream(train_store.video_frames(v) for v in range(train_store.num_videos)):
+    recon[item.video].append(item.score)
+  frames = (train_store.video_frames(v) for v in range(train_store.num_videos))
+  return hybrid.standardisation(recon, frames, spec)
 
 
 def evaluate_store(model, variables, store, *, temporal: int | None = None, batch_size: int = 32,
                    postprocess: str = "none", out_dir: str, patch: int = 16, gaussian_sigma: float = 3.0,
                    write_videos: bool = False, pixel_metrics: bool = True, pixel_size: int = 64,
                    region_thresholds: int = 20, hybrid_alpha: float = 1.0, hybrid_beta: float = 0.0,
-                   motion_median: int = 0, mask_weight: float = 0.0, info: dict[str, Any] | None = None,
+                   motion_median: int = 0, mask_weight: float = 0.0, hybrid_motion: str = "gradient",
+                   hybrid_standardise: bool = False, train_store=None, info: dict[str, Any] | None = None,
                    progress: bool = True, baselines=baselines_lib.BASELINES,
                    worst_frames: int = diagnostics.WORST_FRAMES) -> dict[str, Any]:
   """Scores every frame of `store` (a FrameStore) and writes the evaluation files to `out_dir`; returns the report.
 
   Headline metrics use `postprocess`; the table covers `eval_report.table_methods(gaussian_sigma, postprocess)`.
   `baselines` (names, or a comma-separated string; () for none) are scored beside the model. `info`
-  entries (dataset, variant, checkpoint_step, ...) are copied into the report. With hybrid_beta > 0 a frame's
-  score is hybrid_alpha * reconstruction + hybrid_beta * motion (motion.video_motion_scores); with mask_weight > 0,
-  + mask_weight * the mask head's map pooled like the error map. A model with a mask head also gets the AUCs of
-  its map alone in the report (`mask_head_score`). `worst_frames`: the misses drawn in worst_frames.png (0 = none).
+  entries (dataset, variant, checkpoint_step, ...) are copied into the report. The frame score is the
+  reconstruction's, or a hybrid with a motion term and/or the mask head's map (`hybrid`; `train_store`, the
+  training split, is needed to standardise it); a hybrid's terms alone are reported in `score_components`. A model
+  with a mask head also gets the AUCs of its map alone in the report (`mask_head_score`). `worst_frames`: the misses drawn in worst_frames.png (0 = none).
   """
   baselines = baselines_lib.parse_names(baselines)
   if mask_weight > 0 and not model.mask_head:
@@ -121,8 +117,13 @@ def evaluate_store(model, variables, store, *, temporal: int | None = None, batc
     collect = eval_collect.Collector(store, tmp, grid, write_videos, pixel_metrics)
     compile_seconds, seconds = _score_all(scorer, store, collect, progress)
     mask_scores = [np.asarray(s, np.float64) for s in collect.mask_scores]
-    scores, formula = _frame_scores(store, collect.scores, mask_scores, hybrid_alpha, hybrid_beta, motion_median,
-                                    mask_weight, patch)
+    spec = hybrid.Spec(hybrid_alpha, hybrid_beta, hybrid_motion, motion_median, mask_weight, hybrid_standardise,
+                       patch)
+    recon = [np.asarray(s, np.float64) for s in collect.scores]
+    motion_terms = ([hybrid.motion_scores(store.video_frames(v), spec) for v in range(store.num_videos)]
+                    if spec.beta > 0 else None)
+    stats = _standardisation(scorer, train_store, spec) if spec.needs_training_scores else None
+    scores = hybrid.combine(recon, motion_terms, mask_scores, spec, stats)
     table = eval_report.table(scores, labels, names, known, eval_report.table_methods(gaussian_sigma, postprocess))
     processed, result = eval_report.frame_results(scores, labels, names, known, steps)
     base = baseline_eval.evaluate(store, baselines, patch, labels, known, steps)
@@ -132,13 +133,17 @@ def evaluate_store(model, variables, store, *, temporal: int | None = None, batc
               "unlabelled_videos": [names[v] for v in range(store.num_videos) if labels[v] is None],
               "postprocess_table": table, "postprocess_table_markdown": eval_report.markdown_table(table),
               "scoring": _scoring_protocol(patch), "temporal": model.temporal,
-              "frame_score": {"hybrid_alpha": hybrid_alpha, "hybrid_beta": hybrid_beta,
-                              "motion_median": motion_median, "mask_weight": mask_weight,
-                              "formula": formula},
+              "frame_score": hybrid.report_section(spec, stats),
               "image_size": list(store.image_size), "channels": model.channels,
               "dtype": np.dtype(model.dtype).name, "batch_size": batch_size, "compile_seconds": compile_seconds,
               "scoring_seconds": seconds, "frames_per_second": store.total_frames / max(seconds, 1e-9),
               "pixel": None, **baseline_eval.report_section(base, patch, method)}
+    if not spec.reconstruction_only:
+      # The hybrid's terms alone, post-processed like the headline: the reconstruction's row is always there.
+      terms = {"reconstruction": recon, **({f"motion ({spec.motion})": motion_terms} if motion_terms else {})}
+      report["score_components"] = {
+          name: {k: v for k, v in eval_report.frame_results(t, labels, names, known, steps)[1].items() if k in _HEADLINE}
+          for name, t in terms.items()}
     if model.mask_head:
       alone = eval_report.frame_results(mask_scores, labels, names, known, postprocess_lib.parse_chain("none"))[1]
       report["mask_head_score"] = {k: alone[k] for k in _HEADLINE}
@@ -203,6 +208,8 @@ def run(config, workdir: str, model_dir: str | None = None, out_dir: str | None 
     return None  # one writer: every process holds the same model, process 0 scores the test set
   models.check_input_shape(model, (1, model.temporal, *config.data.image_size, config.data.channels))
   store = train_data.load_split(config, workdir, "test", all_processes=False)  # the others have returned
+  train_store = (train_data.load_split(config, workdir, "train", all_processes=False)
+                 if s["hybrid_standardise"] and s["hybrid_beta"] > 0 else None)
   info = {"dataset": config.data.name, "variant": model.variant, "checkpoint_step": step, "checkpoint": source,
           "checkpoint_selection": "the newest checkpoint (or the given bundle); never chosen on test data"}
   out_dir = os.path.abspath(out_dir or os.path.join(workdir, "eval"))
@@ -212,7 +219,9 @@ def run(config, workdir: str, model_dir: str | None = None, out_dir: str | None 
                           pixel_metrics=s["pixel_metrics"], pixel_size=s["pixel_size"],
                           region_thresholds=s["region_thresholds"], hybrid_alpha=s["hybrid_alpha"],
                           hybrid_beta=s["hybrid_beta"], motion_median=s["motion_median"],
-                          mask_weight=s["mask_weight"], info=info, baselines=s["baselines"])
+                          mask_weight=s["mask_weight"], hybrid_motion=s["hybrid_motion"],
+                          hybrid_standardise=s["hybrid_standardise"], train_store=train_store, info=info,
+                          baselines=s["baselines"])
   print(report["postprocess_table_markdown"])
   line = (f"eval ({report['postprocess']}): frame AUC micro {report['frame_auc_micro']}, macro "
           f"{report['frame_auc_macro']}, EER {report['eer']}, AP {report['average_precision']}")
@@ -224,4 +233,7 @@ def run(config, workdir: str, model_dir: str | None = None, out_dir: str | None 
     each = ", ".join(f"{n} {eval_report.cell(m['frame_auc_micro'])}" for n, m in report["baselines"].items())
     print(f"baselines ({report['postprocess']}), frame AUC micro: {each}; "
           f"{baseline_eval.comparison(report['frame_auc_micro'], report['baselines'])}")
+  if report.get("score_components"):
+    each = ", ".join(f"{n} {eval_report.cell(m['frame_auc_micro'])}" for n, m in report["score_components"].items())
+    print(f"the frame score's terms alone ({report['postprocess']}), frame AUC micro: {each}")
   return report

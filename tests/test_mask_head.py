@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from data_pipeline import anomaly_paste
-from maskedskip_jax import bundle, config_check, evaluate, export, models, optim, reconstruct, train
+from maskedskip_jax import bundle, config_check, evaluate, export, hybrid, models, optim, reconstruct, train
 from maskedskip_jax.errors import UserError
 from test_models import REFERENCE_COUNTS, _init_shapes
 from maskedskip_jax import scoring, streaming
@@ -153,12 +153,12 @@ def test_streaming_scores_the_heads_map_like_the_error_map():
 
 def test_frame_score_formula_adds_the_weighted_mask_score():
   recon, mask = [np.array([1.0, 2.0])], [np.array([10.0, 30.0])]
-  scores, formula = evaluate._frame_scores(None, recon, mask, 2.0, 0.0, 0, 0.5, 16)  # pylint: disable=protected-access
-  np.testing.assert_array_equal(scores[0], [7.0, 19.0])
-  assert formula == "hybrid_alpha * reconstruction + mask_weight * mask head"
-  scores, formula = evaluate._frame_scores(None, recon, mask, 2.0, 0.0, 0, 0.0, 16)  # pylint: disable=protected-access
-  np.testing.assert_array_equal(scores[0], recon[0])  # the paper's score: alpha does not rescale it
-  assert formula == "reconstruction"
+  spec = hybrid.Spec(alpha=2.0, mask_weight=0.5)
+  np.testing.assert_array_equal(hybrid.combine(recon, None, mask, spec)[0], [7.0, 19.0])
+  assert spec.formula() == "hybrid_alpha * reconstruction + mask_weight * mask head"
+  spec = hybrid.Spec(alpha=2.0)
+  np.testing.assert_array_equal(hybrid.combine(recon, None, mask, spec)[0], recon[0])  # alpha does not rescale it
+  assert spec.formula() == "reconstruction"
   plain = models.build("maskedskip_unet", latent_dim=8, channels=1)  # e.g. a bundle given with --model
   with pytest.raises(UserError, match="eval.mask_weight=1.0 .* has no mask head"):
     evaluate.evaluate_store(plain, None, None, out_dir="unused", mask_weight=1.0)
