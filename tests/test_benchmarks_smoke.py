@@ -200,3 +200,39 @@ def test_torch_train_trains_the_twin_and_scores_its_import_with_the_jax_evaluati
   with torch.no_grad():
     want = twin(torch.from_numpy(np.asarray(x).transpose(0, 4, 1, 2, 3).copy())).numpy().transpose(0, 2, 3, 1)
   assert want.std() > 1e-3 and np.abs(got - want).max() < 1e-4
+
+
+def test_score_variants_reports_every_variant_and_patch16_is_the_evaluations_score(tmp_path):
+  """benchmarks/score_variants.py on a tiny trained run: every variant, and patch16 = --mode=eval's AUCs."""
+  import tiny_run  # pylint: disable=g-import-not-at-top
+  import score_variants  # pylint: disable=g-import-not-at-top
+  root = tiny_run.make_dataset(str(tmp_path / "data"), num_train=2, num_test=2, frames=20)
+  work, out = tmp_path / "work", tmp_path / "variants.json"
+  # The reconstruction score alone (synthetic.py's hybrid off), so report.json's headline is what patch16 is.
+  flags = tiny_run.overrides(root, **{"eval.hybrid_beta": 0.0})
+  trained = tiny_run.run_main(str(work), flags, mode="train_and_eval", timeout=300)
+  assert trained.returncode == 0, trained.stderr[-3000:]
+  proc = subprocess.run([sys.executable, os.path.join(BENCH, "score_variants.py"), "--config=configs/synthetic.py",
+                         f"--workdir={work}", f"--json={out}", *flags], cwd=ROOT, env=tiny_run.env(),
+                        capture_output=True, text=True, timeout=300)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  record = json.loads(out.read_text())
+  names = ([f"patch{p}" for p in score_variants.PLAIN_PATCHES] +
+           [f"{v}_p{p}" for p in score_variants.NORM_PATCHES for v in ("minus_mean", "div_mean", "pixel_z")] +
+           [f"patch_z_p{p}" for p in score_variants.NORM_PATCHES])
+  assert set(record["variants"]) == set(names)
+  assert record["train_frames"] == 40 and record["test_frames"] == 40 and record["checkpoint_step"] == 6
+  assert not list(tmp_path.glob("variants.json.tmp-*"))  # written by temp + rename
+  for name in names:
+    assert f"| {name} |" in proc.stdout
+    for post in ("none", "median:window=17"):
+      r = record["variants"][name][post]
+      assert 0 <= r["frame_auc_micro"] <= 1 and 0 <= r["frame_auc_macro"] <= 1 and len(r["per_video_auc"]) == 2
+  report = json.loads((work / "eval" / "report.json").read_text())
+  rows = {row["postprocess"]: row for row in report["postprocess_table"]}
+  for post in ("none", "median:window=17"):
+    for key in ("frame_auc_micro", "frame_auc_macro"):
+      assert record["variants"]["patch16"][post][key] == rows[post][key], (post, key)
+  # synthetic.py's headline post-processing is the 17-frame median: the per-video AUCs are that row's.
+  assert report["postprocess"] == "median:window=17"
+  assert record["variants"]["patch16"]["median:window=17"]["per_video_auc"] == report["per_video_auc"]
