@@ -193,6 +193,9 @@ def _base(config, workdir: str):
   config_check.validate(config)
   _check_same_ablation(config, workdir)
   base = copy.deepcopy(config)
+  # The tables compare networks, so every row is scored by the reconstruction alone (the paper's score); a
+  # config's hybrid score is the parts table's hybrid_score row.
+  base.eval.hybrid_beta = 0.0
   if base.data.name == "synthetic" and not base.data.root:
     base.data.root = train_data.dataset_root(config, workdir)  # generated once, shared by every arm
   return base

@@ -89,7 +89,7 @@ def test_a_changed_config_is_refused_before_anything_runs(ablation):
 def test_keys_added_to_the_schema_later_count_only_when_changed(ablation, tmp_path):
   root, _, _, _ = ablation
   workdir = str(tmp_path / "older")
-  config = tiny_run.synthetic_config(root, **TINY)
+  config = tiny_run.synthetic_config(root, **dict(TINY, eval__hybrid_beta=0.0))  # the key's default
   ablate._check_same_ablation(config, workdir)  # pylint: disable=protected-access
   path = os.path.join(workdir, ablate.CONFIG_JSON)
   recorded = json.loads(open(path).read())

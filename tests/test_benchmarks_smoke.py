@@ -50,6 +50,7 @@ def _positive(section, *keys):
     assert section[key] > 0, (key, section)
 
 
+@pytest.mark.slow  # times several candidates; a benchmark, not a contract
 def test_cpu_ab_times_each_candidate_against_base(runs):
   r = runs["cpu_ab.py"]
   assert r["what"] == "train" and r["rounds"] == 2 and r["shape"][0] == 2
@@ -133,6 +134,7 @@ def test_fused_branches_block_equals_plain_block():
     np.testing.assert_allclose(np.asarray(got), np.asarray(want), atol=1e-4, rtol=1e-4)
 
 
+@pytest.mark.slow  # compiles every stage twice
 def test_gpu_checks_script_packs_each_stage_and_a_warm_cache_compiles_faster(tmp_path):
   """The prepared device script (benchmarks/gpu_checks.sh) in its CPU smoke mode, `speed` stage."""
   env = {**os.environ, "OUT": str(tmp_path / "out"), "GPU_CHECKS_SMOKE": "1", "PYTHON": sys.executable,
@@ -162,6 +164,7 @@ def test_gpu_checks_script_packs_each_stage_and_a_warm_cache_compiles_faster(tmp
   assert reports["warm"]["train"]["compile_s"] < reports["cold"]["train"]["compile_s"] / 3
 
 
+@pytest.mark.slow  # trains the PyTorch twin end to end
 def test_torch_train_trains_the_twin_and_scores_its_import_with_the_jax_evaluation(tmp_path):
   """benchmarks/torch_train.py end to end: 3 published-loop steps, import, JAX evaluation."""
   torch = pytest.importorskip("torch")

@@ -25,7 +25,9 @@ def _clips(seed=0, batch=2, t=3, size=32):
   return clips
 
 
-@pytest.mark.parametrize("placement", ["latent_skip", "all_skips", "decoder"])
+# Each placement compiles its own train step: the default run keeps the cheapest, -m slow runs them all.
+@pytest.mark.parametrize("placement", [pytest.param("latent_skip", marks=pytest.mark.slow),
+                                       pytest.param("all_skips", marks=pytest.mark.slow), "decoder"])
 def test_ssmctb_blocks_sit_where_configured_and_their_loss_joins_the_step(placement):
   model = models.build("maskedskip_unet", latent_dim=16, channels=1, ssmctb={"placement": placement})
   names = {"latent_skip": {"ssmctb_skip4"}, "decoder": {"ssmctb_decoder"},
