@@ -41,6 +41,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path[:0] = [p for p in (ROOT,) if p not in sys.path]
 
 import jax.numpy as jnp  # pylint: disable=g-import-not-at-top,wrong-import-position
+from maskedskip_jax import app as app_lib  # pylint: disable=g-import-not-at-top,wrong-import-position
 from maskedskip_jax import config_check  # pylint: disable=g-import-not-at-top,wrong-import-position
 from maskedskip_jax import eval_report  # pylint: disable=g-import-not-at-top,wrong-import-position
 from maskedskip_jax import postprocess as postprocess_lib  # pylint: disable=g-import-not-at-top,wrong-import-position
@@ -224,16 +225,6 @@ def run(config, workdir: str, json_path: str) -> dict:
   return record
 
 
-def _check_override_keys(argv: list[str]) -> None:
-  """An unknown --config.key fails as one line, as in maskedskip_jax.main, not as config_flags' traceback."""
-  for arg in argv[1:]:
-    name = arg.lstrip("-").split("=", 1)[0]
-    key = name.split(".", 1)[1] if name.startswith(("config.", "noconfig.")) else None
-    if key is not None and not config_check.is_known_key(key):
-      print(f"error: {config_check.unknown_key_message(key)}", file=sys.stderr)
-      sys.exit(1)
-
-
 def main(argv) -> None:
   if not flags.FLAGS["verbosity"].present:
     logging.set_verbosity(logging.ERROR)  # orbax and the frame store log routine events
@@ -251,7 +242,7 @@ def main(argv) -> None:
 
 
 if __name__ == "__main__":
-  _check_override_keys(sys.argv)
+  app_lib.exit_on_unknown_override(sys.argv)  # one line, not config_flags' traceback
   _CONFIG = config_flags.DEFINE_config_file("config", os.path.join(ROOT, "configs", "ped2_cpu.py"),
                                             "Config file; override keys with --config.data.image_size=(128,192).",
                                             lock_config=True)

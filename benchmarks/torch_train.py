@@ -50,6 +50,7 @@ import torch_reference  # pylint: disable=g-import-not-at-top,wrong-import-posit
 import torch_twin  # pylint: disable=g-import-not-at-top,wrong-import-position  (on the path via torch_reference)
 from data_pipeline import clips  # pylint: disable=g-import-not-at-top,wrong-import-position
 from maskedskip_jax import bundle  # pylint: disable=g-import-not-at-top,wrong-import-position
+from maskedskip_jax import app as app_lib  # pylint: disable=g-import-not-at-top,wrong-import-position
 from maskedskip_jax import config_check  # pylint: disable=g-import-not-at-top,wrong-import-position
 from maskedskip_jax import convert_torch  # pylint: disable=g-import-not-at-top,wrong-import-position
 from maskedskip_jax import train_data  # pylint: disable=g-import-not-at-top,wrong-import-position
@@ -190,16 +191,6 @@ def run(config, workdir: str) -> dict:
   return record
 
 
-def _check_override_keys(argv: list[str]) -> None:
-  """An unknown --config.key fails as one line, as in maskedskip_jax.main, not as config_flags' traceback."""
-  for arg in argv[1:]:
-    name = arg.lstrip("-").split("=", 1)[0]
-    key = name.split(".", 1)[1] if name.startswith(("config.", "noconfig.")) else None
-    if key is not None and not config_check.is_known_key(key):
-      print(f"error: {config_check.unknown_key_message(key)}", file=sys.stderr)
-      sys.exit(1)
-
-
 def main(argv) -> None:
   if not flags.FLAGS["verbosity"].present:
     logging.set_verbosity(logging.ERROR)  # JAX and the frame store log routine events; progress has its own lines
@@ -215,7 +206,7 @@ def main(argv) -> None:
 
 
 if __name__ == "__main__":
-  _check_override_keys(sys.argv)
+  app_lib.exit_on_unknown_override(sys.argv)  # one line, not config_flags' traceback
   _CONFIG = config_flags.DEFINE_config_file("config", os.path.join(ROOT, "configs", "ped2.py"),
                                             "Config file; override keys with --config.train.batch_size=8.",
                                             lock_config=True)

@@ -32,6 +32,7 @@ from absl import logging
 import jax
 import numpy as np
 
+from maskedskip_jax import app as app_lib
 from maskedskip_jax import config_check
 from maskedskip_jax import main as main_lib
 from maskedskip_jax import models
@@ -255,7 +256,7 @@ def cli(argv: list[str] | None = None) -> None:
   # pylint: disable=protected-access
   argv = list(sys.argv if argv is None else argv)
   os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-  main_lib._check_override_keys(argv)  # before the config flag applies the overrides
+  app_lib.exit_on_unknown_override(argv)  # before the config flag applies the overrides
   main_lib._define_config_flag()
   # Defined here, not at import: parts_ablation imports this module, which under `python -m` is a second copy.
   flags.DEFINE_list("variants", None, f"Variants to run (default all): {','.join(models.VARIANTS)}.")

@@ -13,7 +13,6 @@ written into a temporary folder that replaces `baselines/` only when complete.
 """
 
 import dataclasses
-import json
 import os
 import shutil
 from typing import Any
@@ -107,10 +106,7 @@ def evaluate_alone(store, *, names=baselines_lib.BASELINES, patch: int = 16, pos
   steps = postprocess_lib.parse_chain(postprocess)
   method = postprocess_lib.describe(steps)
   video_names = store.video_names
-  labels = [store.labels(v) for v in range(store.num_videos)]
-  known = [v for v in range(store.num_videos) if labels[v] is not None]
-  if not known:
-    raise UserError("baselines: the test split has no frame labels; nothing to evaluate against")
+  labels, known = eval_report.labelled(store, "baselines")
   out_dir = os.path.abspath(out_dir)
   results = evaluate(store, names, patch, labels, known, steps)
   rows, tables = [], {}
@@ -131,10 +127,7 @@ def evaluate_alone(store, *, names=baselines_lib.BASELINES, patch: int = 16, pos
       fpr, tpr, auc, label = curves[0]
       plots.plot_roc(fpr, tpr, auc, os.path.join(tmp, "roc.png"), title=f"Baselines' frame-level ROC ({method})",
                      label=label, curves=curves[1:], highlight_first=False)
-    with open(os.path.join(tmp, "report.json"), "w") as f:
-      json.dump(report, f, indent=2)
-      f.write("\n")
-    eval_report.replace_dir(tmp, out_dir)
+    eval_report.finish(tmp, out_dir, report)
   finally:
     if os.path.exists(tmp):
       shutil.rmtree(tmp, ignore_errors=True)

@@ -5,6 +5,7 @@ table, scores.csv, and the folder swap that makes a finished result appear all a
 """
 
 import csv
+import json
 import os
 import shutil
 import tempfile
@@ -15,6 +16,7 @@ import numpy as np
 from maskedskip_jax import config_check
 from maskedskip_jax import metrics
 from maskedskip_jax import postprocess as postprocess_lib
+from maskedskip_jax.errors import UserError
 
 # eval.* keys the evaluations read, with the value used when a config lacks them.
 DEFAULTS = {k.split(".", 1)[1]: f.default for k, f in config_check.SCHEMA.items() if k.startswith("eval.")}
@@ -25,6 +27,15 @@ def settings(config) -> dict[str, Any]:
   """The eval.* values of `config`, defaults filled in."""
   section = config.get("eval") or {}
   return {k: section.get(k, v) for k, v in DEFAULTS.items()}
+
+
+def labelled(store, who: str) -> tuple[list, list[int]]:
+  """(labels of every video, None where unknown; indices of the labelled videos); an error when none is."""
+  labels = [store.labels(v) for v in range(store.num_videos)]
+  known = [v for v in range(store.num_videos) if labels[v] is not None]
+  if not known:
+    raise UserError(f"{who}: the test split has no frame labels; nothing to evaluate against")
+  return labels, known
 
 
 def table_methods(gaussian_sigma: float, configured: str = "none") -> list[str]:
@@ -102,3 +113,11 @@ def replace_dir(tmp: str, out_dir: str) -> None:
     shutil.rmtree(old, ignore_errors=True)
   else:
     os.replace(tmp, out_dir)
+
+
+def finish(tmp: str, out_dir: str, report: dict[str, Any]) -> None:
+  """Writes report.json into the staged folder `tmp`, last, then moves the folder into place as `out_dir`."""
+  with open(os.path.join(tmp, "report.json"), "w") as f:
+    json.dump(report, f, indent=2)
+    f.write("\n")
+  replace_dir(tmp, out_dir)

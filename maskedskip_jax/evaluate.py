@@ -15,7 +15,6 @@ streaming scorer (each frame encoded once, every frame the centre of one clip, e
 written into a temporary folder that replaces `eval/` only when complete.
 """
 
-import json
 import os
 import shutil
 import time
@@ -103,10 +102,7 @@ def evaluate_store(model, variables, store, *, temporal: int | None = None, batc
   steps = postprocess_lib.parse_chain(postprocess)
   method = postprocess_lib.describe(steps)
   names = store.video_names
-  labels = [store.labels(v) for v in range(store.num_videos)]
-  known = [v for v in range(store.num_videos) if labels[v] is not None]
-  if not known:
-    raise UserError("eval: the test split has no frame labels; nothing to evaluate against")
+  labels, known = eval_report.labelled(store, "eval")
   out_dir = os.path.abspath(out_dir)
   grid = tuple(min(int(pixel_size), s) for s in store.image_size)  # never above the model's resolution
   scorer = streaming.StreamingScorer(
@@ -162,10 +158,7 @@ def evaluate_store(model, variables, store, *, temporal: int | None = None, batc
     if worst_frames > 0:
       diagnostics.worst_frames(model, variables, store, processed, labels, os.path.join(tmp, "worst_frames.png"),
                                worst_frames, method)
-    with open(os.path.join(tmp, "report.json"), "w") as f:
-      json.dump(report, f, indent=2)
-      f.write("\n")
-    eval_report.replace_dir(tmp, out_dir)
+    eval_report.finish(tmp, out_dir, report)
   finally:
     if os.path.exists(tmp):
       shutil.rmtree(tmp, ignore_errors=True)

@@ -23,6 +23,7 @@ from absl import flags
 from absl import logging
 from ml_collections import config_flags
 
+from maskedskip_jax import app as app_lib
 from maskedskip_jax import config_check
 from maskedskip_jax.errors import UserError
 
@@ -42,24 +43,6 @@ _PROCESS_ID = flags.DEFINE_integer("process_id", None, "This process's index in 
 def _fail(message) -> None:
   print(f"error: {message}", file=sys.stderr)
   sys.exit(1)
-
-
-def _override_key(arg: str) -> str | None:
-  """'train.batch_size' for '--config.train.batch_size=8' (or '--noconfig.x', '-config.x v')."""
-  name = arg.lstrip("-").split("=", 1)[0]
-  for prefix in ("config.", "noconfig."):
-    if arg.startswith("-") and name.startswith(prefix):
-      return name[len(prefix):]
-  return None
-
-
-def _check_override_keys(argv: list[str]) -> None:
-  for arg in argv[1:]:
-    if arg == "--":
-      break
-    key = _override_key(arg)
-    if key is not None and not config_check.is_known_key(key):
-      _fail(config_check.unknown_key_message(key))
 
 
 def _define_config_flag() -> None:
@@ -173,7 +156,7 @@ def cli(argv: list[str] | None = None) -> None:
   argv = list(sys.argv if argv is None else argv)
   os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
   # Unknown keys first: config_flags already applies overrides when the flag is defined.
-  _check_override_keys(argv)
+  app_lib.exit_on_unknown_override(argv)
   _define_config_flag()
   app.run(main, argv=argv, flags_parser=parse_flags)
 

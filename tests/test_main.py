@@ -6,6 +6,7 @@ import sys
 
 import pytest
 
+from maskedskip_jax import app as app_lib
 from maskedskip_jax import main
 from maskedskip_jax.errors import UserError
 
@@ -64,8 +65,8 @@ def test_missing_mode_module_is_a_user_error():
 
 
 def test_override_keys_are_recognised():
-  assert main._override_key("--config.train.batch_size=8") == "train.batch_size"  # pylint: disable=protected-access
-  assert main._override_key("-config.train.seed") == "train.seed"  # pylint: disable=protected-access
-  assert main._override_key("--noconfig.model.centre_only") == "model.centre_only"  # pylint: disable=protected-access
-  assert main._override_key("--config=configs/ped2.py") is None  # pylint: disable=protected-access
-  assert main._override_key("--workdir=config.x") is None  # pylint: disable=protected-access
+  assert app_lib.override_key("--config.train.batch_size=8") == "train.batch_size"
+  assert app_lib.override_key("-config.train.seed") == "train.seed"
+  assert app_lib.override_key("--noconfig.model.centre_only") == "model.centre_only"
+  assert app_lib.override_key("--config=configs/ped2.py") is None
+  assert app_lib.override_key("--workdir=config.x") is None
