@@ -8,7 +8,8 @@ By default it trains on ../shared/data/ped2_dev (6 training videos, test videos 
 data.root / data.name take a full copy in any supported layout. What makes it work on a CPU, against the
 reference setting (configs/ped2.py, latent 512, 256x256 RGB, Adam 1e-2):
 - grey frames at 128x192, which keeps Ped2's 2:3 aspect (a cyclist is a few pixels wide at 64x64);
-- latent 64 with Adam 1e-3 (1e-2 was set for latent 512 and is unstable here), batch 8, 1500 steps;
+- latent 64 with Adam 1e-3 (the reference's 1e-2 was set for latent 512 and scores far lower here), batch 8,
+  1500 steps;
 - the frame score is the hybrid: the reconstruction score plus optical-flow magnitude, each standardised by
   its mean and standard deviation on the training videos (eval.hybrid_*). Every evaluation also reports the
   reconstruction score alone (report.json's score_components) and the no-learning baselines beside it;
