@@ -116,13 +116,15 @@ def evaluate_store(model, variables, store, *, temporal: int | None = None, batc
     spec = hybrid.Spec(hybrid_alpha, hybrid_beta, hybrid_motion, motion_median, mask_weight, hybrid_standardise,
                        patch)
     recon = [np.asarray(s, np.float64) for s in collect.scores]
-    motion_terms = ([hybrid.motion_scores(store.video_frames(v), spec) for v in range(store.num_videos)]
-                    if spec.beta > 0 else None)
+    base = baseline_eval.evaluate(store, baselines, patch, labels, known, steps)
+    motion_terms = None
+    if spec.beta > 0:  # a baseline already scored as the motion term (flow is the costly one) is not redone
+      motion_terms = (base[spec.motion].scores if spec.motion in base else
+                      [hybrid.motion_scores(store.video_frames(v), spec) for v in range(store.num_videos)])
     stats = _standardisation(scorer, train_store, spec) if spec.needs_training_scores else None
     scores = hybrid.combine(recon, motion_terms, mask_scores, spec, stats)
     table = eval_report.table(scores, labels, names, known, eval_report.table_methods(gaussian_sigma, postprocess))
     processed, result = eval_report.frame_results(scores, labels, names, known, steps)
-    base = baseline_eval.evaluate(store, baselines, patch, labels, known, steps)
     roc = result.pop("roc_curve")  # drawn in roc.png; scores.csv holds what is needed to redraw it
     result["per_video_auc"] = dict(zip(result.pop("video_names"), result["per_video_auc"]))
     report = {**(info or {}), "postprocess": method, **result,
