@@ -34,8 +34,8 @@ import numpy as np  # pylint: disable=g-import-not-at-top,wrong-import-position
 import bench_env  # pylint: disable=g-import-not-at-top,wrong-import-position
 import experimental  # pylint: disable=g-import-not-at-top,wrong-import-position
 import model_speed  # pylint: disable=g-import-not-at-top,wrong-import-position
-from maskedskip_jax import models  # pylint: disable=g-import-not-at-top,wrong-import-position
-from maskedskip_jax import optim  # pylint: disable=g-import-not-at-top,wrong-import-position
+from maskedskip_jax.nn import models  # pylint: disable=g-import-not-at-top,wrong-import-position
+from maskedskip_jax.train import optim  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 # name -> (XLA compiler options, experimental model changes from experimental.PATCHES, model.conv_lowering)
 CANDIDATES = {

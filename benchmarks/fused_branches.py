@@ -19,7 +19,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from maskedskip_jax import layers
+from maskedskip_jax.nn import layers
 
 
 class BranchParams(nn.Module):

@@ -22,9 +22,9 @@ import jax  # pylint: disable=g-import-not-at-top,wrong-import-position
 import jax.numpy as jnp  # pylint: disable=g-import-not-at-top,wrong-import-position
 import numpy as np  # pylint: disable=g-import-not-at-top,wrong-import-position
 
-from maskedskip_jax import models  # pylint: disable=g-import-not-at-top,wrong-import-position
-from maskedskip_jax import scoring  # pylint: disable=g-import-not-at-top,wrong-import-position
-from maskedskip_jax import streaming  # pylint: disable=g-import-not-at-top,wrong-import-position
+from maskedskip_jax.nn import models  # pylint: disable=g-import-not-at-top,wrong-import-position
+from maskedskip_jax.nn import scoring  # pylint: disable=g-import-not-at-top,wrong-import-position
+from maskedskip_jax.eval import streaming  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 
 def timed(fn, steps):

@@ -4,7 +4,7 @@
       --image-size 256 --latent-dim 512 --channels 3 --temporal 3 \
       --dtype bfloat16 --steps 20
 
-The training step is the project's own (`maskedskip_jax.train.train_step`: jitted,
+The training step is the project's own (`maskedskip_jax.train.step.train_step`: jitted,
 state donated, Adam, norm loss, BatchNorm statistics updated). Inference is the
 plain per-clip `apply` in eval mode (one scored frame per clip); `--streaming`
 adds the frame-reusing path of `maskedskip_jax.streaming` when it exists.
@@ -29,16 +29,16 @@ import numpy as np  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 import bench_env  # pylint: disable=g-import-not-at-top,wrong-import-position
 import experimental  # pylint: disable=g-import-not-at-top,wrong-import-position
-from maskedskip_jax import conv_lowering  # pylint: disable=g-import-not-at-top,wrong-import-position
-from maskedskip_jax import losses  # pylint: disable=g-import-not-at-top,wrong-import-position
-from maskedskip_jax import models  # pylint: disable=g-import-not-at-top,wrong-import-position
-from maskedskip_jax import optim  # pylint: disable=g-import-not-at-top,wrong-import-position
+from maskedskip_jax.nn import conv_lowering  # pylint: disable=g-import-not-at-top,wrong-import-position
+from maskedskip_jax.nn import losses  # pylint: disable=g-import-not-at-top,wrong-import-position
+from maskedskip_jax.nn import models  # pylint: disable=g-import-not-at-top,wrong-import-position
+from maskedskip_jax.train import optim  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 
 
 def _local_train_step(state, batch, *, model, tx):
-  """Used only where `maskedskip_jax.train` cannot be imported: the same maths, fewer extras."""
+  """Used only where `maskedskip_jax.train.step` cannot be imported: the same maths, fewer extras."""
   import optax  # pylint: disable=g-import-not-at-top
   clips = batch["clips"]
   target = clips[:, (clips.shape[1] - 1) // 2]
@@ -63,10 +63,11 @@ def _local_init_state(seed, *, model, tx, input_shape):
 def _train_fns():
   """(init_state, train_step, name): the project's training step, or the local twin without it."""
   try:
-    from maskedskip_jax import train  # pylint: disable=g-import-not-at-top
-    return train.init_state, train.train_step, "maskedskip_jax.train.train_step"
+    from maskedskip_jax.train import step as step_lib  # pylint: disable=g-import-not-at-top
+    from maskedskip_jax.train import state as train_state  # pylint: disable=g-import-not-at-top
+    return train_state.init_state, step_lib.train_step, "maskedskip_jax.train.step.train_step"
   except ImportError:
-    return _local_init_state, _local_train_step, "local (maskedskip_jax.train not importable)"
+    return _local_init_state, _local_train_step, "local (maskedskip_jax.train.step not importable)"
 
 
 def _cost_flops(compiled) -> float | None:
@@ -169,7 +170,7 @@ def bench_streaming(model, variables, image_size: int, batch_size: int, steps: i
   device-resident inputs, so the figure is frames scored per second.
   """
   try:
-    from maskedskip_jax import streaming  # pylint: disable=g-import-not-at-top
+    from maskedskip_jax.eval import streaming  # pylint: disable=g-import-not-at-top
     import inference_speed  # pylint: disable=g-import-not-at-top
   except ImportError as e:
     return {"skipped": f"streaming path not importable: {e}"}

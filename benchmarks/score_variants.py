@@ -34,7 +34,6 @@ import time
 from absl import app
 from absl import flags
 from absl import logging
-from ml_collections import config_flags
 import numpy as np
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -42,16 +41,15 @@ sys.path[:0] = [p for p in (ROOT,) if p not in sys.path]
 
 import jax.numpy as jnp  # pylint: disable=g-import-not-at-top,wrong-import-position
 from maskedskip_jax import app as app_lib  # pylint: disable=g-import-not-at-top,wrong-import-position
-from maskedskip_jax import config_check  # pylint: disable=g-import-not-at-top,wrong-import-position
-from maskedskip_jax import eval_report  # pylint: disable=g-import-not-at-top,wrong-import-position
-from maskedskip_jax import postprocess as postprocess_lib  # pylint: disable=g-import-not-at-top,wrong-import-position
-from maskedskip_jax import scoring  # pylint: disable=g-import-not-at-top,wrong-import-position
-from maskedskip_jax import streaming  # pylint: disable=g-import-not-at-top,wrong-import-position
-from maskedskip_jax import train_data  # pylint: disable=g-import-not-at-top,wrong-import-position
+from maskedskip_jax import config as config_lib  # pylint: disable=g-import-not-at-top,wrong-import-position
+from maskedskip_jax.eval import report as eval_report  # pylint: disable=g-import-not-at-top,wrong-import-position
+from maskedskip_jax.eval import postprocess as postprocess_lib  # pylint: disable=g-import-not-at-top,wrong-import-position
+from maskedskip_jax.nn import scoring  # pylint: disable=g-import-not-at-top,wrong-import-position
+from maskedskip_jax.eval import streaming  # pylint: disable=g-import-not-at-top,wrong-import-position
+from maskedskip_jax.train import inputs as train_data  # pylint: disable=g-import-not-at-top,wrong-import-position
 from maskedskip_jax.errors import UserError  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 _CONFIG = None  # defined in __main__, after the keys are checked: config_flags applies overrides then
-_WORKDIR = flags.DEFINE_string("workdir", None, "Trained run folder (its newest checkpoint is scored).")
 _JSON = flags.DEFINE_string("json", None, "Where the figures go; default WORKDIR/score_variants.json.")
 
 PLAIN_PATCHES = (8, 16, 24, 32)
@@ -180,10 +178,10 @@ def write_json(path: str, record: dict) -> None:
 
 
 def run(config, workdir: str, json_path: str) -> dict:
-  from maskedskip_jax import evaluate  # pylint: disable=g-import-not-at-top  (pulls in training, orbax)
-  from maskedskip_jax import train  # pylint: disable=g-import-not-at-top
-  config_check.validate(config)
-  train.enable_compilation_cache(config.train.compilation_cache_dir)
+  from maskedskip_jax.eval import evaluate  # pylint: disable=g-import-not-at-top  (pulls in training, orbax)
+  from maskedskip_jax.train import compile_cache  # pylint: disable=g-import-not-at-top
+  config_lib.validate(config)
+  compile_cache.enable(config.train.compilation_cache_dir)
   model, variables, step, source = evaluate.load_model(config, workdir)
   size = tuple(config.data.image_size)
   s = eval_report.settings(config)
@@ -230,9 +228,9 @@ def main(argv) -> None:
     logging.set_verbosity(logging.ERROR)  # orbax and the frame store log routine events
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments {' '.join(argv[1:])}")
-  if not _WORKDIR.value:
+  if not app_lib.WORKDIR.value:
     raise app.UsageError("--workdir is required")
-  workdir = os.path.abspath(os.path.expanduser(_WORKDIR.value))
+  workdir = os.path.abspath(os.path.expanduser(app_lib.WORKDIR.value))
   json_path = os.path.abspath(os.path.expanduser(_JSON.value or os.path.join(workdir, "score_variants.json")))
   try:
     run(_CONFIG.value, workdir, json_path)
@@ -242,8 +240,5 @@ def main(argv) -> None:
 
 
 if __name__ == "__main__":
-  app_lib.exit_on_unknown_override(sys.argv)  # one line, not config_flags' traceback
-  _CONFIG = config_flags.DEFINE_config_file("config", os.path.join(ROOT, "configs", "ped2_cpu.py"),
-                                            "Config file; override keys with --config.data.image_size=(128,192).",
-                                            lock_config=True)
+  _CONFIG = app_lib.define_config_flag(sys.argv, os.path.join(ROOT, "configs", "ped2_cpu.py"))
   app.run(main)

@@ -35,7 +35,6 @@ import time
 from absl import app
 from absl import flags
 from absl import logging
-from ml_collections import config_flags
 import numpy as np
 
 # Before torch loads: PyTorch's spinning OpenMP threads starve each other on a loaded shared CPU (measured
@@ -49,15 +48,14 @@ sys.path[:0] = [p for p in (ROOT, os.path.join(ROOT, "benchmarks")) if p not in 
 import torch_reference  # pylint: disable=g-import-not-at-top,wrong-import-position
 import torch_twin  # pylint: disable=g-import-not-at-top,wrong-import-position  (on the path via torch_reference)
 from data_pipeline import clips  # pylint: disable=g-import-not-at-top,wrong-import-position
-from maskedskip_jax import bundle  # pylint: disable=g-import-not-at-top,wrong-import-position
+from maskedskip_jax.deploy import bundle  # pylint: disable=g-import-not-at-top,wrong-import-position
 from maskedskip_jax import app as app_lib  # pylint: disable=g-import-not-at-top,wrong-import-position
-from maskedskip_jax import config_check  # pylint: disable=g-import-not-at-top,wrong-import-position
-from maskedskip_jax import convert_torch  # pylint: disable=g-import-not-at-top,wrong-import-position
-from maskedskip_jax import train_data  # pylint: disable=g-import-not-at-top,wrong-import-position
+from maskedskip_jax import config as config_lib  # pylint: disable=g-import-not-at-top,wrong-import-position
+from maskedskip_jax.deploy import convert_torch  # pylint: disable=g-import-not-at-top,wrong-import-position
+from maskedskip_jax.train import inputs as train_data  # pylint: disable=g-import-not-at-top,wrong-import-position
 from maskedskip_jax.errors import UserError  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 _CONFIG = None  # defined in __main__, after the keys are checked: config_flags applies overrides then
-_WORKDIR = flags.DEFINE_string("workdir", None, "Run folder: torch.pt, bundle/, torch_train.json, eval/.")
 LOG_EVERY = 50
 # Settings the published loop does not have; the twin cannot honour anything but their defaults.
 _UNSUPPORTED = {"train.schedule": "constant", "train.grad_clip_norm": 0.0, "train.paste_prob": 0.0,
@@ -65,8 +63,8 @@ _UNSUPPORTED = {"train.schedule": "constant", "train.grad_clip_norm": 0.0, "trai
 
 
 def check_config(config) -> None:
-  config_check.validate(config)
-  flat = config_check.flatten(config)
+  config_lib.validate(config)
+  flat = config_lib.flatten(config)
   odd = [f"{k}={flat[k]!r}" for k, default in _UNSUPPORTED.items() if flat.get(k, default) != default]
   if odd:
     raise UserError(f"the published training loop has no {', '.join(odd)}; leave these at their defaults")
@@ -178,7 +176,7 @@ def run(config, workdir: str) -> dict:
   check_config(config)
   record = train(config, workdir)
   record["bundle"] = to_bundle(config, workdir, record)
-  record["config"] = {k: list(v) if isinstance(v, tuple) else v for k, v in config_check.flatten(config).items()}
+  record["config"] = {k: list(v) if isinstance(v, tuple) else v for k, v in config_lib.flatten(config).items()}
   text = json.dumps(record, indent=2) + "\n"
 
   def write(tmp):
@@ -186,7 +184,7 @@ def run(config, workdir: str) -> dict:
       f.write(text)
 
   _atomic_write(os.path.join(workdir, "torch_train.json"), write)
-  from maskedskip_jax import evaluate  # pylint: disable=g-import-not-at-top  (pulls in JAX scoring)
+  from maskedskip_jax.eval import evaluate  # pylint: disable=g-import-not-at-top  (pulls in JAX scoring)
   record["eval"] = evaluate.run(config, workdir, model_dir=record["bundle"])
   return record
 
@@ -196,18 +194,15 @@ def main(argv) -> None:
     logging.set_verbosity(logging.ERROR)  # JAX and the frame store log routine events; progress has its own lines
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments {' '.join(argv[1:])}")
-  if not _WORKDIR.value:
+  if not app_lib.WORKDIR.value:
     raise app.UsageError("--workdir is required")
   try:
-    run(_CONFIG.value, os.path.abspath(os.path.expanduser(_WORKDIR.value)))
+    run(_CONFIG.value, os.path.abspath(os.path.expanduser(app_lib.WORKDIR.value)))
   except UserError as e:
     print(f"error: {e}", file=sys.stderr)
     sys.exit(1)
 
 
 if __name__ == "__main__":
-  app_lib.exit_on_unknown_override(sys.argv)  # one line, not config_flags' traceback
-  _CONFIG = config_flags.DEFINE_config_file("config", os.path.join(ROOT, "configs", "ped2.py"),
-                                            "Config file; override keys with --config.train.batch_size=8.",
-                                            lock_config=True)
+  _CONFIG = app_lib.define_config_flag(sys.argv, os.path.join(ROOT, "configs", "ped2.py"))
   app.run(main)

@@ -28,8 +28,8 @@ import jax.numpy as jnp  # pylint: disable=g-import-not-at-top,wrong-import-posi
 import bench_env  # pylint: disable=g-import-not-at-top,wrong-import-position
 import experimental  # pylint: disable=g-import-not-at-top,wrong-import-position
 import model_speed  # pylint: disable=g-import-not-at-top,wrong-import-position
-from maskedskip_jax import conv_lowering  # pylint: disable=g-import-not-at-top,wrong-import-position
-from maskedskip_jax import models  # pylint: disable=g-import-not-at-top,wrong-import-position
+from maskedskip_jax.nn import conv_lowering  # pylint: disable=g-import-not-at-top,wrong-import-position
+from maskedskip_jax.nn import models  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 # (latent, image size, train batch, inference batch, dtype, torch.compile) per platform.
 DEFAULTS = {"cpu": (64, 64, 4, 4, "float32", False), "gpu": (512, 256, 16, 64, "bfloat16", True)}

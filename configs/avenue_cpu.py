@@ -14,13 +14,13 @@ step count is small; scale train.num_steps with the number of training clips for
 
 import os
 
-from maskedskip_jax import config_check
+from maskedskip_jax import config as config_lib
 
 _DEV_DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared", "data", "avenue_dev")
 
 
 def get_config():
-  config = config_check.default_config()
+  config = config_lib.default_config()
   config.data.name = "cuhk_avenue"
   config.data.root = os.path.normpath(_DEV_DATA)
   config.data.image_size = (128, 224)

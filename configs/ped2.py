@@ -8,8 +8,8 @@ The community JPEG repackaging works too: --config.data.name=frames; a TFDS buil
 --config.data.tfds_data_dir=/path/to/tensorflow_datasets. Meant for a GPU/TPU.
 """
 
-from maskedskip_jax import config_check
+from maskedskip_jax import config as config_lib
 
 
 def get_config():
-  return config_check.reference_config("ucsd_ped2")
+  return config_lib.reference_config("ucsd_ped2")

@@ -19,13 +19,13 @@ The measured figures, with their commands, are in BENCHMARKS.md.
 
 import os
 
-from maskedskip_jax import config_check
+from maskedskip_jax import config as config_lib
 
 _DEV_DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared", "data", "ped2_dev")
 
 
 def get_config():
-  config = config_check.default_config()
+  config = config_lib.default_config()
   config.data.name = "generic"
   config.data.root = os.path.normpath(_DEV_DATA)
   config.data.image_size = (128, 192)

@@ -11,13 +11,13 @@ Issue #10's GPU run: both masked_kernels modes, evaluated on the 3 dev test vide
 
 import os
 
-from maskedskip_jax import config_check
+from maskedskip_jax import config as config_lib
 
 _DEV_DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared", "data", "ped2_dev")
 
 
 def get_config():
-  config = config_check.reference_config("generic")
+  config = config_lib.reference_config("generic")
   config.data.root = os.path.normpath(_DEV_DATA)
   # 10 epochs over 6 videos is ~570 steps: one checkpoint at the end spares writing
   # 1.4 GB of parameters and Adam moments every 200 steps.

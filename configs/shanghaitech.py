@@ -7,8 +7,8 @@ data.root is the folder with training/videos/ and testing/frames/, testing/test_
 A TFDS build works too: --config.data.tfds_data_dir=/path/to/tensorflow_datasets. Meant for a GPU/TPU.
 """
 
-from maskedskip_jax import config_check
+from maskedskip_jax import config as config_lib
 
 
 def get_config():
-  return config_check.reference_config("shanghaitech")
+  return config_lib.reference_config("shanghaitech")

@@ -10,11 +10,11 @@ The frame score is the reconstruction's plus optical flow, each standardised on 
 gives the reconstruction alone and the no-learning baselines beside it (run time and figures: BENCHMARKS.md).
 """
 
-from maskedskip_jax import config_check
+from maskedskip_jax import config as config_lib
 
 
 def get_config():
-  config = config_check.default_config()
+  config = config_lib.default_config()
   config.data.name = "synthetic"
   config.data.image_size = (64, 64)
   config.data.channels = 1

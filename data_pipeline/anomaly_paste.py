@@ -20,7 +20,7 @@ Pure numpy; runs on the host between the iterator and the train step.
 
 import numpy as np
 
-from maskedskip_jax.errors import UserError
+from data_pipeline.errors import UserError
 
 SOURCES = ("batch", "sprites", "mixed")
 _SALT = 0x5AD7  # keeps these streams apart from other users of (seed, step)

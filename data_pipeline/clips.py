@@ -10,7 +10,7 @@ from typing import Sequence
 
 import numpy as np
 
-from maskedskip_jax.errors import UserError
+from data_pipeline.errors import UserError
 
 
 def offsets_of(lengths: Sequence[int]) -> np.ndarray:

@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 
 from data_pipeline.video import Video
-from maskedskip_jax.errors import UserError
+from data_pipeline.errors import UserError
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff")
 VIDEO_EXTENSIONS = (".avi", ".mp4")

@@ -22,7 +22,7 @@ import numpy as np
 
 from data_pipeline import clips
 from data_pipeline import frame_io
-from maskedskip_jax.errors import UserError
+from data_pipeline.errors import UserError
 
 FORMAT_VERSION = 1
 # Frames per decode task for image-folder videos: small enough to spread one

@@ -19,7 +19,7 @@ from absl import logging
 from data_pipeline import clips
 from data_pipeline import framestore
 from data_pipeline import registry
-from maskedskip_jax.errors import UserError
+from data_pipeline.errors import UserError
 
 FrameStore = framestore.FrameStore
 BACKENDS = ("tfdata", "grain")

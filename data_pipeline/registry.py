@@ -9,7 +9,7 @@ from data_pipeline.sources import generic
 from data_pipeline.sources import shanghaitech
 from data_pipeline.sources import ucsd
 from data_pipeline.video import Video
-from maskedskip_jax.errors import UserError
+from data_pipeline.errors import UserError
 
 KNOWN = ("ucsd_ped1", "ucsd_ped2", "cuhk_avenue", "shanghaitech", "generic",
          "frames", "synthetic")

@@ -25,7 +25,7 @@ import numpy as np
 
 from data_pipeline import synthetic_scene as sc
 from data_pipeline import synthetic_tracks
-from maskedskip_jax.errors import UserError
+from data_pipeline.errors import UserError
 
 VERSION = 4  # bump when the pictures change, so ensure() caches are not reused across versions
 DEFAULTS = dict(seed=0, num_train=10, num_test=8, frames_per_video=120, height=120, width=160)

@@ -1,13 +1,35 @@
-"""Command-line plumbing shared by the package's entry points and the benchmark scripts.
+"""Command-line plumbing shared by `main`, `ablate` and the benchmark scripts.
 
-`ml_collections.config_flags` applies `--config.key=value` overrides while the flag is being defined, and an
-unknown key surfaces there as a traceback. Every command therefore checks its overrides against the config
-schema first, so a typo is one line naming the key and the closest known ones.
+Every entry point built on absl gets the same `--config`, `--workdir` and multi-process flags, the same check of
+`--config.key=value` overrides (ml_collections applies them while the flag is being defined, where an unknown key
+would surface as a traceback), and the same rule for errors a user can cause: one `error:` line, exit code 1.
 """
 
+import logging as std_logging
+import os
+import re
 import sys
 
-from maskedskip_jax import config_check
+from absl import flags
+from absl import logging
+from ml_collections import config_flags
+
+from maskedskip_jax import config as config_lib
+from maskedskip_jax.errors import UserError
+
+EXIT_PREEMPTED = 143  # 128 + SIGTERM: the job stopped early but cleanly; rerun to resume
+DEFAULT_CONFIG = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs", "synthetic.py")
+
+WORKDIR = flags.DEFINE_string("workdir", None, "Run folder (checkpoints, metrics, eval); default runs/<config>.")
+COORDINATOR = flags.DEFINE_string("coordinator_address", None, "host:port of process 0 (multi-process).")
+NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "Processes in a multi-process run.")
+PROCESS_ID = flags.DEFINE_integer("process_id", None, "This process's index in a multi-process run.")
+
+
+def fail(message) -> None:
+  """Prints `error: <message>` and exits with code 1."""
+  print(f"error: {message}", file=sys.stderr)
+  sys.exit(1)
 
 
 def override_key(arg: str) -> str | None:
@@ -25,14 +47,89 @@ def unknown_override(argv: list[str]) -> str | None:
     if arg == "--":
       break
     key = override_key(arg)
-    if key is not None and not config_check.is_known_key(key):
-      return config_check.unknown_key_message(key)
+    if key is not None and not config_lib.is_known_key(key):
+      return config_lib.unknown_key_message(key)
   return None
 
 
 def exit_on_unknown_override(argv: list[str]) -> None:
-  """Prints `error: <message>` and exits with code 1 when argv has an unknown --config.key."""
+  """Exits with one line and code 1 when argv has an unknown --config.key."""
   message = unknown_override(argv)
   if message:
-    print(f"error: {message}", file=sys.stderr)
-    sys.exit(1)
+    fail(message)
+
+
+def define_config_flag(argv: list[str], default: str = DEFAULT_CONFIG):
+  """Defines --config after checking argv's overrides; returns the flag holder."""
+  exit_on_unknown_override(argv)
+  try:
+    return config_flags.DEFINE_config_file(
+        "config", default, "Config file (configs/*.py); override keys with --config.train.batch_size=8.",
+        lock_config=True)
+  except Exception as e:  # pylint: disable=broad-except
+    fail(f"--config: {type(e).__name__}: {' '.join(str(e).split())}")
+
+
+def _flag_error_message(message: str) -> str:
+  """absl's 'flag --config.k=v: <python error>' -> 'config key k: expected <type>, got v'."""
+  match = re.match(r"flag --config\.([\w.]+)=(.*?): ", message)
+  if match and match.group(1) in config_lib.SCHEMA:
+    key, value = match.groups()
+    kind = {"size": "(height, width)"}.get(config_lib.SCHEMA[key].kind, config_lib.SCHEMA[key].kind)
+    return f"config key {key}: expected {kind}, got {value!r}"
+  return message
+
+
+def parse_flags(argv: list[str]) -> list[str]:
+  """absl's parsing, with config mistakes as one line and exit code 1."""
+  try:
+    return flags.FLAGS(argv)
+  except flags.Error as e:
+    fail(_flag_error_message(str(e).splitlines()[0]))
+  except Exception as e:  # pylint: disable=broad-except
+    # config_flags raises plain Python errors for a config file that does not load.
+    fail(f"--config: {type(e).__name__}: {' '.join(str(e).split())}")
+  return []
+
+
+def config_name() -> str:
+  """The --config file's name without folder and extension: 'ped2' for configs/ped2.py."""
+  path = config_flags.get_config_filename(flags.FLAGS["config"])
+  return os.path.splitext(os.path.basename(path.split(":")[0]))[0]
+
+
+def load_config(holder):
+  """The parsed --config, checked; a missing or broken file is a UserError."""
+  path = config_flags.get_config_filename(flags.FLAGS["config"]).split(":")[0]
+  if not os.path.isfile(path):
+    raise UserError(f"--config: {path} not found; expected a config file such as configs/synthetic.py")
+  config = holder.value
+  try:
+    config_lib.flatten(config)
+  except Exception as e:  # pylint: disable=broad-except
+    raise UserError(f"--config: {path} did not load: {type(e).__name__}: {' '.join(str(e).split())}") from None
+  config_lib.validate(config)
+  return config
+
+
+def initialize_processes() -> None:
+  """jax.distributed from the launcher's environment or the --coordinator_address/... flags."""
+  from maskedskip_jax.train import sharding  # pylint: disable=g-import-not-at-top
+  sharding.initialize(COORDINATOR.value, NUM_PROCESSES.value, PROCESS_ID.value)
+
+
+class _NoLibraryTracebacks:
+  """Orbax logs its background-thread failures with tracebacks; ours is the one line that matters."""
+
+  def filter(self, record) -> bool:
+    if any(f"{os.sep}{name}{os.sep}" in record.pathname for name in ("orbax", "asyncio")):
+      record.exc_info, record.exc_text = None, None
+    return True
+
+
+def quiet_logs(level: int = logging.ERROR) -> None:
+  """Library INFO/WARNING chatter off unless --verbosity was given; no library tracebacks for our errors."""
+  if not flags.FLAGS["verbosity"].present:
+    logging.set_verbosity(level)
+  for logger in (logging.get_absl_logger(), std_logging.getLogger("asyncio")):
+    logger.addFilter(_NoLibraryTracebacks())

@@ -1,14 +1,5 @@
-"""The one error type for mistakes a user can make (bad input, bad config, bad files).
+"""The one error type for mistakes a user can make; defined in `data_pipeline.errors`, which both packages use."""
 
-Command-line entry points catch it, print its one-line message and exit 1, so users
-never see a traceback for an expected error. Library callers can catch it directly.
-"""
+from data_pipeline.errors import UserError
 
-
-class UserError(Exception):
-  """A problem with the user's input, config or files; the message is one line."""
-
-  def __init__(self, message: str):
-    if "\n" in message:
-      message = " ".join(message.split())
-    super().__init__(message)
+__all__ = ["UserError"]

@@ -7,7 +7,9 @@ import sys
 
 import pytest
 
-from maskedskip_jax import ablate, models, train
+from maskedskip_jax.experiments import ablation as ablate
+from maskedskip_jax.nn import models
+from maskedskip_jax.train import state as train_state
 from maskedskip_jax.errors import UserError
 import tiny_run
 
@@ -35,7 +37,7 @@ def test_each_variant_trains_and_evaluates_in_its_own_folder(ablation):
       assert row[key] == report[key]
     assert row["train_seconds"] > 0
     c = ablate.variant_config(config, row["variant"])
-    model, variables, step = train.restore_variables(c, os.path.join(workdir, row["variant"]))
+    model, variables, step = train_state.restore_variables(c, os.path.join(workdir, row["variant"]))
     assert step == 3 and model.variant == row["variant"]
     assert row["params"] == models.count_params(variables["params"])
   # The T=1 variant was made to see single frames; the other kept the config's T.

@@ -6,7 +6,9 @@ import os
 import numpy as np
 import pytest
 
-from maskedskip_jax import baselines, config_check, scoring
+from maskedskip_jax.eval import baselines
+from maskedskip_jax import config as config_lib
+from maskedskip_jax.nn import scoring
 from maskedskip_jax.errors import UserError
 
 import tiny_run
@@ -77,18 +79,18 @@ def test_names_parse_and_unknown_ones_name_the_key():
   assert baselines.parse_names("") == () and baselines.parse_names([]) == ()
   with pytest.raises(UserError, match="eval.baselines: unknown baseline 'optical_flow'"):
     baselines.parse_names("frame_diff,optical_flow")
-  assert config_check.BASELINES == baselines.BASELINES
+  assert config_lib.BASELINES == baselines.BASELINES
 
 
 def test_config_key_is_validated_in_one_line():
-  config = config_check.default_config()
+  config = config_lib.default_config()
   assert config.eval.baselines == "frame_diff,mog2,flow"
   config.eval.baselines = ""
-  config_check.validate(config)
+  config_lib.validate(config)
   config.eval.baselines = "frame_diff,flw"
   with pytest.raises(UserError, match=r"^config key eval.baselines: expected comma-separated names from "
                                       r"frame_diff, mog2, flow \(.*\), got 'frame_diff,flw'$"):
-    config_check.validate(config)
+    config_lib.validate(config)
 
 
 def test_score_store_gives_one_array_per_video():

@@ -64,7 +64,7 @@ def test_cpu_ab_times_each_candidate_against_base(runs):
 def test_model_speed_reports_train_and_inference(runs):
   r = runs["model_speed.py"]
   assert (r["batch"], r["image_size"], r["latent_dim"], r["dtype"]) == (2, 32, 8, "float32")
-  assert r["train"]["train_step"] == "maskedskip_jax.train.train_step"
+  assert r["train"]["train_step"] == "maskedskip_jax.train.step.train_step"
   _positive(r["train"], "compile_s", "step_ms_median", "clips_per_s")
   _positive(r["inference"], "compile_s", "step_ms_median", "frames_per_s")
   assert r["train"]["clips_per_s"] == pytest.approx(2e3 / r["train"]["step_ms_median"], rel=1e-2)
@@ -112,7 +112,7 @@ def test_torch_centre_only_skips_equal_full_3d():
 
 def test_fused_branches_block_equals_plain_block():
   import fused_branches  # pylint: disable=g-import-not-at-top
-  from maskedskip_jax import layers  # pylint: disable=g-import-not-at-top
+  from maskedskip_jax.nn import layers  # pylint: disable=g-import-not-at-top
   x = _uniform(0, (2, 8, 8, 5))
   # The masked (ed_masks) form exercises the branch masks too; decode differs only after the convs.
   plain = layers.ConvBlock(4, ed_mask=True)
@@ -172,7 +172,7 @@ def test_torch_train_trains_the_twin_and_scores_its_import_with_the_jax_evaluati
   torch = pytest.importorskip("torch")
   import tiny_run  # pylint: disable=g-import-not-at-top
   import torch_twin  # pylint: disable=g-import-not-at-top
-  from maskedskip_jax import bundle  # pylint: disable=g-import-not-at-top
+  from maskedskip_jax.deploy import bundle  # pylint: disable=g-import-not-at-top
   root = tiny_run.make_dataset(str(tmp_path / "data"), num_train=2, num_test=1, frames=12)
   work = tmp_path / "work"
   # configs/ped2.py (RGB: grey frames replicated, as the published loader does) at the tiny size.

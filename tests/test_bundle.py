@@ -9,7 +9,8 @@ import jax
 import numpy as np
 import pytest
 
-from maskedskip_jax import bundle, models
+from maskedskip_jax.deploy import bundle
+from maskedskip_jax.nn import models
 from maskedskip_jax.errors import UserError
 from test_streaming import random_variables
 
@@ -135,9 +136,9 @@ def test_exported_function_matches_and_needs_no_model_code(trained, saved):
   script = f"""
 import sys
 import numpy as np
-sys.modules['maskedskip_jax.models'] = None
-sys.modules['maskedskip_jax.layers'] = None
-from maskedskip_jax import bundle
+sys.modules['maskedskip_jax.nn.models'] = None
+sys.modules['maskedskip_jax.nn.layers'] = None
+from maskedskip_jax.deploy import bundle
 d = {str(saved.parent)!r}
 y = np.asarray(bundle.load_exported({str(saved)!r})(np.load(d + '/x.npy')))
 assert np.abs(y - np.load(d + '/want.npy')).max() <= 1e-6

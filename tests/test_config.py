@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from maskedskip_jax import config_check
+from maskedskip_jax import config as config_lib
 from maskedskip_jax.errors import UserError
 
 import tiny_run
@@ -34,13 +34,13 @@ def test_the_shipped_configs_exist():
 def test_every_config_has_the_required_keys_and_validates(path):
   module = _load(path)
   config = module.get_config()
-  flat = config_check.flatten(config)
+  flat = config_lib.flatten(config)
   assert set(REQUIRED) <= set(flat)
   name = os.path.basename(path)
   assert f"python -m maskedskip_jax.main --config=configs/{name}" in module.__doc__
   if not flat["data.root"] and flat["data.name"] != "synthetic":
     config.data.root = "/somewhere"  # real datasets take their folder on the command line
-  config_check.validate(config)
+  config_lib.validate(config)
 
 
 @pytest.mark.parametrize("path", [p for p in CONFIGS if os.path.basename(p) in
@@ -53,11 +53,11 @@ def test_benchmark_configs_use_the_reference_hyperparameters(path):
 
 def test_synthetic_defaults_match_the_generator():
   synthetic = pytest.importorskip("data_pipeline.synthetic")
-  assert config_check.SYNTHETIC_DEFAULTS == synthetic.DEFAULTS
+  assert config_lib.SYNTHETIC_DEFAULTS == synthetic.DEFAULTS
 
 
 def _bad(key, value):
-  config = config_check.default_config()
+  config = config_lib.default_config()
   group, leaf = key.rsplit(".", 1)
   node = config
   for part in group.split("."):
@@ -65,17 +65,17 @@ def _bad(key, value):
   with node.ignore_type():
     node[leaf] = value
   with pytest.raises(UserError) as e:
-    config_check.validate(config)
+    config_lib.validate(config)
   message = str(e.value)
   assert "\n" not in message and key in message
   return message
 
 
 def test_unknown_key_is_named_with_a_suggestion():
-  config = config_check.default_config()
+  config = config_lib.default_config()
   config.train.batch_sz = 8
   with pytest.raises(UserError, match=r"^unknown config key train.batch_sz; did you mean train.batch_size\?$"):
-    config_check.validate(config)
+    config_lib.validate(config)
 
 
 @pytest.mark.parametrize("key, value, expected", [
@@ -102,46 +102,46 @@ def test_bad_values_name_the_key_and_what_was_expected(key, value, expected):
 
 
 def test_every_eval_setting_is_a_config_key():
-  from maskedskip_jax import evaluate  # pylint: disable=g-import-not-at-top
-  config = config_check.default_config()
+  from maskedskip_jax.eval import evaluate  # pylint: disable=g-import-not-at-top
+  config = config_lib.default_config()
   config.eval.write_videos, config.eval.pixel_size, config.eval.gaussian_sigma = True, 32, 2.5
-  config_check.validate(config)
+  config_lib.validate(config)
   got = evaluate.settings(config)
   assert (got["write_videos"], got["pixel_size"], got["gaussian_sigma"]) == (True, 32, 2.5)
-  assert {f"eval.{k}" for k in got} <= set(config_check.SCHEMA)
+  assert {f"eval.{k}" for k in got} <= set(config_lib.SCHEMA)
 
 
 def test_integers_are_accepted_for_floats():
-  config = config_check.default_config()
+  config = config_lib.default_config()
   config.train.learning_rate = 1
-  config_check.validate(config)
+  config_lib.validate(config)
 
 
 def test_missing_key_is_named():
-  config = config_check.default_config()
+  config = config_lib.default_config()
   del config.eval["postprocess"]
   with pytest.raises(UserError, match="eval.postprocess is missing"):
-    config_check.validate(config)
+    config_lib.validate(config)
 
 
 def test_single_frame_variants_need_temporal_1():
-  config = config_check.default_config()
+  config = config_lib.default_config()
   config.model.variant = "unet"
   with pytest.raises(UserError, match="model.temporal"):
-    config_check.validate(config)
+    config_lib.validate(config)
   config.model.temporal = 1
-  config_check.validate(config)
+  config_lib.validate(config)
 
 
 def test_real_datasets_need_a_root():
-  config = config_check.default_config()
+  config = config_lib.default_config()
   config.data.name = "ucsd_ped2"
   with pytest.raises(UserError, match="data.root"):
-    config_check.validate(config)
+    config_lib.validate(config)
 
 
 def test_no_training_length_is_refused():
-  config = config_check.default_config()
+  config = config_lib.default_config()
   config.train.epochs = 0
   with pytest.raises(UserError, match="train.epochs"):
-    config_check.validate(config)
+    config_lib.validate(config)

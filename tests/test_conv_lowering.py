@@ -5,9 +5,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from maskedskip_jax import conv_lowering
-from maskedskip_jax import layers
-from maskedskip_jax import models
+from maskedskip_jax.nn import conv_lowering
+from maskedskip_jax.nn import layers
+from maskedskip_jax.nn import models
 
 
 def _uniform(seed, shape):

@@ -11,7 +11,9 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from maskedskip_jax import bundle, convert_torch, models  # pylint: disable=g-import-not-at-top
+from maskedskip_jax.deploy import bundle  # pylint: disable=g-import-not-at-top
+from maskedskip_jax.deploy import convert_torch
+from maskedskip_jax.nn import models
 from maskedskip_jax.errors import UserError  # pylint: disable=g-import-not-at-top
 import torch_twin  # pylint: disable=g-import-not-at-top
 
@@ -154,11 +156,12 @@ def test_cli_end_to_end_and_error_path(tmp_path):
   # One interpreter runs both CLIs (saves a second jax start) and checks torch stays optional.
   script = f"""
 import sys
-from maskedskip_jax import bundle, convert_torch, reconstruct
+from maskedskip_jax import convert_torch as convert_torch_cli
+from maskedskip_jax.deploy import bundle, convert_torch, reconstruct
 assert 'torch' not in sys.modules, 'importing maskedskip_jax pulled in torch'
 args = ['--variant', 'two_mask', '--latent-dim', '16', '--channels', '3', '--temporal', '3']
-assert convert_torch.main(['--checkpoint', {str(ckpt)!r}, '--out', {str(out)!r}, *args]) == 0
-assert convert_torch.main(['--checkpoint', {str(evil)!r}, '--out', {str(tmp_path / 'b2')!r}, *args]) == 1
+assert convert_torch_cli.main(['--checkpoint', {str(ckpt)!r}, '--out', {str(out)!r}, *args]) == 0
+assert convert_torch_cli.main(['--checkpoint', {str(evil)!r}, '--out', {str(tmp_path / 'b2')!r}, *args]) == 1
 """
   proc = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=300,
                         env={**os.environ, "PYTHONPATH": str(ROOT)})

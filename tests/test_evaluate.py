@@ -13,7 +13,14 @@ import numpy as np
 import pytest
 
 from data_pipeline import framestore
-from maskedskip_jax import baselines, diagnostics, evaluate, metrics, models, plots, postprocess, scoring
+from maskedskip_jax.eval import baselines
+from maskedskip_jax.eval import diagnostics
+from maskedskip_jax.eval import evaluate
+from maskedskip_jax.eval import metrics
+from maskedskip_jax.nn import models
+from maskedskip_jax.eval import plots
+from maskedskip_jax.eval import postprocess
+from maskedskip_jax.nn import scoring
 from maskedskip_jax.errors import UserError
 from test_streaming import centre_clips, random_variables
 import tiny_run
@@ -214,13 +221,14 @@ def test_unlabelled_test_set_is_an_error_and_writes_nothing(tmp_path):
 
 
 def test_run_evaluates_the_newest_checkpoint(tmp_path, capsys):
-  from maskedskip_jax import checkpointing, train  # pylint: disable=g-import-not-at-top
+  from maskedskip_jax.train import checkpointing  # pylint: disable=g-import-not-at-top
+  from maskedskip_jax.train import state as train_state  # pylint: disable=g-import-not-at-top
   root = tiny_run.make_dataset(str(tmp_path / "data"), num_train=1, num_test=2, frames=9)
   config = tiny_run.config(root, "")
   workdir = str(tmp_path / "work")
-  model = train.build_model(config)
+  model = train_state.build_model(config)
   variables = random_variables(model)
-  tx = train.build_optimizer(config, 1)
+  tx = train_state.build_optimizer(config, 1)
   state = dict(params=variables["params"], batch_stats=variables["batch_stats"],
                opt_state=tx.init(variables["params"]), step=jnp.asarray(0, jnp.int32),
                rng=jax.random.PRNGKey(0))
@@ -242,7 +250,7 @@ def test_run_evaluates_the_newest_checkpoint(tmp_path, capsys):
   assert json.loads(open(os.path.join(workdir, "eval", "report.json")).read())["checkpoint_step"] == 6
 
   # The same weights from a bundle give the same scores.
-  from maskedskip_jax import bundle  # pylint: disable=g-import-not-at-top
+  from maskedskip_jax.deploy import bundle  # pylint: disable=g-import-not-at-top
   model_dir = bundle.save(str(tmp_path / "bundle"), variables, {"variant": "maskedskip_unet", "latent_dim": 16,
                                                                 "channels": 1}, {"checkpoint_step": 6})
   again = evaluate.run(config, str(tmp_path / "other"), model_dir=model_dir)

@@ -9,7 +9,11 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from maskedskip_jax import bundle, checkpointing, export, stablehlo_export, train
+from maskedskip_jax.deploy import bundle
+from maskedskip_jax.train import checkpointing
+from maskedskip_jax.deploy import export
+from maskedskip_jax.deploy import stablehlo_export
+from maskedskip_jax.train import state as train_state
 from maskedskip_jax.errors import UserError
 from test_bundle import random_variables
 import tiny_run
@@ -19,15 +23,15 @@ STEPS = (3, 6)
 
 def _save_checkpoints(config, workdir):
   """Checkpoints at STEPS with different random weights (batch statistics too); returns the newest's variables."""
-  model = train.build_model(config)
-  tx = train.build_optimizer(config, 1)
+  model = train_state.build_model(config)
+  tx = train_state.build_optimizer(config, 1)
   mngr = checkpointing.manager(workdir, async_save=False)
   for seed, step in enumerate(STEPS):
     variables = random_variables(model, seed)
     state = dict(params=variables["params"], batch_stats=variables["batch_stats"],
                  opt_state=tx.init(variables["params"]), step=jnp.asarray(step, jnp.int32),
                  rng=jax.random.PRNGKey(0))
-    checkpointing.save(mngr, step, state, {"config": train._json_config(config)})  # pylint: disable=protected-access
+    checkpointing.save(mngr, step, state, {"config": train_state.json_config(config)})  # pylint: disable=protected-access
   mngr.close()
   return variables
 
@@ -53,7 +57,7 @@ def _files(path):
 def test_bundle_reproduces_the_checkpoint_model(run):
   config, workdir, newest, path = run
   assert path == os.path.join(os.path.abspath(workdir), "export")
-  model, variables, step = train.restore_variables(config, workdir)
+  model, variables, step = train_state.restore_variables(config, workdir)
   assert step == STEPS[-1]
   x = np.random.default_rng(3).uniform(0, 1, (2, 3, 32, 32, 1)).astype(np.float32)
   want = np.asarray(jax.jit(lambda v, x: model.apply(v, x, train=False))(variables, x))

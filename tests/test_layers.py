@@ -6,7 +6,7 @@ import numpy as np
 import optax
 import pytest
 
-from maskedskip_jax import layers
+from maskedskip_jax.nn import layers
 
 
 def test_centre_square_mask_matches_reference_ranges():

@@ -11,8 +11,8 @@ import shutil
 import numpy as np
 
 import tiny_run
-from maskedskip_jax import bundle
-from maskedskip_jax import train
+from maskedskip_jax.deploy import bundle
+from maskedskip_jax.train import state as train_state
 
 FIXTURES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures", "legacy")
 # The settings the checkpoint was trained with; the data root is not part of the experiment's identity.
@@ -44,7 +44,7 @@ def test_legacy_checkpoint_restores_and_reconstructs_the_same(tmp_path):
   workdir = tmp_path / "work"
   shutil.copytree(os.path.join(FIXTURES, "workdir"), workdir)
   config = tiny_run.config(str(tmp_path / "data"), **_SETTINGS)
-  model, variables, step = train.restore_variables(config, str(workdir))
+  model, variables, step = train_state.restore_variables(config, str(workdir))
   assert step == 2
   out = np.asarray(model.apply(variables, expected["clip"], train=False))
   np.testing.assert_allclose(out, expected["checkpoint_recon"], atol=1e-5)

@@ -61,7 +61,7 @@ def test_a_config_file_that_does_not_load_is_one_line(tmp_path):
 
 def test_missing_mode_module_is_a_user_error():
   with pytest.raises(UserError, match="maskedskip_jax/no_such_mode.py"):
-    main._module("no_such_mode")  # pylint: disable=protected-access
+    main.mode_module("maskedskip_jax.no_such_mode")
 
 
 def test_override_keys_are_recognised():

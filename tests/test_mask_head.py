@@ -10,14 +10,27 @@ import numpy as np
 import pytest
 
 from data_pipeline import anomaly_paste
-from maskedskip_jax import bundle, config_check, evaluate, export, hybrid, models, optim, reconstruct, train
+from maskedskip_jax.deploy import bundle
+from maskedskip_jax import config as config_lib
+from maskedskip_jax.eval import evaluate
+from maskedskip_jax.nn import scoring
+from maskedskip_jax.eval import streaming
+from maskedskip_jax.eval import hybrid
+from maskedskip_jax.nn import models
+from maskedskip_jax.train import optim
+from maskedskip_jax.deploy import reconstruct
+from maskedskip_jax.train import compile_cache
+from maskedskip_jax.train import loop
+from maskedskip_jax.train import step as step_lib
+from maskedskip_jax.train import state as train_state
 from maskedskip_jax.errors import UserError
 from test_models import REFERENCE_COUNTS, _init_shapes
-from maskedskip_jax import scoring, streaming
+from maskedskip_jax.eval import streaming
+from maskedskip_jax.nn import scoring
 from test_streaming import LENGTHS, SIZE, centre_clips, random_variables
 import tiny_run
 
-train.enable_compilation_cache(tiny_run.JAX_CACHE)
+compile_cache.enable(tiny_run.JAX_CACHE)
 
 B, T, H, W = 4, 3, 32, 32
 
@@ -36,8 +49,8 @@ def _pasted_batch(step):
 def _setup():
   model = models.build("maskedskip_unet", latent_dim=16, channels=1, mask_head=True)
   tx = optim.make_optimizer(1e-2)
-  state = train.init_state(0, model=model, tx=tx, input_shape=(1, T, H, W, 1))
-  step = jax.jit(lambda s, b, w: train.train_step(s, b, model=model, tx=tx, mask_loss_weight=w))
+  state = train_state.init_state(0, model=model, tx=tx, input_shape=(1, T, H, W, 1))
+  step = jax.jit(lambda s, b, w: step_lib.train_step(s, b, model=model, tx=tx, loss=step_lib.LossOptions(mask_loss_weight=w)))
   return model, state, step
 
 
@@ -119,23 +132,23 @@ def test_training_with_the_head_learns_where_the_pasted_object_is():
 
 
 def test_config_keys_and_the_head_needs_pasting():
-  config = config_check.default_config()
+  config = config_lib.default_config()
   assert config.model.mask_head is False and config.train.mask_loss_weight == 1.0
   with pytest.raises(UserError, match=r"model\.mask_head.*train\.paste_prob") as e:
-    config_check.validate(config_check.with_values(config, {"model.mask_head": True}))
+    config_lib.validate(config_lib.with_values(config, {"model.mask_head": True}))
   assert "\n" not in str(e.value)
-  good = config_check.with_values(config, {"model.mask_head": True, "train.paste_prob": 0.25,
+  good = config_lib.with_values(config, {"model.mask_head": True, "train.paste_prob": 0.25,
                                            "train.mask_loss_weight": 2})
-  config_check.validate(good)
-  assert train.build_model(good).mask_head and train.step_options(good)["mask_loss_weight"] == 2.0
-  assert "model.mask_head" in train._MUST_MATCH  # pylint: disable=protected-access
+  config_lib.validate(good)
+  assert train_state.build_model(good).mask_head and step_lib.LossOptions.from_config(good).mask_loss_weight == 2.0
+  assert "model.mask_head" in train_state.MUST_MATCH
   with pytest.raises(UserError, match="train.mask_loss_weight: expected a number >= 0"):
-    config_check.validate(config_check.with_values(good, {"train.mask_loss_weight": -1.0}))
-  config_check.validate(config_check.with_values(good, {"eval.mask_weight": 0.5, "eval.hybrid_alpha": 0.0}))
+    config_lib.validate(config_lib.with_values(good, {"train.mask_loss_weight": -1.0}))
+  config_lib.validate(config_lib.with_values(good, {"eval.mask_weight": 0.5, "eval.hybrid_alpha": 0.0}))
   with pytest.raises(UserError, match=r"eval\.mask_weight: .*model\.mask_head=True"):
-    config_check.validate(config_check.with_values(config, {"eval.mask_weight": 1.0}))
+    config_lib.validate(config_lib.with_values(config, {"eval.mask_weight": 1.0}))
   with pytest.raises(UserError, match="every frame-score weight"):
-    config_check.validate(config_check.with_values(config, {"eval.hybrid_alpha": 0.0}))
+    config_lib.validate(config_lib.with_values(config, {"eval.hybrid_alpha": 0.0}))
 
 
 def test_streaming_scores_the_heads_map_like_the_error_map():
@@ -209,7 +222,7 @@ def test_tiny_run_with_the_head_trains_evaluates_and_exports(tmp_path):
   config = tiny_run.config(root, model__latent_dim=8, model__mask_head=True, train__paste_prob=0.5,
                            train__num_steps=3, train__checkpoint_every_steps=3)
   workdir = str(tmp_path / "run")
-  assert train.train(config, workdir)["step"] == 3
+  assert loop.train(config, workdir)["step"] == 3
   with open(os.path.join(workdir, "metrics.jsonl")) as f:
     logged = [json.loads(line) for line in f]
   assert logged and all(np.isfinite(r["mask_loss"]) and r["mask_loss"] > 0 for r in logged)
@@ -217,13 +230,13 @@ def test_tiny_run_with_the_head_trains_evaluates_and_exports(tmp_path):
   assert report["num_frames"] == 9 and 0 <= report["frame_auc_micro"] <= 1
   assert report["frame_score"]["formula"] == "reconstruction" and report["frame_score"]["mask_weight"] == 0
   # Scored by the head's map alone, the headline is what every mask-head report lists as mask_head_score.
-  by_map = evaluate.run(config_check.with_values(config, {"eval.hybrid_alpha": 0.0, "eval.mask_weight": 1.0}),
+  by_map = evaluate.run(config_lib.with_values(config, {"eval.hybrid_alpha": 0.0, "eval.mask_weight": 1.0}),
                         workdir, out_dir=str(tmp_path / "by_map"))
   assert by_map["frame_score"]["formula"] == "hybrid_alpha * reconstruction + mask_weight * mask head"
   assert by_map["frame_auc_micro"] == report["mask_head_score"]["frame_auc_micro"]
   # The head changes the checkpoint's shapes: a config without it is another experiment.
   with pytest.raises(UserError, match="model.mask_head=True"):
-    train.restore_variables(config_check.with_values(config, {"model.mask_head": False}), workdir)
+    train_state.restore_variables(config_lib.with_values(config, {"model.mask_head": False}), workdir)
   path = export.run(config, workdir, config_name="tiny")
   model, variables, model_config = bundle.load(path)
   assert model.mask_head and model_config["mask_head"] is True

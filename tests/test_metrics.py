@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from sklearn import metrics as skm
 
-from maskedskip_jax import metrics
+from maskedskip_jax.eval import metrics
 from maskedskip_jax.errors import UserError
 
 

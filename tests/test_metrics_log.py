@@ -7,7 +7,7 @@ import sys
 from absl import logging
 import pytest
 
-from maskedskip_jax import metrics_log
+from maskedskip_jax.train import metrics_log
 
 
 def test_records_and_tensorboard_events(tmp_path):

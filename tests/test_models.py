@@ -6,7 +6,9 @@ import numpy as np
 import optax
 import pytest
 
-from maskedskip_jax import losses, models, optim
+from maskedskip_jax.nn import losses
+from maskedskip_jax.nn import models
+from maskedskip_jax.train import optim
 from maskedskip_jax.errors import UserError
 
 REFERENCE_COUNTS = {

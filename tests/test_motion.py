@@ -5,8 +5,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from maskedskip_jax import losses
-from maskedskip_jax import motion
+from maskedskip_jax.nn import losses
+from maskedskip_jax.nn import motion
 from maskedskip_jax.errors import UserError
 
 BG, FG = 0.2, 0.9

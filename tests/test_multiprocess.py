@@ -8,8 +8,9 @@ import jax
 import numpy as np
 import pytest
 
-from maskedskip_jax import metrics_log
-from maskedskip_jax import train
+from maskedskip_jax.train import metrics_log
+from maskedskip_jax.train import loop
+from maskedskip_jax.train import state as train_state
 
 import tiny_run
 
@@ -41,7 +42,7 @@ def test_two_processes_match_one(tmp_path):
   assert "batch 4 over 2 device(s), 2 process(es)" in outputs[0][1]
 
   single = str(tmp_path / "one")
-  result = train.train(config, single)
+  result = loop.train(config, single)
   assert result["step"] == STEPS
 
   one, two = (metrics_log.read(os.path.join(w, "metrics.jsonl")) for w in (single, multi))
@@ -62,8 +63,8 @@ def test_two_processes_match_one(tmp_path):
   # lr * g / (|g| + eps): where |g| is within a few eps of 0, rounding changes that
   # fraction, so a tiny share of weights may differ (and biases feeding a
   # BatchNorm, whose gradient is pure rounding noise, are left out).
-  _, want, _ = train.restore_variables(config, single, step=1)
-  _, got, _ = train.restore_variables(config, multi, step=1)
+  _, want, _ = train_state.restore_variables(config, single, step=1)
+  _, got, _ = train_state.restore_variables(config, multi, step=1)
   kernels = differing = 0
   for (path, a), b in zip(jax.tree_util.tree_leaves_with_path(want), jax.tree.leaves(got)):
     name, a, b = jax.tree_util.keystr(path), np.asarray(a), np.asarray(b)

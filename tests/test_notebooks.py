@@ -80,7 +80,7 @@ def _report(workdir):
 
 
 def _check_bundle(bundle_dir):
-  from maskedskip_jax import bundle  # pylint: disable=g-import-not-at-top
+  from maskedskip_jax.deploy import bundle  # pylint: disable=g-import-not-at-top
   assert os.path.isfile(os.path.join(bundle_dir, "manifest.json")), f"no bundle in {bundle_dir}"
   bundle.verify(bundle_dir)  # every file matches its checksum
 

@@ -10,7 +10,10 @@ import jax
 import numpy as np
 import pytest
 
-from maskedskip_jax import ablate, config_check, parts_ablation, train
+from maskedskip_jax.experiments import ablation as ablate
+from maskedskip_jax import config as config_lib
+from maskedskip_jax.experiments import parts as parts_ablation
+from maskedskip_jax.train import state as train_state
 from maskedskip_jax.errors import UserError
 import tiny_run
 
@@ -52,10 +55,10 @@ def test_rows_are_the_variant_each_part_and_all_parts(parts):
 
 def test_a_training_part_changes_training_and_a_scoring_part_only_the_scores(parts):
   _, config, workdir, _ = parts
-  base = train.restore_variables(config, os.path.join(workdir, BASE))[1]["params"]
-  motion_config = config_check.with_values(config, parts_ablation.PARTS["motion_loss"])
+  base = train_state.restore_variables(config, os.path.join(workdir, BASE))[1]["params"]
+  motion_config = config_lib.with_values(config, parts_ablation.PARTS["motion_loss"])
   assert motion_config.train.motion_weighting == "patch" and config.train.motion_weighting == "none"
-  moved = train.restore_variables(motion_config, os.path.join(workdir, ARMS[1]))[1]["params"]
+  moved = train_state.restore_variables(motion_config, os.path.join(workdir, ARMS[1]))[1]["params"]
   pairs = zip(jax.tree.leaves(base), jax.tree.leaves(moved))
   assert any(not np.array_equal(a, b) for a, b in pairs)  # same seed and data: the weighting changed training
   # The scoring-only arms trained nothing of their own, and their scores differ from the model they re-score.
@@ -105,7 +108,7 @@ def test_part_names_and_arms():
   assert names == ["unet", "unet+paste", "unet+paste_mask_head"]
   assert len(parts_ablation.part_arms("unet", ("ssmctb", "paste"))) == 4
   config = tiny_run.config("unused")
-  changed = config_check.with_values(config, {"model.ssmctb.placement": "decoder", "eval.hybrid_beta": 2.0})
+  changed = config_lib.with_values(config, {"model.ssmctb.placement": "decoder", "eval.hybrid_beta": 2.0})
   assert changed.model.ssmctb.placement == "decoder" and changed.eval.hybrid_beta == 2.0
   assert config.model.ssmctb.placement == "none" and config.eval.hybrid_beta == 0.0  # the original is untouched
 
@@ -118,4 +121,4 @@ def test_every_arm_of_all_parts_is_a_valid_config():
   arms = parts_ablation.part_arms(BASE, every)
   assert "paste_mask_head" in every and len(arms) == len(every) + 2
   for _, overrides in arms:
-    config_check.validate(config_check.with_values(config, overrides))
+    config_lib.validate(config_lib.with_values(config, overrides))

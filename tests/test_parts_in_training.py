@@ -1,5 +1,6 @@
 """Issue 9's parts wired into the model, the train step, the training loop and evaluation."""
 
+import dataclasses
 import functools
 
 import jax
@@ -8,13 +9,23 @@ import numpy as np
 import pytest
 
 from data_pipeline import anomaly_paste
-from maskedskip_jax import config_check, evaluate, losses, models, motion, optim, ssmctb, train, train_data
+from maskedskip_jax import config as config_lib
+from maskedskip_jax.eval import evaluate
+from maskedskip_jax.nn import losses
+from maskedskip_jax.nn import models
+from maskedskip_jax.nn import motion
+from maskedskip_jax.train import optim
+from maskedskip_jax.nn import ssmctb
+from maskedskip_jax.train import compile_cache
+from maskedskip_jax.train import step as step_lib
+from maskedskip_jax.train import state as train_state
+from maskedskip_jax.train import inputs as train_data
 from maskedskip_jax.errors import UserError
 from test_evaluate import make_store
 from test_streaming import random_variables
 import tiny_run
 
-train.enable_compilation_cache(tiny_run.JAX_CACHE)
+compile_cache.enable(tiny_run.JAX_CACHE)
 
 
 def _clips(seed=0, batch=2, t=3, size=32):
@@ -33,7 +44,7 @@ def test_ssmctb_blocks_sit_where_configured_and_their_loss_joins_the_step(placem
   names = {"latent_skip": {"ssmctb_skip4"}, "decoder": {"ssmctb_decoder"},
            "all_skips": {f"ssmctb_skip{i}" for i in range(1, 5)}}[placement]
   tx = optim.make_optimizer(1e-3)
-  state = train.init_state(0, model=model, tx=tx, input_shape=(1, 3, 32, 32, 1))
+  state = train_state.init_state(0, model=model, tx=tx, input_shape=(1, 3, 32, 32, 1))
   assert {k for k in state["params"] if k.startswith("ssmctb")} == names
   batch = {"clips": jnp.asarray(_clips())}
   recon, upd = model.apply({"params": state["params"], "batch_stats": state["batch_stats"]}, batch["clips"],
@@ -41,7 +52,7 @@ def test_ssmctb_blocks_sit_where_configured_and_their_loss_joins_the_step(placem
   ssl = float(ssmctb.total_ssl_loss(upd))
   want = float(losses.norm_loss(batch["clips"][:, 1], recon)) + ssl
   before = jax.tree.map(np.asarray, state["params"])
-  new, metrics = jax.jit(functools.partial(train.train_step, model=model, tx=tx))(state, batch)
+  new, metrics = jax.jit(functools.partial(step_lib.train_step, model=model, tx=tx))(state, batch)
   assert ssl > 0
   np.testing.assert_allclose(float(metrics["loss"]), want, rtol=1e-5)
   for name in names:  # the blocks learn
@@ -71,24 +82,26 @@ def test_ssmctb_three_dimensional_block_needs_t_frames():
 def test_motion_weighted_step_uses_the_motion_weights(weighting):
   model = models.build("maskedskip_unet", latent_dim=16, channels=1)
   tx = optim.make_optimizer(1e-3)
-  state = train.init_state(0, model=model, tx=tx, input_shape=(1, 3, 32, 32, 1))
+  state = train_state.init_state(0, model=model, tx=tx, input_shape=(1, 3, 32, 32, 1))
   clips = jnp.asarray(_clips())
-  options = dict(motion_weighting=weighting, motion_median=3, motion_patch=8, motion_uniform_mix=0.1)
+  options = step_lib.LossOptions(motion_weighting=weighting, motion_median=3, motion_patch=8, motion_uniform_mix=0.1)
   recon, _ = model.apply({"params": state["params"], "batch_stats": state["batch_stats"]}, clips, train=True,
                          mutable=["batch_stats"])
   weights = motion.motion_weights(clips, median=3, patch=8 if weighting == "patch" else None, uniform_mix=0.1)
   want = float(motion.motion_weighted_norm_loss(clips[:, 1], recon, weights))
   plain = float(losses.norm_loss(clips[:, 1], recon))
-  _, metrics = jax.jit(functools.partial(train.train_step, model=model, tx=tx, **options))(state, {"clips": clips})
+  _, metrics = jax.jit(functools.partial(step_lib.train_step, model=model, tx=tx, loss=options))(state, {"clips": clips})
   np.testing.assert_allclose(float(metrics["loss"]), want, rtol=1e-5)
   assert abs(want - plain) > 1e-4 * plain  # the weighting changed the loss
 
 
 def test_step_options_come_from_the_config():
-  config = config_check.default_config()
+  config = config_lib.default_config()
   config.train.motion_weighting, config.train.motion_median = "patch", 5
-  options = train.step_options(config)
-  assert options["motion_weighting"] == "patch" and options["motion_median"] == 5
+  options = step_lib.LossOptions.from_config(config)
+  assert options.motion_weighting == "patch" and options.motion_median == 5
+  with pytest.raises(dataclasses.FrozenInstanceError):
+    options.motion_median = 3  # type: ignore[misc]
 
 
 def test_pasted_batches_change_only_masked_pixels_and_keep_the_clean_target():
@@ -107,7 +120,7 @@ def test_pasted_batches_change_only_masked_pixels_and_keep_the_clean_target():
 def test_pasted_step_reconstructs_the_clean_centre():
   model = models.build("maskedskip_unet", latent_dim=16, channels=1)
   tx = optim.make_optimizer(1e-3)
-  state = train.init_state(0, model=model, tx=tx, input_shape=(1, 3, 32, 32, 1))
+  state = train_state.init_state(0, model=model, tx=tx, input_shape=(1, 3, 32, 32, 1))
   clips = _clips()
   pasted = next(train_data.with_pasted_anomalies(iter([{"clips": clips}]), start=0, seed=0, p=1.0, source="sprites",
                                             row_offset=0))
@@ -115,7 +128,7 @@ def test_pasted_step_reconstructs_the_clean_centre():
                          jnp.asarray(pasted["clips"]), train=True, mutable=["batch_stats"])
   want = float(losses.norm_loss(jnp.asarray(clips[:, 1]), recon))
   batch = {k: jnp.asarray(v) for k, v in pasted.items()}
-  _, metrics = jax.jit(functools.partial(train.train_step, model=model, tx=tx))(state, batch)
+  _, metrics = jax.jit(functools.partial(step_lib.train_step, model=model, tx=tx))(state, batch)
   np.testing.assert_allclose(float(metrics["loss"]), want, rtol=1e-5)
 
 
@@ -151,6 +164,6 @@ def test_hybrid_frame_score_is_written_to_the_report(tmp_path):
 
 
 def test_config_lists_match_the_modules():
-  assert config_check.SSMCTB_PLACEMENTS == ssmctb.PLACEMENTS
-  assert config_check.MEDIAN_SIZES == motion.MEDIAN_SIZES
-  assert config_check.PASTE_SOURCES == anomaly_paste.SOURCES
+  assert config_lib.SSMCTB_PLACEMENTS == ssmctb.PLACEMENTS
+  assert config_lib.MEDIAN_SIZES == motion.MEDIAN_SIZES
+  assert config_lib.PASTE_SOURCES == anomaly_paste.SOURCES

@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 import pytest
 
-from maskedskip_jax import plots
+from maskedskip_jax.eval import plots
 from maskedskip_jax.errors import UserError
 
 
@@ -104,7 +104,7 @@ def test_bad_shapes_are_user_errors(tmp_path):
 def test_no_pyplot_and_no_tensorflow(tmp_path):
   # Drawing on the Agg canvas directly never imports pyplot, so a notebook's inline backend survives; and the
   # evaluation modules must import without TensorFlow.
-  code = ("import sys; from maskedskip_jax import plots, metrics, scoring, postprocess, region_metrics; "
+  code = ("import sys; from maskedskip_jax.eval import plots, metrics, postprocess, region_metrics; from maskedskip_jax.nn import scoring; "
           f"plots.plot_roc([0, 1], [0, 1], 0.5, {str(tmp_path / 'r.png')!r}); "
           "print(sorted(m for m in ('matplotlib.pyplot', 'tensorflow') if m in sys.modules))")
   root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

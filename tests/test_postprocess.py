@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from maskedskip_jax import postprocess as pp
+from maskedskip_jax.eval import postprocess as pp
 from maskedskip_jax.errors import UserError
 
 

@@ -12,7 +12,13 @@ import numpy as np
 import pytest
 
 from data_pipeline import framestore
-from maskedskip_jax import bundle, models, overlay, postprocess, predict, scoring
+from maskedskip_jax import predict as predict_cli
+from maskedskip_jax.deploy import bundle
+from maskedskip_jax.deploy import overlay
+from maskedskip_jax.deploy import predict
+from maskedskip_jax.eval import postprocess
+from maskedskip_jax.nn import models
+from maskedskip_jax.nn import scoring
 from maskedskip_jax.errors import UserError
 from test_streaming import centre_clips, random_variables
 
@@ -68,7 +74,7 @@ def test_video_file_gives_one_row_and_one_overlay_frame_per_frame(model_bundle, 
   path, model, variables = model_bundle
   video = write_mp4(tmp_path / "clip.mp4", 11)
   out = tmp_path / "out"
-  assert predict.main(["--model", path, "--video", str(video), "--out", str(out), "--batch-size", "4"]) == 0
+  assert predict_cli.main(["--model", path, "--video", str(video), "--out", str(out), "--batch-size", "4"]) == 0
   rows = read_csv(out / "scores.csv")
   assert list(rows[0]) == ["frame", "score", "score_smoothed"]
   assert [int(r["frame"]) for r in rows] == list(range(11))
@@ -96,16 +102,16 @@ def test_frame_folder_without_overlay_and_rerun_into_same_folder(model_bundle, t
     cv2.imwrite(str(folder / f"{k}.png"), cv2.cvtColor(scene(k), cv2.COLOR_RGB2BGR))
   out = tmp_path / "out"
   args = ["--model", path, "--video", str(folder), "--out", str(out), "--no-overlay", "--postprocess", "none"]
-  assert predict.main(args) == 0
+  assert predict_cli.main(args) == 0
   rows = read_csv(out / "scores.csv")
   assert len(rows) == 6 and all(r["score"] == r["score_smoothed"] for r in rows)
   assert os.listdir(out) == ["scores.csv"]
-  assert predict.main(args) == 0  # an earlier prediction is replaced
+  assert predict_cli.main(args) == 0  # an earlier prediction is replaced
   assert len(read_csv(out / "scores.csv")) == 6
 
 
 def expect_error(capsys, args, out, match):
-  assert predict.main(args) == 1
+  assert predict_cli.main(args) == 1
   err = capsys.readouterr().err.strip()
   assert err.startswith("error: ") and "\n" not in err and match in err, err
   assert not out.exists()
@@ -129,7 +135,7 @@ def test_errors_are_one_line_and_write_nothing(model_bundle, tmp_path, capsys):
   busy = tmp_path / "busy"
   busy.mkdir()
   (busy / "keep.txt").write_text("mine")
-  assert predict.main(["--model", path, "--video", str(short), "--out", str(busy)]) == 1
+  assert predict_cli.main(["--model", path, "--video", str(short), "--out", str(busy)]) == 1
   assert "holds other files" in capsys.readouterr().err and (busy / "keep.txt").read_text() == "mine"
 
 

@@ -10,7 +10,10 @@ import jax
 import numpy as np
 import pytest
 
-from maskedskip_jax import bundle, models, reconstruct
+from maskedskip_jax import reconstruct as reconstruct_cli
+from maskedskip_jax.deploy import bundle
+from maskedskip_jax.deploy import reconstruct
+from maskedskip_jax.nn import models
 from test_bundle import random_variables  # pylint: disable=g-bad-import-order
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -88,7 +91,7 @@ def test_bad_inputs_fail_cleanly(tiny, tmp_path, capsys, kind, needle):
   _, _, path, clips = tiny
   bad = _write_bad(tmp_path, kind, clips)
   out = tmp_path / "recon.npy"
-  assert reconstruct.main(["--model", str(path), "--input", str(bad), "--output", str(out)]) == 1
+  assert reconstruct_cli.main(["--model", str(path), "--input", str(bad), "--output", str(out)]) == 1
   err = capsys.readouterr().err
   assert err.startswith(f"error: {bad}") and err.count("\n") == 1
   assert re.search(needle, err)
@@ -98,6 +101,6 @@ def test_bad_inputs_fail_cleanly(tiny, tmp_path, capsys, kind, needle):
 def test_damaged_bundle_fails_cleanly(tiny, tmp_path, capsys):
   _, _, path, clips = tiny
   np.save(tmp_path / "clips.npy", clips)
-  assert reconstruct.main(["--model", str(tmp_path / "nope"), "--input", str(tmp_path / "clips.npy"),
+  assert reconstruct_cli.main(["--model", str(tmp_path / "nope"), "--input", str(tmp_path / "clips.npy"),
                            "--output", str(tmp_path / "r.npy")]) == 1
   assert "no such model bundle directory" in capsys.readouterr().err

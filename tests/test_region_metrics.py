@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from maskedskip_jax import region_metrics as rm
+from maskedskip_jax.eval import region_metrics as rm
 from maskedskip_jax.errors import UserError
 
 

@@ -9,9 +9,10 @@ import jax
 import numpy as np
 import pytest
 
-from maskedskip_jax import checkpointing
-from maskedskip_jax import metrics_log
-from maskedskip_jax import train
+from maskedskip_jax.train import checkpointing
+from maskedskip_jax.train import metrics_log
+from maskedskip_jax.train import loop
+from maskedskip_jax.train import state as train_state
 
 import tiny_run
 
@@ -56,7 +57,7 @@ def test_sigterm_then_sigkill_then_resume_is_bit_identical(dataset, tmp_path):
   config = tiny_run.config(dataset, train__num_steps=STEPS, train__checkpoint_every_steps=EVERY,
                            train__keep_checkpoints=2)
   reference = str(tmp_path / "reference")
-  assert train.train(config, reference)["step"] == STEPS  # uninterrupted, in this process
+  assert loop.train(config, reference)["step"] == STEPS  # uninterrupted, in this process
 
   workdir = str(tmp_path / "interrupted")
   # 1. SIGTERM after the first checkpoint: a final checkpoint, then exit code 143.
@@ -90,8 +91,8 @@ def test_sigterm_then_sigkill_then_resume_is_bit_identical(dataset, tmp_path):
   assert f"resumed from {checkpointing.checkpoint_dir(workdir)}/{killed_at}" in last.stderr + last.stdout
   assert _finished_steps(workdir)[-1] == STEPS and not os.path.exists(half)
 
-  _, want, step_a = train.restore_variables(config, reference)
-  _, got, step_b = train.restore_variables(config, workdir)
+  _, want, step_a = train_state.restore_variables(config, reference)
+  _, got, step_b = train_state.restore_variables(config, workdir)
   assert step_a == step_b == STEPS
   for (path, a), b in zip(jax.tree_util.tree_leaves_with_path(want), jax.tree.leaves(got)):
     np.testing.assert_array_equal(np.asarray(a), np.asarray(b), err_msg=jax.tree_util.keystr(path))

@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from maskedskip_jax import scoring
+from maskedskip_jax.nn import scoring
 from maskedskip_jax.errors import UserError
 
 

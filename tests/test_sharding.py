@@ -8,14 +8,14 @@ import jax
 import numpy as np
 import pytest
 
-from maskedskip_jax import sharding
-from maskedskip_jax import train
+from maskedskip_jax.train import sharding
+from maskedskip_jax.train import compile_cache
 from maskedskip_jax.errors import UserError
 
 import sharded_steps
 import tiny_run
 
-train.enable_compilation_cache(tiny_run.JAX_CACHE)  # reruns skip the compiles
+compile_cache.enable(tiny_run.JAX_CACHE)  # reruns skip the compiles
 
 
 def test_four_simulated_devices_give_the_losses_and_params_of_one(tmp_path):

@@ -7,8 +7,8 @@ import numpy as np
 import optax
 import pytest
 
-from maskedskip_jax import layers
-from maskedskip_jax import ssmctb
+from maskedskip_jax.nn import layers
+from maskedskip_jax.nn import ssmctb
 from maskedskip_jax.errors import UserError
 
 

@@ -4,7 +4,9 @@ import jax
 import numpy as np
 import pytest
 
-from maskedskip_jax import models, scoring, streaming
+from maskedskip_jax.eval import streaming
+from maskedskip_jax.nn import models
+from maskedskip_jax.nn import scoring
 from maskedskip_jax.errors import UserError
 
 SIZE = (32, 32)

@@ -10,24 +10,28 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from maskedskip_jax import checkpointing
-from maskedskip_jax import metrics_log
-from maskedskip_jax import models
-from maskedskip_jax import train
+from maskedskip_jax.train import checkpointing
+from maskedskip_jax.train import metrics_log
+from maskedskip_jax.nn import models
+from maskedskip_jax.train import compile_cache
+from maskedskip_jax.nn import dtypes
+from maskedskip_jax.train import loop
+from maskedskip_jax.train import step as step_lib
+from maskedskip_jax.train import state as train_state
 from maskedskip_jax.errors import UserError
 
 import tiny_run
 
-train.enable_compilation_cache(tiny_run.JAX_CACHE)  # reruns skip the compiles
+compile_cache.enable(tiny_run.JAX_CACHE)  # reruns skip the compiles
 
 
 @functools.lru_cache(maxsize=None)  # compile each (mode, lr) once for the whole module
 def _setup(masked_kernels="train", lr=1e-2):
   model = models.build("maskedskip_unet", latent_dim=16, channels=1, temporal=3)
-  from maskedskip_jax import optim  # pylint: disable=g-import-not-at-top
+  from maskedskip_jax.train import optim  # pylint: disable=g-import-not-at-top
   tx = optim.make_optimizer(lr, masked_kernels=masked_kernels)
-  state = train.init_state(0, model=model, tx=tx, input_shape=(1, 3, 32, 32, 1))
-  step = jax.jit(functools.partial(train.train_step, model=model, tx=tx))
+  state = train_state.init_state(0, model=model, tx=tx, input_shape=(1, 3, 32, 32, 1))
+  step = jax.jit(functools.partial(step_lib.train_step, model=model, tx=tx))
   return state, step
 
 
@@ -92,10 +96,10 @@ def test_trained_mode_moves_masked_kernels():
 
 
 def test_compute_dtype_auto_is_float32_on_cpu_and_bf16_elsewhere():
-  assert train.compute_dtype("auto", "cpu") == jnp.float32
-  assert train.compute_dtype("auto", "gpu") == jnp.bfloat16
-  assert train.compute_dtype("auto", "tpu") == jnp.bfloat16
-  assert train.compute_dtype("float32", "gpu") == jnp.float32
+  assert dtypes.compute_dtype("auto", "cpu") == jnp.float32
+  assert dtypes.compute_dtype("auto", "gpu") == jnp.bfloat16
+  assert dtypes.compute_dtype("auto", "tpu") == jnp.bfloat16
+  assert dtypes.compute_dtype("float32", "gpu") == jnp.float32
 
 
 @pytest.fixture(scope="module")
@@ -105,7 +109,7 @@ def dataset(tmp_path_factory):
 
 def test_loop_writes_metrics_and_checkpoints_and_stops_when_done(dataset, tmp_path):
   config = tiny_run.config(dataset, train__num_steps=5, train__checkpoint_every_steps=2)
-  result = train.train(config, str(tmp_path / "run"))
+  result = loop.train(config, str(tmp_path / "run"))
   assert result == {"step": 5, "preempted": False, "checkpoint_dir": str(tmp_path / "run" / "checkpoints")}
   assert sorted(os.listdir(tmp_path / "run" / "checkpoints")) == ["2", "4", "5"]
   records = metrics_log.read(str(tmp_path / "run" / "metrics.jsonl"))
@@ -113,18 +117,18 @@ def test_loop_writes_metrics_and_checkpoints_and_stops_when_done(dataset, tmp_pa
   assert all(np.isfinite(r["loss"]) and r["clips_per_s"] > 0 for r in records)
   assert os.listdir(tmp_path / "run" / "tensorboard")
   # Running again finds the work done: no step is repeated, nothing changes.
-  model, variables, step = train.restore_variables(config, str(tmp_path / "run"))
-  assert step == 5 and train.train(config, str(tmp_path / "run"))["step"] == 5
+  model, variables, step = train_state.restore_variables(config, str(tmp_path / "run"))
+  assert step == 5 and loop.train(config, str(tmp_path / "run"))["step"] == 5
   assert len(metrics_log.read(str(tmp_path / "run" / "metrics.jsonl"))) == 5
   # A different model in the same workdir is refused with the key named.
   config.model.latent_dim = 24
   with pytest.raises(UserError, match="model.latent_dim"):
-    train.train(config, str(tmp_path / "run"))
+    loop.train(config, str(tmp_path / "run"))
   del model, variables
 
 
 def test_nan_loss_stops_with_last_good_checkpoint_intact(dataset, tmp_path, monkeypatch):
-  original = train.train_step
+  original = step_lib.train_step
 
   def blows_up_at_step_5(state, batch, **kw):
     new, m = original(state, batch, **kw)
@@ -132,13 +136,13 @@ def test_nan_loss_stops_with_last_good_checkpoint_intact(dataset, tmp_path, monk
     poison = lambda x: jnp.where(boom, jnp.nan, x)  # pylint: disable=unnecessary-lambda-assignment
     return dict(new, params=jax.tree.map(poison, new["params"])), dict(m, loss=poison(m["loss"]))
 
-  monkeypatch.setattr(train, "train_step", blows_up_at_step_5)
+  monkeypatch.setattr(step_lib, "train_step", blows_up_at_step_5)
   workdir = str(tmp_path / "run")
   config = tiny_run.config(dataset, train__num_steps=9, train__checkpoint_every_steps=2)
   with pytest.raises(UserError, match=r"diverged at step 5: loss nan.*checkpoint step 4 is intact"):
-    train.train(config, workdir)
+    loop.train(config, workdir)
   assert sorted(os.listdir(os.path.join(workdir, "checkpoints"))) == ["2", "4"]
-  _, variables, step = train.restore_variables(config, workdir)
+  _, variables, step = train_state.restore_variables(config, workdir)
   assert step == 4
   assert all(np.all(np.isfinite(x)) for x in jax.tree.leaves(variables))
   with open(os.path.join(workdir, "metrics.jsonl")) as f:
@@ -154,7 +158,7 @@ def test_unwritable_workdir_fails_first(dataset, tmp_path):
   blocker = tmp_path / "a_file"
   blocker.write_text("not a folder")
   with pytest.raises(UserError, match=r"--workdir .*a_file/run: not writable"):
-    train.train(tiny_run.config(dataset), str(blocker / "run"))
+    loop.train(tiny_run.config(dataset), str(blocker / "run"))
 
 
 def test_disk_full_while_checkpointing_is_a_user_error(dataset, tmp_path, monkeypatch):
@@ -163,4 +167,4 @@ def test_disk_full_while_checkpointing_is_a_user_error(dataset, tmp_path, monkey
 
   monkeypatch.setattr(checkpointing, "save", no_space)
   with pytest.raises(UserError, match="could not write a checkpoint .No space left on device"):
-    train.train(tiny_run.config(dataset, train__num_steps=3, train__checkpoint_every_steps=2), str(tmp_path / "run"))
+    loop.train(tiny_run.config(dataset, train__num_steps=3, train__checkpoint_every_steps=2), str(tmp_path / "run"))

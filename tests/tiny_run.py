@@ -54,17 +54,17 @@ def settings(root: str, cache_dir: str = JAX_CACHE, **kw) -> dict:
 
 
 def config(root: str, cache_dir: str = JAX_CACHE, **kw):
-  from maskedskip_jax import config_check  # pylint: disable=g-import-not-at-top
-  return config_check.with_values(config_check.default_config(), settings(root, cache_dir, **kw))
+  from maskedskip_jax import config as config_lib  # pylint: disable=g-import-not-at-top
+  return config_lib.with_values(config_lib.default_config(), settings(root, cache_dir, **kw))
 
 
 def synthetic_config(root: str, **kw):
   """configs/synthetic.py with these settings: what the command line gets from overrides(root, **kw)."""
-  from maskedskip_jax import config_check  # pylint: disable=g-import-not-at-top
+  from maskedskip_jax import config as config_lib  # pylint: disable=g-import-not-at-top
   spec = importlib.util.spec_from_file_location("synthetic_config", SYNTHETIC_CONFIG)
   module = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(module)
-  return config_check.with_values(module.get_config(), settings(root, **kw))
+  return config_lib.with_values(module.get_config(), settings(root, **kw))
 
 
 def ablation_setup(tmp_path_factory, **kw):

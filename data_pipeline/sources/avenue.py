@@ -16,7 +16,7 @@ from data_pipeline.sources import folders
 from data_pipeline.sources import labels as labels_lib
 from data_pipeline.sources import matfile
 from data_pipeline.video import Video
-from maskedskip_jax.errors import UserError
+from data_pipeline.errors import UserError
 
 _DATASET = "Avenue Dataset"
 _SPLIT_DIR = {"train": "training_videos", "test": "testing_videos"}

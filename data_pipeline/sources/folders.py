@@ -6,7 +6,7 @@ from typing import Callable
 
 from data_pipeline import frame_io
 from data_pipeline.video import Video
-from maskedskip_jax.errors import UserError
+from data_pipeline.errors import UserError
 
 SPLITS = ("train", "test")
 

@@ -22,7 +22,7 @@ from data_pipeline.sources import labels as labels_lib
 from data_pipeline.sources import matfile
 from data_pipeline.sources import safe_pickle
 from data_pipeline.video import Video
-from maskedskip_jax.errors import UserError
+from data_pipeline.errors import UserError
 
 _SPLIT_DIR = {"train": "training", "test": "testing"}
 

@@ -9,7 +9,7 @@ import numpy as np
 from data_pipeline import frame_io
 from data_pipeline.sources import folders
 from data_pipeline.video import Video
-from maskedskip_jax.errors import UserError
+from data_pipeline.errors import UserError
 
 
 def as_labels(values, num_frames: int, where: str) -> np.ndarray:

@@ -4,7 +4,7 @@ import os
 
 import numpy as np
 
-from maskedskip_jax.errors import UserError
+from data_pipeline.errors import UserError
 
 
 def load_variable(path: str, key: str) -> np.ndarray:

@@ -10,7 +10,7 @@ import pickle
 
 import numpy as np
 
-from maskedskip_jax.errors import UserError
+from data_pipeline.errors import UserError
 
 _ALLOWED = frozenset({
     ("numpy.core.multiarray", "_reconstruct"),

@@ -11,7 +11,7 @@ import os
 from data_pipeline.sources import folders
 from data_pipeline.sources import frames
 from data_pipeline.video import Video
-from maskedskip_jax.errors import UserError
+from data_pipeline.errors import UserError
 
 
 def dataset_dir(root: str) -> str:

@@ -12,7 +12,7 @@ import re
 from data_pipeline.sources import folders
 from data_pipeline.sources import labels as labels_lib
 from data_pipeline.video import Video
-from maskedskip_jax.errors import UserError
+from data_pipeline.errors import UserError
 
 _SPLIT_DIR = {"train": "Train", "test": "Test"}
 _GT_LINE = re.compile(r"TestVideoFile\{end\+1\}\.gt_frame\s*=\s*\[(.*)\]\s*;?")

@@ -10,7 +10,7 @@ Then: pipeline.load_split('ucsd_ped2', None, 'train', ..., tfds_data_dir=...).
 import argparse
 import sys
 
-from maskedskip_jax.errors import UserError
+from data_pipeline.errors import UserError
 
 NAMES = ("ucsd_ped1", "ucsd_ped2", "cuhk_avenue", "shanghaitech", "synthetic")
 

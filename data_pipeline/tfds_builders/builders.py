@@ -24,7 +24,7 @@ import tensorflow_datasets as tfds
 from data_pipeline import frame_io
 from data_pipeline import registry
 from data_pipeline import synthetic
-from maskedskip_jax.errors import UserError
+from data_pipeline.errors import UserError
 
 _UCSD_INSTRUCTIONS = """\
 Download UCSD_Anomaly_Dataset.tar.gz (UCSD Anomaly Detection Dataset v1.2) from

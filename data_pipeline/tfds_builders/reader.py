@@ -14,7 +14,7 @@ import tensorflow_datasets as tfds
 
 from data_pipeline import tfdata
 from data_pipeline import tfds_builders  # pylint: disable=unused-import
-from maskedskip_jax.errors import UserError
+from data_pipeline.errors import UserError
 
 
 @dataclasses.dataclass(frozen=True, eq=False)

@@ -128,8 +128,8 @@ def not_a_video(path: str) -> str:
 def bundle(out_dir: str, variant: str = "maskedskip_unet") -> str:
   """A valid bundle (latent 8, grey, 32x32) with small random weights; no export, so no compile."""
   import jax  # pylint: disable=g-import-not-at-top
-  from maskedskip_jax import bundle as bundle_lib  # pylint: disable=g-import-not-at-top
-  from maskedskip_jax import models  # pylint: disable=g-import-not-at-top
+  from maskedskip_jax.deploy import bundle as bundle_lib  # pylint: disable=g-import-not-at-top
+  from maskedskip_jax.nn import models  # pylint: disable=g-import-not-at-top
   model = models.build(variant, latent_dim=8, channels=1)
   x = np.zeros((1, model.temporal, 32, 32, 1), np.float32)
   shapes = jax.eval_shape(lambda: model.init(jax.random.key(0), x, train=False))
@@ -189,8 +189,8 @@ def pickled_npy(path: str, marker: str) -> str:
 def torch_state_dict(path: str, variant: str = "maskedskip_unet", latent_dim: int = 8) -> tuple[str, str, str]:
   """A reference-style .pt missing one expected key and holding one unknown key; returns both names."""
   import torch  # pylint: disable=g-import-not-at-top
-  from maskedskip_jax import convert_torch  # pylint: disable=g-import-not-at-top
-  from maskedskip_jax import models  # pylint: disable=g-import-not-at-top
+  from maskedskip_jax.deploy import convert_torch  # pylint: disable=g-import-not-at-top
+  from maskedskip_jax.nn import models  # pylint: disable=g-import-not-at-top
   leaves, masks, _ = convert_torch.torch_layout(models.build(variant, latent_dim=latent_dim, channels=1))
   state = {key: torch.zeros(shape) for key, shape in leaves.values()}
   state.update({key: torch.from_numpy(np.asarray(m, np.float32)) for key, m in masks.items()})

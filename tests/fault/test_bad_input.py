@@ -217,7 +217,7 @@ def test_disk_full_leaves_no_checkpoint_that_looks_complete(matrix):
 
 
 def test_nan_loss_keeps_the_last_good_checkpoint(matrix, dataset):
-  from maskedskip_jax import train  # pylint: disable=g-import-not-at-top
+  from maskedskip_jax.train import state as train_state  # pylint: disable=g-import-not-at-top
   case = matrix.cases["nan_loss"]
   workdir = os.path.join(matrix.root, "w_nan")
   line = next(line for line in case.stderr.splitlines() if line.startswith("error: "))
@@ -225,13 +225,13 @@ def test_nan_loss_keeps_the_last_good_checkpoint(matrix, dataset):
   assert f"checkpoint step {diverged - 1} is intact" in line
   finished, writing = tt.checkpoint_steps(workdir)
   assert finished[-1] == diverged - 1 and not writing  # the blown-up step was never saved
-  _, variables, step = train.restore_variables(tt.config(dataset, **_NAN), workdir)
+  _, variables, step = train_state.restore_variables(tt.config(dataset, **_NAN), workdir)
   assert step == diverged - 1
   assert all(np.isfinite(np.asarray(leaf)).all() for leaf in jax.tree.leaves(variables))
 
 
 def test_bundle_of_another_variant_is_refused(matrix, dataset):
-  from maskedskip_jax import evaluate  # pylint: disable=g-import-not-at-top
+  from maskedskip_jax.eval import evaluate  # pylint: disable=g-import-not-at-top
   model_dir = os.path.join(matrix.root, "bundle")
   config = tt.config(dataset, model__variant="unet", model__temporal=1)
   with pytest.raises(UserError, match=r"bundle: holds a 'maskedskip_unet' model, expected 'unet'") as raised:

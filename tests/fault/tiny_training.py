@@ -85,8 +85,8 @@ def read_log(path: str) -> str:
 def variables(dataset: str, workdir: str):
   """The workdir's newest checkpoint as ({'params', 'batch_stats'} numpy tree, step)."""
   import jax  # pylint: disable=g-import-not-at-top
-  from maskedskip_jax import train  # pylint: disable=g-import-not-at-top
-  _, tree, step = train.restore_variables(config(dataset), workdir)
+  from maskedskip_jax.train import state as train_state  # pylint: disable=g-import-not-at-top
+  _, tree, step = train_state.restore_variables(config(dataset), workdir)
   return jax.tree.map(np.asarray, tree), step
 
 

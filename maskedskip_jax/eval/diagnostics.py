@@ -15,10 +15,10 @@ import os
 
 import numpy as np
 
-from maskedskip_jax import eval_collect
-from maskedskip_jax import plots
-from maskedskip_jax import reconstruct
-from maskedskip_jax import scoring
+from maskedskip_jax.eval import collect as eval_collect
+from maskedskip_jax.eval import plots
+from maskedskip_jax.deploy import reconstruct
+from maskedskip_jax.nn import scoring
 
 WORST_FRAMES = 8
 

@@ -2,7 +2,7 @@
 
 import optax
 
-from maskedskip_jax import models
+from maskedskip_jax.nn import models
 from maskedskip_jax.errors import UserError
 
 MASKED_KERNEL_MODES = ("train", "frozen")

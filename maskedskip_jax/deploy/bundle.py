@@ -25,7 +25,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from maskedskip_jax import stablehlo_export
+from maskedskip_jax import atomic
+from maskedskip_jax.deploy import stablehlo_export
 from maskedskip_jax.errors import UserError
 
 FORMAT = "maskedskip_jax.bundle"
@@ -50,7 +51,7 @@ def _plain_tree(tree) -> dict:
 
 def _architecture(model_config: Mapping) -> dict:
   # Imported here so that load_exported() works without the model code.
-  from maskedskip_jax import models  # pylint: disable=g-import-not-at-top
+  from maskedskip_jax.nn import models  # pylint: disable=g-import-not-at-top
   config = dict(model_config)
   unknown = sorted(set(config) - set(ARCH_KEYS) - set(_RUNTIME_KEYS) - {"image_size"})
   if unknown:
@@ -65,7 +66,7 @@ def _architecture(model_config: Mapping) -> dict:
 
 
 def _build(arch: Mapping, **kwargs):
-  from maskedskip_jax import models  # pylint: disable=g-import-not-at-top
+  from maskedskip_jax.nn import models  # pylint: disable=g-import-not-at-top
   return models.build(**{k: tuple(v) if isinstance(v, list) else v for k, v in arch.items()}, **kwargs)
 
 
@@ -102,33 +103,13 @@ def _replaceable(out_dir: str) -> None:
 
 def _write_dir(out_dir: str, files: Mapping[str, bytes]) -> None:
   """Writes `files` into a fresh directory at `out_dir`, replacing an old bundle there."""
-  out_dir = os.path.abspath(out_dir)
-  parent, name = os.path.split(out_dir)
-  os.makedirs(parent, exist_ok=True)
-  _replaceable(out_dir)
-  tmp = tempfile.mkdtemp(prefix=f".{name}.tmp-", dir=parent)
-  try:
+  _replaceable(os.path.abspath(out_dir))
+  with atomic.directory(out_dir) as tmp:
     for fname, data in files.items():
       with open(os.path.join(tmp, fname), "wb") as f:
         f.write(data)
         f.flush()
         os.fsync(f.fileno())
-    os.chmod(tmp, 0o755)  # mkdtemp makes it private
-    if not os.path.exists(out_dir):
-      os.rename(tmp, out_dir)
-      return
-    # Two renames keep a complete bundle at out_dir except for the instant between them.
-    old = os.path.join(parent, f".{name}.old-{secrets.token_hex(4)}")
-    os.rename(out_dir, old)
-    try:
-      os.rename(tmp, out_dir)
-    except OSError:
-      os.rename(old, out_dir)
-      raise
-    shutil.rmtree(old, ignore_errors=True)
-  finally:
-    if os.path.exists(tmp):
-      shutil.rmtree(tmp, ignore_errors=True)
 
 
 def save(out_dir: str, variables: Mapping, model_config: Mapping, metadata: Mapping | None = None,
@@ -147,7 +128,7 @@ def save(out_dir: str, variables: Mapping, model_config: Mapping, metadata: Mapp
   image_size = model_config.get("image_size")
   if example_shape is not None:
     example_shape = tuple(int(d) for d in example_shape)
-    from maskedskip_jax import models  # pylint: disable=g-import-not-at-top
+    from maskedskip_jax.nn import models  # pylint: disable=g-import-not-at-top
     models.check_input_shape(model, example_shape)
     image_size = image_size or example_shape[2:4]
   doc = {

@@ -14,15 +14,15 @@ written into a temporary folder that replaces `baselines/` only when complete.
 
 import dataclasses
 import os
-import shutil
 from typing import Any
 
 import numpy as np
 
-from maskedskip_jax import baselines as baselines_lib
-from maskedskip_jax import eval_report
-from maskedskip_jax import plots
-from maskedskip_jax import postprocess as postprocess_lib
+from maskedskip_jax import atomic
+from maskedskip_jax.eval import baselines as baselines_lib
+from maskedskip_jax.eval import report as eval_report
+from maskedskip_jax.eval import plots
+from maskedskip_jax.eval import postprocess as postprocess_lib
 from maskedskip_jax.errors import UserError
 
 
@@ -118,8 +118,7 @@ def evaluate_alone(store, *, names=baselines_lib.BASELINES, patch: int = 16, pos
             "num_frames": int(sum(len(labels[v]) for v in known)), "num_videos": len(known),
             "unlabelled_videos": [video_names[v] for v in range(store.num_videos) if labels[v] is None],
             "image_size": list(store.image_size), "channels": store.channels}
-  tmp = eval_report.make_tmp_dir(out_dir)
-  try:
+  with atomic.directory(out_dir) as tmp:
     columns = {"label": eval_report.label_column(labels), **csv_columns(results)}
     eval_report.write_csv(os.path.join(tmp, "scores.csv"), video_names, columns)
     curves = roc_curves(results)
@@ -127,17 +126,14 @@ def evaluate_alone(store, *, names=baselines_lib.BASELINES, patch: int = 16, pos
       fpr, tpr, auc, label = curves[0]
       plots.plot_roc(fpr, tpr, auc, os.path.join(tmp, "roc.png"), title=f"Baselines' frame-level ROC ({method})",
                      label=label, curves=curves[1:], highlight_first=False)
-    eval_report.finish(tmp, out_dir, report)
-  finally:
-    if os.path.exists(tmp):
-      shutil.rmtree(tmp, ignore_errors=True)
+    atomic.write_json(os.path.join(tmp, "report.json"), report)  # last: its presence means complete
   return report
 
 
 def run(config, workdir: str, out_dir: str | None = None) -> dict[str, Any] | None:
   """`--mode=baselines`: the configured test split scored by the baselines alone (no model); prints the table."""
   import jax  # pylint: disable=g-import-not-at-top
-  from maskedskip_jax import train_data  # pylint: disable=g-import-not-at-top
+  from maskedskip_jax.train import inputs as train_data  # pylint: disable=g-import-not-at-top
   if jax.process_index() != 0:
     return None  # one writer; nothing here is sharded
   s = eval_report.settings(config)

@@ -12,10 +12,10 @@ from typing import Any
 import cv2
 import numpy as np
 
-from maskedskip_jax import metrics
-from maskedskip_jax import overlay
-from maskedskip_jax import region_metrics
-from maskedskip_jax import streaming
+from maskedskip_jax.eval import metrics
+from maskedskip_jax.deploy import overlay
+from maskedskip_jax.eval import region_metrics
+from maskedskip_jax.eval import streaming
 from maskedskip_jax.errors import UserError
 
 

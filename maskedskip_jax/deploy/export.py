@@ -17,9 +17,10 @@ from typing import Any
 import jax
 import numpy as np
 
-from maskedskip_jax import bundle
-from maskedskip_jax import config_check
-from maskedskip_jax import train
+from maskedskip_jax.deploy import bundle
+from maskedskip_jax import config as config_lib
+from maskedskip_jax.train import compile_cache
+from maskedskip_jax.train import state as train_state
 from maskedskip_jax.errors import UserError
 
 EXPORT_DIR = "export"
@@ -60,7 +61,7 @@ def _config_name() -> str | None:
 
 
 def _training_config(config) -> dict[str, Any]:
-  flat = config_check.flatten(config)
+  flat = config_lib.flatten(config)
   return {k: list(v) if isinstance(v, tuple) else v for k, v in sorted(flat.items()) if k not in _PRIVATE_KEYS}
 
 
@@ -71,8 +72,8 @@ def run(config, workdir: str, *, batch_size: int | None = None, config_name: str
   `config_name` is recorded in the metadata (default: the --config file's name).
   """
   batch = _batch_size(config, batch_size)
-  train.enable_compilation_cache(config.train.compilation_cache_dir)
-  model, variables, step = train.restore_variables(config, workdir)
+  compile_cache.enable(config.train.compilation_cache_dir)
+  model, variables, step = train_state.restore_variables(config, workdir)
   out_dir = export_dir(workdir)
   if jax.process_index() != 0:
     return out_dir  # every process restored the same weights; process 0 writes

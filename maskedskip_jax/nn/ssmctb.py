@@ -42,7 +42,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from maskedskip_jax import layers
+from maskedskip_jax.nn import layers
 from maskedskip_jax.errors import UserError
 
 LOSS_COLLECTION = "losses"

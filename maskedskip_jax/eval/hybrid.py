@@ -22,8 +22,8 @@ from typing import Any
 
 import numpy as np
 
-from maskedskip_jax import baselines
-from maskedskip_jax import motion
+from maskedskip_jax.eval import baselines
+from maskedskip_jax.nn import motion
 from maskedskip_jax.errors import UserError
 
 MOTIONS = ("gradient", *baselines.BASELINES)

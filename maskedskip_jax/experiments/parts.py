@@ -2,7 +2,7 @@
 
   python -m maskedskip_jax.ablate --config=configs/synthetic.py --parts=all
 
-Runs share `ablate`'s workdir, bookkeeping and resume rules: the variant alone is the same run (and folder) as
+Runs share the variants table's workdir, bookkeeping and resume rules: the variant alone is the same run (and folder) as
 its row in the variants table, and a part that changes only the scoring re-scores the model it differs from.
 """
 
@@ -12,11 +12,11 @@ from typing import Any
 
 import jax
 
-from maskedskip_jax import ablate
-from maskedskip_jax import config_check
+from maskedskip_jax import atomic
+from maskedskip_jax import config as config_lib
+from maskedskip_jax.eval import evaluate
+from maskedskip_jax.experiments import runs
 from maskedskip_jax.errors import UserError
-
-# pylint: disable=protected-access  (ablate's bookkeeping is shared on purpose)
 
 PARTS_MD, PARTS_JSON = "parts.md", "parts.json"
 # Each part at the setting its paper uses; where the paper gives none, the setting says so.
@@ -61,15 +61,15 @@ def _training_overrides(overrides: dict[str, Any]) -> dict[str, Any]:
 
 def write_parts_table(config, workdir: str, arms, config_name: str | None = None) -> list[dict[str, Any]]:
   """Writes parts.md / parts.json for the evaluated `arms` ((variant, name, overrides, trained_in) each)."""
-  rows = [r for r in (ablate._row(config, workdir, v, name, o, t) for v, name, o, t in arms) if r is not None]
+  rows = [r for r in (runs.table_row(config, workdir, v, name, o, t) for v, name, o, t in arms) if r is not None]
   if jax.process_index() == 0:
-    title = ablate._title(config, config_name).replace("Ablation on", "Parts ablation on", 1)
+    title = runs.title(config, config_name).replace("Ablation on", "Parts ablation on", 1)
     title += " Parts: " + "; ".join(f"{p} = {', '.join(f'{k}={v}' for k, v in o.items())}"
                                      for p, o in PARTS.items()) + "."
-    ablate._write_atomic(os.path.join(workdir, PARTS_MD), ablate.markdown(rows, title, first="arm"))
+    atomic.write_text(os.path.join(workdir, PARTS_MD), runs.markdown(rows, title, first="arm"))
     doc = {"title": title, "config_name": config_name, "dataset": config.data.name, "rows": rows,
-           "parts": PARTS, "config": ablate._experiment(config)}
-    ablate._write_atomic(os.path.join(workdir, PARTS_JSON), json.dumps(doc, indent=2) + "\n")
+           "parts": PARTS, "config": runs.experiment_config(config)}
+    atomic.write_json(os.path.join(workdir, PARTS_JSON), doc)
   return rows
 
 
@@ -80,11 +80,10 @@ def run(config, workdir: str, parts, variants=None, config_name: str | None = No
   run as in the variants table. An arm that differs from an earlier one only in eval.* keys is scored from
   that arm's checkpoints. Returns {'rows', 'preempted'}.
   """
-  from maskedskip_jax import evaluate  # pylint: disable=g-import-not-at-top
   parts = parse_parts(parts)
-  variants = ablate.parse_variants(variants) if variants else (config.model.variant,)
+  variants = runs.parse_variants(variants) if variants else (config.model.variant,)
   workdir = os.path.abspath(workdir)
-  base = ablate._base(config, workdir)
+  base = runs.base_config(config, workdir)
   arms, preempted = [], False
   for variant in variants:
     trained = {}  # training overrides (as a sorted tuple) -> the arm that trained them
@@ -93,24 +92,24 @@ def run(config, workdir: str, parts, variants=None, config_name: str | None = No
       trained_in = trained.setdefault(key, name)
       arms.append((variant, name, overrides, trained_in))
   for variant, name, overrides, trained_in in arms:
-    if os.path.isfile(ablate._report_path(workdir, name)):
-      print(f"ablate: {name}: evaluated before, skipped ({ablate._report_path(workdir, name)})")
+    if os.path.isfile(runs.report_path(workdir, name)):
+      print(f"ablate: {name}: evaluated before, skipped ({runs.report_path(workdir, name)})")
       continue
-    c = config_check.with_values(ablate.variant_config(base, variant), overrides)
-    config_check.validate(c)
+    c = config_lib.with_values(runs.variant_config(base, variant), overrides)
+    config_lib.validate(c)
     train_dir = os.path.join(workdir, trained_in)
     if trained_in == name:
       print(f"ablate: {name}: training and evaluating in {train_dir}")
-      if not ablate._train(c, train_dir):
+      if not runs.train_arm(c, train_dir):
         preempted = True
         break
     else:
       print(f"ablate: {name}: scoring the model of {trained_in} with {overrides}")
-      if not (ablate._read_json(os.path.join(train_dir, ablate.TIME_FILE)) or {}).get("finished"):
+      if not (runs.read_json(os.path.join(train_dir, runs.TIME_FILE)) or {}).get("finished"):
         raise UserError(f"{train_dir}: arm {trained_in} has not finished training; rerun to train it first")
     evaluate.run(c, train_dir, out_dir=os.path.join(workdir, name, "eval"))
   rows = write_parts_table(config, workdir, arms, config_name)
   if jax.process_index() == 0:
-    print(ablate.markdown(rows, first="arm"))
+    print(runs.markdown(rows, first="arm"))
     print(f"-> {os.path.join(workdir, PARTS_MD)}")
   return {"rows": rows, "preempted": preempted}

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 from sklearn import metrics as skm
 
-from maskedskip_jax import postprocess as _postprocess
+from maskedskip_jax.eval import postprocess as _postprocess
 from maskedskip_jax.errors import UserError
 
 # Re-exported so callers can keep to the `metrics.postprocess(...)` contract of docs/CONTRACTS.md.

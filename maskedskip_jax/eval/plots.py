@@ -13,22 +13,13 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from maskedskip_jax import atomic
 from maskedskip_jax.errors import UserError
 
 
 def _save(fig: Figure, path: str) -> str:
-  folder = os.path.dirname(os.path.abspath(path))
-  os.makedirs(folder, exist_ok=True)
-  fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=".png")
-  try:
-    with os.fdopen(fd, "wb") as f:
-      FigureCanvasAgg(fig).print_png(f)
-    os.chmod(tmp, 0o644)  # mkstemp makes it owner-only; a figure is meant to be shared
-    os.replace(tmp, path)
-  except BaseException:
-    if os.path.exists(tmp):
-      os.remove(tmp)
-    raise
+  with atomic.open_file(path, "wb") as f:
+    FigureCanvasAgg(fig).print_png(f)
   return path
 
 

@@ -7,8 +7,8 @@ import jax
 import numpy as np
 import tqdm
 
-from maskedskip_jax import checkpointing
-from maskedskip_jax import metrics_log
+from maskedskip_jax.train import checkpointing
+from maskedskip_jax.train import metrics_log
 from maskedskip_jax.errors import UserError
 
 

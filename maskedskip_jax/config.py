@@ -13,7 +13,7 @@ from typing import Any, Callable
 
 import ml_collections
 
-from maskedskip_jax import conv_lowering
+from maskedskip_jax.nn import conv_lowering
 from maskedskip_jax.errors import UserError
 
 DATASETS = ("synthetic", "ucsd_ped1", "ucsd_ped2", "cuhk_avenue", "shanghaitech", "generic", "frames")
@@ -72,7 +72,7 @@ def _multiple_of_8(v):
 
 
 def _postprocess(v):
-  from maskedskip_jax import postprocess  # pylint: disable=g-import-not-at-top
+  from maskedskip_jax.eval import postprocess  # pylint: disable=g-import-not-at-top
   try:
     postprocess.parse_chain(v)
   except UserError as e:
@@ -88,7 +88,7 @@ def _baseline_names(v):
 
 
 def _variant(v):
-  from maskedskip_jax import models  # pylint: disable=g-import-not-at-top
+  from maskedskip_jax.nn import models  # pylint: disable=g-import-not-at-top
   return None if v in models.VARIANTS else f"one of {', '.join(models.VARIANTS)}"
 
 
@@ -275,7 +275,7 @@ def validate(config) -> None:
 
 
 def _check_together(flat: dict[str, Any]) -> None:
-  from maskedskip_jax import models  # pylint: disable=g-import-not-at-top
+  from maskedskip_jax.nn import models  # pylint: disable=g-import-not-at-top
   default_t = models.default_temporal(flat["model.variant"])
   if default_t == 1 and flat["model.temporal"] != 1:
     raise UserError(f"config key model.temporal: variant {flat['model.variant']!r} sees single frames; "

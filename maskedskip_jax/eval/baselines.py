@@ -29,7 +29,7 @@ import cv2
 import jax
 import numpy as np
 
-from maskedskip_jax import scoring
+from maskedskip_jax.nn import scoring
 from maskedskip_jax.errors import UserError
 
 BASELINES = ("frame_diff", "mog2", "flow")

@@ -13,13 +13,13 @@ from typing import Any
 
 import numpy as np
 
-from maskedskip_jax import config_check
-from maskedskip_jax import metrics
-from maskedskip_jax import postprocess as postprocess_lib
+from maskedskip_jax import config as config_lib
+from maskedskip_jax.eval import metrics
+from maskedskip_jax.eval import postprocess as postprocess_lib
 from maskedskip_jax.errors import UserError
 
 # eval.* keys the evaluations read, with the value used when a config lacks them.
-DEFAULTS = {k.split(".", 1)[1]: f.default for k, f in config_check.SCHEMA.items() if k.startswith("eval.")}
+DEFAULTS = {k.split(".", 1)[1]: f.default for k, f in config_lib.SCHEMA.items() if k.startswith("eval.")}
 HEADLINE = ("frame_auc_micro", "frame_auc_macro", "eer", "average_precision")
 
 
@@ -95,29 +95,3 @@ def write_csv(path: str, names, columns: dict[str, list[np.ndarray]]) -> None:
                for a in values]
       for k in range(lengths[v]):
         out.writerow([name, k, *(t[k] for t in texts)])
-
-
-def make_tmp_dir(out_dir: str) -> str:
-  """A private temp folder beside `out_dir`, for a result that replaces `out_dir` when complete."""
-  os.makedirs(os.path.dirname(out_dir), exist_ok=True)
-  return tempfile.mkdtemp(prefix=f".{os.path.basename(out_dir)}.tmp-", dir=os.path.dirname(out_dir))
-
-
-def replace_dir(tmp: str, out_dir: str) -> None:
-  """Moves the finished `tmp` to `out_dir`, replacing an earlier result there."""
-  os.chmod(tmp, 0o755)  # mkdtemp makes it private
-  if os.path.exists(out_dir):
-    old = tempfile.mkdtemp(prefix=f".{os.path.basename(out_dir)}.old-", dir=os.path.dirname(out_dir))
-    os.replace(out_dir, os.path.join(old, "previous"))
-    os.replace(tmp, out_dir)
-    shutil.rmtree(old, ignore_errors=True)
-  else:
-    os.replace(tmp, out_dir)
-
-
-def finish(tmp: str, out_dir: str, report: dict[str, Any]) -> None:
-  """Writes report.json into the staged folder `tmp`, last, then moves the folder into place as `out_dir`."""
-  with open(os.path.join(tmp, "report.json"), "w") as f:
-    json.dump(report, f, indent=2)
-    f.write("\n")
-  replace_dir(tmp, out_dir)

@@ -13,6 +13,8 @@ from typing import Any
 
 from absl import logging
 
+from maskedskip_jax import atomic
+
 METRICS_FILE = "metrics.jsonl"
 
 
@@ -61,10 +63,7 @@ def truncate_after(path: str, step: int) -> None:
       pass  # a line cut short by a kill
   if len(kept) == len(lines):
     return
-  tmp = f"{path}.tmp-{os.getpid()}"
-  with open(tmp, "w") as f:
-    f.writelines(kept)
-  os.replace(tmp, path)
+  atomic.write_text(path, "".join(kept))
 
 
 def read(path: str) -> list[dict[str, Any]]:

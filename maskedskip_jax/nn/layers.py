@@ -13,7 +13,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from maskedskip_jax import conv_lowering
+from maskedskip_jax.nn import conv_lowering
 
 Dtype = jnp.dtype
 

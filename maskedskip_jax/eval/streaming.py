@@ -26,8 +26,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from maskedskip_jax import models
-from maskedskip_jax import scoring
+from maskedskip_jax.nn import models
+from maskedskip_jax.nn import scoring
 from maskedskip_jax.errors import UserError
 
 LEVELS = 4

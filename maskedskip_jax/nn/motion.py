@@ -22,7 +22,7 @@ Everything is pure jax and jittable; shapes are static, so the checks run once a
 import jax
 import jax.numpy as jnp
 
-from maskedskip_jax import scoring
+from maskedskip_jax.nn import scoring
 from maskedskip_jax.errors import UserError
 
 MEDIAN_SIZES = (0, 3, 5)

@@ -16,7 +16,6 @@ written into a temporary folder that replaces `eval/` only when complete.
 """
 
 import os
-import shutil
 import time
 from typing import Any
 
@@ -24,17 +23,18 @@ import jax
 import numpy as np
 import tqdm
 
-from maskedskip_jax import baseline_eval
-from maskedskip_jax import baselines as baselines_lib
-from maskedskip_jax import diagnostics
-from maskedskip_jax import eval_collect
-from maskedskip_jax import eval_report
-from maskedskip_jax import hybrid
-from maskedskip_jax import models
-from maskedskip_jax import plots
-from maskedskip_jax import postprocess as postprocess_lib
-from maskedskip_jax import streaming
-from maskedskip_jax import train_data
+from maskedskip_jax import atomic
+from maskedskip_jax.eval import baseline_eval
+from maskedskip_jax.eval import baselines as baselines_lib
+from maskedskip_jax.eval import diagnostics
+from maskedskip_jax.eval import collect as eval_collect
+from maskedskip_jax.eval import report as eval_report
+from maskedskip_jax.eval import hybrid
+from maskedskip_jax.nn import models
+from maskedskip_jax.eval import plots
+from maskedskip_jax.eval import postprocess as postprocess_lib
+from maskedskip_jax.eval import streaming
+from maskedskip_jax.train import inputs as train_data
 from maskedskip_jax.errors import UserError
 
 # Kept here too: callers read evaluate.settings / DEFAULTS.
@@ -108,8 +108,7 @@ def evaluate_store(model, variables, store, *, temporal: int | None = None, batc
   scorer = streaming.StreamingScorer(
       model, variables, store.image_size, batch_size=batch_size, patch=patch, with_recon=write_videos,
       map_size=store.image_size if write_videos else grid if pixel_metrics else None)
-  tmp = eval_report.make_tmp_dir(out_dir)
-  try:
+  with atomic.directory(out_dir) as tmp:
     collect = eval_collect.Collector(store, tmp, grid, write_videos, pixel_metrics)
     compile_seconds, seconds = _score_all(scorer, store, collect, progress)
     mask_scores = [np.asarray(s, np.float64) for s in collect.mask_scores]
@@ -160,10 +159,7 @@ def evaluate_store(model, variables, store, *, temporal: int | None = None, batc
     if worst_frames > 0:
       diagnostics.worst_frames(model, variables, store, processed, labels, os.path.join(tmp, "worst_frames.png"),
                                worst_frames, method)
-    eval_report.finish(tmp, out_dir, report)
-  finally:
-    if os.path.exists(tmp):
-      shutil.rmtree(tmp, ignore_errors=True)
+    atomic.write_json(os.path.join(tmp, "report.json"), report)  # last: its presence means complete
   return report
 
 
@@ -176,13 +172,15 @@ def _local(tree):
 
 def load_model(config, workdir: str, model_dir: str | None = None):
   """(model, variables, checkpoint step, source): the workdir's newest checkpoint, or the bundle `model_dir`."""
-  from maskedskip_jax import train  # pylint: disable=g-import-not-at-top
+  from maskedskip_jax.train import compile_cache  # pylint: disable=g-import-not-at-top
+  from maskedskip_jax.nn import dtypes  # pylint: disable=g-import-not-at-top
+  from maskedskip_jax.train import state as train_state  # pylint: disable=g-import-not-at-top
   if model_dir is None:
-    model, variables, step = train.restore_variables(config, workdir)
+    model, variables, step = train_state.restore_variables(config, workdir)
     return model, _local(variables), step, os.path.join(os.path.abspath(workdir), "checkpoints", str(step))
-  from maskedskip_jax import bundle  # pylint: disable=g-import-not-at-top
+  from maskedskip_jax.deploy import bundle  # pylint: disable=g-import-not-at-top
   model, variables, model_config = bundle.load(model_dir, expect_variant=config.model.variant,
-                                               dtype=train.compute_dtype(config.train.compute_dtype))
+                                               dtype=dtypes.compute_dtype(config.train.compute_dtype))
   for key, want in (("channels", config.data.channels), ("temporal", config.model.temporal)):
     if model_config[key] != want:
       raise UserError(f"{model_dir}: the bundle's model has {key}={model_config[key]}, the config says {want}")
@@ -195,9 +193,9 @@ def run(config, workdir: str, model_dir: str | None = None, out_dir: str | None 
 
   The files go to `out_dir` (default `workdir/eval`): the ablation scores one trained model several ways.
   """
-  from maskedskip_jax import train  # pylint: disable=g-import-not-at-top
+  from maskedskip_jax.train import loop as train  # pylint: disable=g-import-not-at-top
   s = settings(config)
-  train.enable_compilation_cache(config.train.compilation_cache_dir)
+  compile_cache.enable(config.train.compilation_cache_dir)
   model, variables, step, source = load_model(config, workdir, model_dir)
   if jax.process_index() != 0:
     return None  # one writer: every process holds the same model, process 0 scores the test set

@@ -14,9 +14,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from maskedskip_jax import conv_lowering as conv_lowering_lib
-from maskedskip_jax import layers
-from maskedskip_jax import ssmctb as ssmctb_lib
+from maskedskip_jax.nn import conv_lowering as conv_lowering_lib
+from maskedskip_jax.nn import layers
+from maskedskip_jax.nn import ssmctb as ssmctb_lib
 from maskedskip_jax.errors import UserError
 
 SKIP_KERNELS = (17, 11, 7, 3)

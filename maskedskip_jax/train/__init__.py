@@ -1,0 +1,1 @@
+"""Training: state and factories, the step, the loop and its progress, optimiser, checkpoints, sharding, inputs."""

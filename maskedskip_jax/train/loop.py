@@ -1,0 +1,129 @@
+"""The training loop: batches sharded on the mesh's 'data' axis through one jitted step, checkpoints, progress.
+
+The loop restores the newest checkpoint of the workdir (state and, through `step`, the data position), so a
+restarted run ends with exactly the parameters of an uninterrupted one.
+"""
+
+import functools
+import os
+import sys
+import time
+from typing import Any
+
+from absl import logging
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import tqdm
+
+from maskedskip_jax import config as config_lib
+from maskedskip_jax.errors import UserError
+from maskedskip_jax.train import checkpointing
+from maskedskip_jax.train import compile_cache
+from maskedskip_jax.train import inputs as train_data
+from maskedskip_jax.train import optim
+from maskedskip_jax.train import progress as train_progress
+from maskedskip_jax.train import sharding
+from maskedskip_jax.train import state as train_state
+from maskedskip_jax.train import step as step_lib
+
+def _check_writable(workdir: str) -> None:
+  """Fail before the slow start-up work, not at the first checkpoint."""
+  try:
+    os.makedirs(workdir, exist_ok=True)
+    probe = os.path.join(workdir, f".write-test-{os.getpid()}")
+    with open(probe, "w"):
+      pass
+    os.remove(probe)
+  except OSError as e:
+    raise UserError(f"--workdir {workdir}: not writable ({e.strerror}); pick a folder you can write to") from None
+
+
+def _say(message: str) -> None:
+  """User-facing progress lines (process 0), kept clear of the progress bar."""
+  logging.info(message)
+  if jax.process_index() == 0:
+    tqdm.tqdm.write(message, file=sys.stderr)  # where the bar is
+
+
+def train(config, workdir: str) -> dict[str, Any]:
+  """Train (or resume) in `workdir`; returns {'step', 'preempted', 'checkpoint_dir'}."""
+  config_lib.validate(config)
+  _check_writable(workdir)
+  compile_cache.enable(config.train.compilation_cache_dir)
+  c, t = config, config.train
+  mesh = sharding.make_mesh()
+  repl, data_sharding = sharding.replicated(mesh), sharding.batch_sharding(mesh)
+  sharding.local_batch_size(t.batch_size, mesh)  # raises unless the batch splits evenly
+
+  from data_pipeline import pipeline  # pylint: disable=g-import-not-at-top
+  store = train_data.load_split(c, workdir, "train")
+  steps_per_epoch = pipeline.steps_per_epoch(store, t.batch_size, c.model.temporal, c.data.stride)
+  total = t.num_steps if t.num_steps > 0 else t.epochs * steps_per_epoch
+  model, tx = train_state.build_model(c), train_state.build_optimizer(c, total)
+  input_shape = train_state.clip_shape(c)
+
+  mngr = checkpointing.manager(workdir, keep=t.keep_checkpoints, async_save=t.async_checkpoints)
+  meta = {"config": train_state.json_config(c)}
+  latest = mngr.latest_step()
+  if latest is None:
+    state = train_state.init_state(t.seed, model=model, tx=tx, input_shape=input_shape, placement=repl)
+  else:
+    train_state.check_same_experiment(checkpointing.read_meta(mngr, latest), c, mngr.directory)
+    abstract = train_state.abstract_state(model=model, tx=tx, input_shape=input_shape, placement=repl)
+    state, _ = checkpointing.restore(mngr, abstract, latest)
+    _say(f"resumed from {mngr.directory}/{latest}")
+  start = int(np.asarray(state["step"]))
+  _say(f"training {total} steps ({steps_per_epoch} per epoch, batch {t.batch_size} over {mesh.devices.size} "
+       f"device(s), {jax.process_count()} process(es)) in {os.path.abspath(workdir)}")
+
+  step_fn = jax.jit(functools.partial(step_lib.train_step, model=model, tx=tx, loss=step_lib.LossOptions.from_config(c)),
+                    donate_argnums=0,
+                    in_shardings=(repl, data_sharding), out_shardings=(repl, repl))
+  batches = pipeline.train_iterator(store, t.batch_size, c.model.temporal, c.data.stride, t.seed, start_step=start,
+                                    process_index=jax.process_index(), process_count=jax.process_count(),
+                                    backend=c.data.backend)
+  if t.paste_prob > 0:
+    batches = train_data.with_pasted_anomalies(batches, start=start, seed=t.seed, p=t.paste_prob, source=t.paste_source,
+                                    row_offset=jax.process_index() * sharding.local_batch_size(t.batch_size, mesh))
+  batches = sharding.prefetch(batches, data_sharding, t.prefetch)
+
+  progress = train_progress.Progress(c, workdir, start, total, optim.learning_rate_schedule(
+      t.learning_rate, t.schedule, total, t.warmup_steps))
+  progress.saved = latest
+  watch = checkpointing.PreemptionWatch()
+  preempted, compiled, pending = False, None, None
+  try:
+    for step in range(start, total):
+      batch = next(batches)
+      if compiled is None:
+        begin = time.perf_counter()
+        compiled = step_fn.lower(state, batch).compile()
+        _say(f"compiled the train step in {time.perf_counter() - begin:.1f} s")
+        progress.start_clock()
+      state, metrics = compiled(state, batch)
+      done = step + 1
+      # The previous step's metrics are read while this one runs, keeping the device busy.
+      if pending is not None:
+        progress.check(*pending)
+      pending = (done, metrics)
+      preempted = watch.reached(done)
+      if done % t.checkpoint_every_steps == 0 or done == total or preempted:
+        progress.check(*pending)  # never save a state whose step blew up
+        pending = None
+        with checkpointing.disk_errors_as_user_errors(mngr.directory):
+          if checkpointing.save(mngr, done, state, meta):
+            progress.saved = done
+      if preempted:
+        _say(f"SIGTERM: saved step {done}; run the same command again to resume")
+        break
+    if pending is not None:
+      progress.check(*pending)
+  finally:
+    watch.close()
+    progress.close()
+    with checkpointing.disk_errors_as_user_errors(mngr.directory):
+      mngr.wait_until_finished()  # an async write in flight is the last good checkpoint
+      mngr.close()
+  return {"step": progress.last_good, "preempted": preempted, "checkpoint_dir": checkpointing.checkpoint_dir(workdir)}
