@@ -7,7 +7,7 @@
 The training step is the project's own (`maskedskip_jax.train.step.train_step`: jitted,
 state donated, Adam, norm loss, BatchNorm statistics updated). Inference is the
 plain per-clip `apply` in eval mode (one scored frame per clip); `--streaming`
-adds the frame-reusing path of `maskedskip_jax.streaming` when it exists.
+adds the frame-reusing path of `maskedskip_jax.eval.streaming` when it exists.
 Tracing/compiling and the first run are timed apart from the steady state, which
 is the median of `--steps` steps, each bracketed by `block_until_ready`.
 """
@@ -164,7 +164,7 @@ def bench_infer(model, variables, image_size: int, batch_size: int, steps: int, 
 
 
 def bench_streaming(model, variables, image_size: int, batch_size: int, steps: int) -> dict:
-  """`maskedskip_jax.streaming`'s device step: B new frames encoded once, B clips decoded and scored.
+  """`maskedskip_jax.eval.streaming`'s device step: B new frames encoded once, B clips decoded and scored.
 
   Timed by `benchmarks/inference_speed.py` (the streaming path's own benchmark) on
   device-resident inputs, so the figure is frames scored per second.
@@ -196,7 +196,7 @@ def parse_args(argv=None) -> argparse.Namespace:
   parser.add_argument("--warmup", type=int, default=2, help="untimed steps after the first")
   parser.add_argument("--full-3d-skips", action="store_true",
                       help="compute the masked skips as full 3-D convs (centre-only is the default)")
-  parser.add_argument("--streaming", action="store_true", help="also time maskedskip_jax.streaming")
+  parser.add_argument("--streaming", action="store_true", help="also time maskedskip_jax.eval.streaming")
   parser.add_argument("--conv-lowering", default="auto", choices=conv_lowering.LOWERINGS,
                       help="model.conv_lowering: auto = the CPU fast paths on CPU, XLA's convs elsewhere")
   parser.add_argument("--patches", default="",

@@ -3,7 +3,7 @@ r"""Which ways of turning the reconstruction error map into a frame score help, 
   python3 benchmarks/score_variants.py --config=configs/ped2_cpu.py --workdir=runs/ped2_cpu \
       --json=runs/ped2_cpu/score_variants.json
 
-Not a speed figure. The run's newest checkpoint (maskedskip_jax.evaluate.load_model) streams the training and
+Not a speed figure. The run's newest checkpoint (maskedskip_jax.eval.evaluate.load_model) streams the training and
 test splits through streaming.StreamingScorer at full resolution, and each test frame's error map is turned
 into a frame score several ways:
 
@@ -17,7 +17,7 @@ into a frame score several ways:
 Every reference statistic comes from the training videos, never from the test videos, so a variant could be
 deployed as it stands. Each variant is reported as frame AUC micro and macro, raw ('none') and with the paper's
 17-frame median, plus per-video AUC, through postprocess.py and metrics.frame_metrics (the calls
-maskedskip_jax.evaluate makes), so 'patch16' is the evaluation's reconstruction score (report.json's
+maskedskip_jax.eval.evaluate makes), so 'patch16' is the evaluation's reconstruction score (report.json's
 frame_auc_micro with eval.hybrid_beta=0, or its score_components.reconstruction). The eval.hybrid_* keys do not
 apply: only the reconstruction error is scored here.
 
@@ -139,7 +139,7 @@ def variants(stats: dict) -> dict:
 
 
 def evaluate_variant(scores, labels, names) -> dict:
-  """Per post-processing: frame AUC micro, macro and per video, exactly as maskedskip_jax.evaluate computes them."""
+  """Per post-processing: frame AUC micro, macro and per video, exactly as maskedskip_jax.eval.evaluate computes them."""
   out = {}
   known = list(range(len(scores)))  # only labelled videos were scored
   for spec in POSTPROCESS:

@@ -8,8 +8,8 @@ r"""Train the PyTorch twin the way the published code does, then score it with t
 Issue #16 item 4: the published training loop (train.py: torch.optim.Adam(lr) on NormLoss, train-mode
 BatchNorm, 10 epochs of shuffled stride-1 T-frame windows) run on tests/torch_twin.py, so that the gap
 between the JAX trainer and the published code can be measured with everything after training equal:
-the weights are imported into a model bundle (maskedskip_jax.convert_torch) and scored by
-maskedskip_jax.evaluate.run, so DIR/eval/report.json is the report a JAX run writes.
+the weights are imported into a model bundle (maskedskip_jax.deploy.convert_torch) and scored by
+maskedskip_jax.eval.evaluate.run, so DIR/eval/report.json is the report a JAX run writes.
 
 Config keys mean what they mean for maskedskip_jax.main. Writes DIR/torch.pt (state_dict), DIR/bundle,
 DIR/torch_train.json (losses, timings) and DIR/eval/.
@@ -185,7 +185,7 @@ def run(config, workdir: str) -> dict:
 
   _atomic_write(os.path.join(workdir, "torch_train.json"), write)
   from maskedskip_jax.eval import evaluate  # pylint: disable=g-import-not-at-top  (pulls in JAX scoring)
-  record["eval"] = evaluate.run(config, workdir, model_dir=record["bundle"])
+  record["eval"] = evaluate.run(config, workdir, trained=bundle.load_for_config(config, record["bundle"]))
   return record
 
 

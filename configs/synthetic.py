@@ -4,7 +4,7 @@ r"""The embedded default: procedural street scenes, trained and evaluated on a l
 
 The dataset (10 training and 8 test videos, 120x160) is generated once into
 data.cache_dir. A grey 64x64 MaskedSkipUNet (latent 64) then trains 500 steps of
-16 clips (~7 epochs; the training loss has levelled off by ~300) and is scored on the
+16 clips and is scored on the
 test videos, where cyclists, carts, skateboarders and people jogging across the lawn are the anomalies.
 The frame score is the reconstruction's plus optical flow, each standardised on the training videos; the report
 gives the reconstruction alone and the no-learning baselines beside it (run time and figures: BENCHMARKS.md).

@@ -35,5 +35,10 @@ def main(argv=None) -> int:
   return 0
 
 
-if __name__ == "__main__":
+def cli() -> None:
+  """The `maskedskip-convert-torch` console script."""
   sys.exit(main())
+
+
+if __name__ == "__main__":
+  cli()

@@ -9,7 +9,7 @@ import sys
 
 import cv2
 
-from maskedskip_jax.deploy import overlay
+from maskedskip_jax.eval import overlay
 from maskedskip_jax.deploy import predict as predict_lib
 from maskedskip_jax.errors import UserError
 from maskedskip_jax.nn import dtypes
@@ -40,5 +40,10 @@ def main(argv=None) -> int:
   return 0
 
 
-if __name__ == "__main__":
+def cli() -> None:
+  """The `maskedskip-predict` console script."""
   sys.exit(main())
+
+
+if __name__ == "__main__":
+  cli()

@@ -253,7 +253,7 @@ def test_run_evaluates_the_newest_checkpoint(tmp_path, capsys):
   from maskedskip_jax.deploy import bundle  # pylint: disable=g-import-not-at-top
   model_dir = bundle.save(str(tmp_path / "bundle"), variables, {"variant": "maskedskip_unet", "latent_dim": 16,
                                                                 "channels": 1}, {"checkpoint_step": 6})
-  again = evaluate.run(config, str(tmp_path / "other"), model_dir=model_dir)
+  again = evaluate.run(config, str(tmp_path / "other"), trained=bundle.load_for_config(config, model_dir))
   assert again["checkpoint_step"] == 6 and again["checkpoint"] == model_dir
   assert again["frame_auc_micro"] == report["frame_auc_micro"]
   first, second = (read_csv(os.path.join(w, "eval", "scores.csv")) for w in (workdir, str(tmp_path / "other")))

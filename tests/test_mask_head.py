@@ -19,6 +19,7 @@ from maskedskip_jax.eval import hybrid
 from maskedskip_jax.nn import models
 from maskedskip_jax.train import optim
 from maskedskip_jax.deploy import reconstruct
+from maskedskip_jax.nn import inference
 from maskedskip_jax.train import compile_cache
 from maskedskip_jax.train import loop
 from maskedskip_jax.train import step as step_lib
@@ -205,7 +206,7 @@ def test_bundle_round_trip_rebuilds_the_head_and_old_bundles_still_load(tmp_path
   got_recon, got_mask = loaded.apply(loaded_vars, x, return_mask=True)
   np.testing.assert_array_equal(got_recon, want_recon)
   np.testing.assert_array_equal(got_mask, want_mask)
-  recon = reconstruct.reconstruct(loaded, loaded_vars, x, batch_size=2)
+  recon = inference.reconstruct(loaded, loaded_vars, x, batch_size=2)
   assert recon.shape == (3, H, W, 1)
   np.testing.assert_allclose(recon, want_recon, atol=1e-5, rtol=0)
 
@@ -241,6 +242,6 @@ def test_tiny_run_with_the_head_trains_evaluates_and_exports(tmp_path):
   model, variables, model_config = bundle.load(path)
   assert model.mask_head and model_config["mask_head"] is True
   clips = _clips(4, batch=1)
-  recon = reconstruct.reconstruct(model, variables, clips)
+  recon = inference.reconstruct(model, variables, clips)
   assert recon.shape == (1, H, W, 1)
   np.testing.assert_allclose(np.asarray(bundle.load_exported(path)(clips)), recon, atol=1e-5, rtol=0)

@@ -14,7 +14,7 @@ import pytest
 from data_pipeline import framestore
 from maskedskip_jax import predict as predict_cli
 from maskedskip_jax.deploy import bundle
-from maskedskip_jax.deploy import overlay
+from maskedskip_jax.eval import overlay
 from maskedskip_jax.deploy import predict
 from maskedskip_jax.eval import postprocess
 from maskedskip_jax.nn import models

@@ -28,6 +28,7 @@ import numpy as np
 from maskedskip_jax import atomic
 from maskedskip_jax.deploy import stablehlo_export
 from maskedskip_jax.errors import UserError
+from maskedskip_jax.nn import dtypes
 
 FORMAT = "maskedskip_jax.bundle"
 FORMAT_VERSION = 1
@@ -247,6 +248,20 @@ def load(bundle_dir: str, expect_variant: str | None = None, dtype=None):
   model = _build({k: config[k] for k in ARCH_KEYS}, **kwargs)
   _check_shapes(model, variables, os.path.join(bundle_dir, PARAMS_FILE))
   return model, jax.tree.map(jnp.asarray, variables), config
+
+
+def load_for_config(config, bundle_dir: str):
+  """(model, variables, checkpoint step, source) of a bundle that must match `config`'s variant, channels and T.
+
+  The model computes in the config's compute dtype; the tuple is what `eval.evaluate.run(trained=...)` takes.
+  """
+  model, variables, model_config = load(bundle_dir, expect_variant=config.model.variant,
+                                        dtype=dtypes.compute_dtype(config.train.compute_dtype))
+  for key, want in (("channels", config.data.channels), ("temporal", config.model.temporal)):
+    if model_config[key] != want:
+      raise UserError(f"{bundle_dir}: the bundle's model has {key}={model_config[key]}, the config says {want}")
+  step = (model_config.get("metadata") or {}).get("checkpoint_step")
+  return model, variables, step, os.path.abspath(bundle_dir)
 
 
 def load_exported(bundle_dir: str) -> stablehlo_export.ExportedModel:

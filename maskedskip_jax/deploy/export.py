@@ -20,6 +20,7 @@ import numpy as np
 from maskedskip_jax.deploy import bundle
 from maskedskip_jax import config as config_lib
 from maskedskip_jax.train import compile_cache
+from maskedskip_jax.train import sharding
 from maskedskip_jax.train import state as train_state
 from maskedskip_jax.errors import UserError
 
@@ -31,13 +32,6 @@ _PRIVATE_KEYS = ("data.root", "data.cache_dir", "data.tfds_data_dir", "train.com
 
 def export_dir(workdir: str) -> str:
   return os.path.join(os.path.abspath(workdir), EXPORT_DIR)
-
-
-def _host(tree):
-  """Host copies of (possibly replicated, multi-process) arrays: one local shard holds the whole value."""
-  def one(a):
-    return np.asarray(a.addressable_shards[0].data) if isinstance(a, jax.Array) else np.asarray(a)
-  return jax.tree.map(one, tree)
 
 
 def _batch_size(config, batch_size: int | None) -> int:
@@ -85,6 +79,6 @@ def run(config, workdir: str, *, batch_size: int | None = None, config_name: str
               "config_name": config_name if config_name is not None else _config_name(),
               "masked_kernels": config.model.masked_kernels, "training_config": _training_config(config)}
   example_shape = (batch, model.temporal, *config.data.image_size, model.channels)
-  path = bundle.save(out_dir, _host(variables), model_config, metadata, example_shape=example_shape)
+  path = bundle.save(out_dir, sharding.host_copy(variables), model_config, metadata, example_shape=example_shape)
   print(f"exported checkpoint step {step} ({model.variant}, input {example_shape}) -> {path}")
   return path

@@ -23,7 +23,7 @@ import numpy as np
 import tqdm
 
 from maskedskip_jax import atomic
-from maskedskip_jax.deploy import overlay
+from maskedskip_jax.eval import overlay
 from maskedskip_jax.eval import postprocess as postprocess_lib
 from maskedskip_jax.errors import UserError
 from maskedskip_jax.nn import dtypes

@@ -19,6 +19,7 @@ import numpy as np
 
 from maskedskip_jax import atomic
 from maskedskip_jax.deploy import bundle
+from maskedskip_jax.nn import inference
 from maskedskip_jax.nn import models
 from maskedskip_jax.errors import UserError
 
@@ -44,27 +45,6 @@ def load_clips(path: str, model: models.MaskedSkipUNet) -> np.ndarray:
   return clips
 
 
-def reconstruct(model, variables, clips: np.ndarray, batch_size: int = 16, out: np.ndarray | None = None,
-                name: str = "clips") -> np.ndarray:
-  """Eval-mode float32 reconstructions of `clips` (N, T, H, W, C), written into `out` (N, H, W, C)."""
-  n, _, h, w, c = clips.shape
-  out = np.empty((n, h, w, c), np.float32) if out is None else out
-  batch_size = max(1, min(batch_size, n))
-  with jax.default_matmul_precision("highest"):  # float32 means float32: no TF32 on GPUs
-    apply = jax.jit(lambda v, x: model.apply(v, x, train=False))
-    for start in range(0, n, batch_size):
-      x = np.asarray(clips[start:start + batch_size], np.float32)
-      lo, hi = float(x.min()), float(x.max())
-      if not 0.0 <= lo <= hi <= 1.0:  # also false for NaN
-        raise UserError(f"{name}: values must lie in [0, 1]; clips {start}..{start + len(x) - 1} "
-                        f"span [{lo:g}, {hi:g}]")
-      k = len(x)
-      if k < batch_size:  # pad the last batch: one compiled shape for the whole run
-        x = np.concatenate([x, np.repeat(x[-1:], batch_size - k, axis=0)])
-      out[start:start + k] = np.asarray(apply(variables, x))[:k]
-  return out
-
-
 def run(model_dir: str, input_path: str, output_path: str, batch_size: int = 16) -> tuple[int, ...]:
   """Reads the bundle and clips, writes recon to `output_path` via a temp file; returns its shape."""
   if batch_size < 1:
@@ -77,7 +57,7 @@ def run(model_dir: str, input_path: str, output_path: str, batch_size: int = 16)
   n, _, h, w, c = clips.shape
   with atomic.path(output_path) as tmp:
     out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(n, h, w, c))
-    reconstruct(model, variables, clips, batch_size, out, name=input_path)
+    inference.reconstruct(model, variables, clips, batch_size, out, name=input_path)
     out.flush()
     del out
   return (n, h, w, c)

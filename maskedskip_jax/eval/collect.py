@@ -13,7 +13,7 @@ import cv2
 import numpy as np
 
 from maskedskip_jax.eval import metrics
-from maskedskip_jax.deploy import overlay
+from maskedskip_jax.eval import overlay
 from maskedskip_jax.eval import region_metrics
 from maskedskip_jax.eval import streaming
 from maskedskip_jax.errors import UserError

@@ -6,7 +6,7 @@
                       each: input frame, reconstruction, score map, with video, frame and score
 
 The worst frames' reconstructions come from a second, small pass after scoring: only their K clips are run
-through the model (`reconstruct.reconstruct`, the plain forward, edges replicated like the streaming scorer), so
+through the model (`inference.reconstruct`, the plain forward, edges replicated like the streaming scorer), so
 evaluation never keeps every frame's reconstruction. The map shown is the reconstruction's error map
 (`scoring.score_maps`); with eval.hybrid_beta or eval.mask_weight the headline score has other terms too.
 """
@@ -17,7 +17,7 @@ import numpy as np
 
 from maskedskip_jax.eval import collect as eval_collect
 from maskedskip_jax.eval import plots
-from maskedskip_jax.deploy import reconstruct
+from maskedskip_jax.nn import inference
 from maskedskip_jax.nn import scoring
 
 WORST_FRAMES = 8
@@ -59,7 +59,7 @@ def worst_frames(model, variables, store, scores, labels, path: str, k: int = WO
   if not picks:
     return None
   clips = clips_of(store, picks, model.temporal)
-  recon = reconstruct.reconstruct(model, variables, clips, batch_size=len(picks), name="worst frames")
+  recon = inference.reconstruct(model, variables, clips, batch_size=len(picks), name="worst frames")
   target = clips[:, (model.temporal - 1) // 2]
   maps = np.asarray(scoring.score_maps(target, recon))
   names = store.video_names

@@ -163,40 +163,24 @@ def evaluate_store(model, variables, store, *, temporal: int | None = None, batc
   return report
 
 
-def _local(tree):
-  """Host copies of (possibly replicated, multi-process) arrays."""
-  def one(a):
-    return np.asarray(a.addressable_shards[0].data) if isinstance(a, jax.Array) else np.asarray(a)
-  return jax.tree.map(one, tree)
-
-
-def load_model(config, workdir: str, model_dir: str | None = None):
-  """(model, variables, checkpoint step, source): the workdir's newest checkpoint, or the bundle `model_dir`."""
-  from maskedskip_jax.train import compile_cache  # pylint: disable=g-import-not-at-top
-  from maskedskip_jax.nn import dtypes  # pylint: disable=g-import-not-at-top
+def load_model(config, workdir: str):
+  """(model, host variables, checkpoint step, source) of the workdir's newest checkpoint."""
+  from maskedskip_jax.train import sharding  # pylint: disable=g-import-not-at-top
   from maskedskip_jax.train import state as train_state  # pylint: disable=g-import-not-at-top
-  if model_dir is None:
-    model, variables, step = train_state.restore_variables(config, workdir)
-    return model, _local(variables), step, os.path.join(os.path.abspath(workdir), "checkpoints", str(step))
-  from maskedskip_jax.deploy import bundle  # pylint: disable=g-import-not-at-top
-  model, variables, model_config = bundle.load(model_dir, expect_variant=config.model.variant,
-                                               dtype=dtypes.compute_dtype(config.train.compute_dtype))
-  for key, want in (("channels", config.data.channels), ("temporal", config.model.temporal)):
-    if model_config[key] != want:
-      raise UserError(f"{model_dir}: the bundle's model has {key}={model_config[key]}, the config says {want}")
-  step = (model_config.get("metadata") or {}).get("checkpoint_step")
-  return model, variables, step, os.path.abspath(model_dir)
+  model, variables, step = train_state.restore_variables(config, workdir)
+  return model, sharding.host_copy(variables), step, os.path.join(os.path.abspath(workdir), "checkpoints", str(step))
 
 
-def run(config, workdir: str, model_dir: str | None = None, out_dir: str | None = None) -> dict[str, Any] | None:
-  """Evaluates the newest checkpoint of `workdir` (or the bundle `model_dir`) on the config's test split.
+def run(config, workdir: str, *, trained=None, out_dir: str | None = None) -> dict[str, Any] | None:
+  """Evaluates the newest checkpoint of `workdir` on the config's test split; returns the report.
 
-  The files go to `out_dir` (default `workdir/eval`): the ablation scores one trained model several ways.
+  `trained`: (model, variables, step, source) to score instead, e.g. `bundle.load_for_config`'s. The files go
+  to `out_dir` (default `workdir/eval`): the ablation scores one trained model several ways.
   """
-  from maskedskip_jax.train import loop as train  # pylint: disable=g-import-not-at-top
+  from maskedskip_jax.train import compile_cache  # pylint: disable=g-import-not-at-top
   s = settings(config)
   compile_cache.enable(config.train.compilation_cache_dir)
-  model, variables, step, source = load_model(config, workdir, model_dir)
+  model, variables, step, source = trained or load_model(config, workdir)
   if jax.process_index() != 0:
     return None  # one writer: every process holds the same model, process 0 scores the test set
   models.check_input_shape(model, (1, model.temporal, *config.data.image_size, config.data.channels))

@@ -121,8 +121,7 @@ def region_metrics(score_maps_list: Sequence[np.ndarray], masks_list: Sequence[n
     score_maps_list: per video, (n, H, W) pixel score maps at the masks' resolution.
     masks_list: per video, (n, H, W) masks (nonzero = anomalous) or None.
     thresholds: score thresholds to sweep; default `num_thresholds` values evenly spaced over [min, max] of the
-      maps. Cost is one connected-components pass per frame and threshold (about 1.5 ms at 240x360 on one CPU
-      core), so keep the sweep modest or compute at a reduced resolution for long test sets.
+      maps. Cost is one connected-components pass per frame and threshold, so keep the sweep modest or compute at a reduced resolution for long test sets.
     iou_threshold: beta, the IoU a detection needs with a GT region (0.1 as in the paper).
     track_threshold: alpha, the fraction of a track's regions that must be detected (0.1).
     iou: 'box' or 'pixel' IoU.

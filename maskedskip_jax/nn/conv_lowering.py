@@ -2,20 +2,20 @@
 
 Same parameters and the same maths either way; only the order of the sums differs.
 Two shapes of this network are slow in XLA:CPU's direct convolution (profiled on the
-2-core machine, numbers in BENCHMARKS.md):
+2-core machine; the figures are in BENCHMARKS.md):
 
 * the **weight gradient of the large masked skip kernels** (17x17 and 11x11, run as
   one 2-D conv over T*C channels by the centre-only path). XLA computes it as a conv
-  whose "kernel" is the whole H x W output-gradient map contracted over the batch:
-  ~8 GFLOP/s, a fifth of the small config's train step. As a cross-correlation done
-  with real FFTs of size (H+k-1, W+k-1), the contraction over (n, h, w) becomes a
-  product per frequency summed over n: ~20x less work, float32 error ~5e-7 relative.
+  whose "kernel" is the whole H x W output-gradient map contracted over the batch,
+  at a small fraction of the machine's peak. As a cross-correlation done with real
+  FFTs of size (H+k-1, W+k-1), the contraction over (n, h, w) becomes a product per
+  frequency summed over n: far less work, with float32 rounding error only.
   Forward and input gradient stay XLA's, so inference is bit-identical.
 * **convs whose small kernel exceeds the map** (the decoder's 5x5 / 7x7 at 4x4): XLA
   swaps the operands into a slow generic loop. Gathering the k*k shifted copies of the
-  tiny padded map and doing one matmul is the same sum. Only up to 7x7: the 17x17 skip
-  on a 16x16 map (32x32 input) gathered 289 copies and tripled the compile time, so a
-  large kernel over a small map keeps XLA's forward and takes the FFT weight gradient.
+  tiny padded map and doing one matmul is the same sum. Only up to 7x7: gathering the
+  copies of a 17x17 kernel makes compilation much slower, so a large kernel over a
+  small map keeps XLA's forward and takes the FFT weight gradient.
 
 `lowering`: 'xla' (always XLA's conv), 'cpu' (the two paths above where they apply),
 'auto' ('cpu' when tracing for the CPU backend, else 'xla': cuDNN's direct backward

@@ -93,6 +93,13 @@ def to_global(batch: dict[str, np.ndarray], sharding: NamedSharding) -> dict[str
   return {k: put(np.asarray(v)) for k, v in batch.items()}
 
 
+def host_copy(tree):
+  """Host (numpy) copies of possibly replicated, multi-process arrays: one local shard holds the whole value."""
+  def one(a):
+    return np.asarray(a.addressable_shards[0].data) if isinstance(a, jax.Array) else np.asarray(a)
+  return jax.tree.map(one, tree)
+
+
 def prefetch(batches: Iterable[dict[str, np.ndarray]], sharding: NamedSharding,
              size: int = 2) -> Iterator[dict[str, jax.Array]]:
   """Yields global batches, keeping `size` of them already transferred.

@@ -231,11 +231,11 @@ def test_nan_loss_keeps_the_last_good_checkpoint(matrix, dataset):
 
 
 def test_bundle_of_another_variant_is_refused(matrix, dataset):
-  from maskedskip_jax.eval import evaluate  # pylint: disable=g-import-not-at-top
+  from maskedskip_jax.deploy import bundle  # pylint: disable=g-import-not-at-top
   model_dir = os.path.join(matrix.root, "bundle")
   config = tt.config(dataset, model__variant="unet", model__temporal=1)
   with pytest.raises(UserError, match=r"bundle: holds a 'maskedskip_unet' model, expected 'unet'") as raised:
-    evaluate.load_model(config, "unused", model_dir=model_dir)
+    bundle.load_for_config(config, model_dir)
   assert "\n" not in str(raised.value)
 
 
