@@ -13,7 +13,6 @@ Default workdir: runs/ablate_<config>. Rerunning skips finished rows and resumes
 import os
 import sys
 
-from absl import app
 from absl import flags
 from absl import logging
 
@@ -26,7 +25,6 @@ from maskedskip_jax.nn import models
 _VARIANTS = flags.DEFINE_list("variants", None, f"Variants to run (default all): {','.join(models.VARIANTS)}.")
 _PARTS = flags.DEFINE_list("parts", None, "Parts to ablate on the config's variant ('all' or some of "
                            f"{','.join(parts_lib.PARTS)}): one row per part, in parts.md.")
-_CONFIG = None  # defined by cli(): config_flags reads the default file and argv when defined
 
 
 def main(argv: list[str]) -> None:
@@ -34,7 +32,7 @@ def main(argv: list[str]) -> None:
     app_lib.fail(f"unexpected arguments {' '.join(argv[1:])}; flags look like --variants=unet,autoencoder")
   app_lib.quiet_logs(logging.WARNING)
   try:
-    config = app_lib.load_config(_CONFIG)
+    config = app_lib.load_config()
     app_lib.initialize_processes()
     name = app_lib.config_name()
     workdir = app_lib.WORKDIR.value or os.path.join("runs", f"ablate_{name}")
@@ -50,11 +48,7 @@ def main(argv: list[str]) -> None:
 
 def cli(argv: list[str] | None = None) -> None:
   """The `maskedskip-ablate` console script and `python -m maskedskip_jax.ablate`."""
-  global _CONFIG
-  argv = list(sys.argv if argv is None else argv)
-  os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-  _CONFIG = app_lib.define_config_flag(argv)
-  app.run(main, argv=argv, flags_parser=app_lib.parse_flags)
+  app_lib.run(main, argv)
 
 
 if __name__ == "__main__":

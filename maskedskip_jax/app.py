@@ -9,7 +9,9 @@ import logging as std_logging
 import os
 import re
 import sys
+from typing import Callable
 
+from absl import app as absl_app
 from absl import flags
 from absl import logging
 from ml_collections import config_flags
@@ -24,6 +26,18 @@ WORKDIR = flags.DEFINE_string("workdir", None, "Run folder (checkpoints, metrics
 COORDINATOR = flags.DEFINE_string("coordinator_address", None, "host:port of process 0 (multi-process).")
 NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "Processes in a multi-process run.")
 PROCESS_ID = flags.DEFINE_integer("process_id", None, "This process's index in a multi-process run.")
+_config_flag = None  # set by run(): config_flags reads the file and the overrides when the flag is defined
+
+
+def report_errors(work: Callable[[], str]) -> int:
+  """Runs `work`, which returns the line to print on success; exit code 0, or 1 with one `error:` line."""
+  try:
+    line = work()
+  except UserError as e:
+    print(f"error: {e}", file=sys.stderr)
+    return 1
+  print(line)
+  return 0
 
 
 def fail(message) -> None:
@@ -98,8 +112,9 @@ def config_name() -> str:
   return os.path.splitext(os.path.basename(path.split(":")[0]))[0]
 
 
-def load_config(holder):
-  """The parsed --config, checked; a missing or broken file is a UserError."""
+def load_config(holder=None):
+  """The parsed --config (of `holder`, default run()'s), checked; a missing or broken file is a UserError."""
+  holder = holder or _config_flag
   path = config_flags.get_config_filename(flags.FLAGS["config"]).split(":")[0]
   if not os.path.isfile(path):
     raise UserError(f"--config: {path} not found; expected a config file such as configs/synthetic.py")
@@ -133,3 +148,12 @@ def quiet_logs(level: int = logging.ERROR) -> None:
     logging.set_verbosity(level)
   for logger in (logging.get_absl_logger(), std_logging.getLogger("asyncio")):
     logger.addFilter(_NoLibraryTracebacks())
+
+
+def run(main: Callable[[list[str]], None], argv: list[str] | None = None) -> None:
+  """Runs an absl `main` under --config (configs/synthetic.py by default): every absl entry point's cli()."""
+  argv = list(sys.argv if argv is None else argv)
+  os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+  global _config_flag
+  _config_flag = define_config_flag(argv)
+  absl_app.run(main, argv=argv, flags_parser=parse_flags)

@@ -8,12 +8,13 @@ import argparse
 import sys
 
 
+from maskedskip_jax import app as app_lib
 from maskedskip_jax.deploy import convert_torch as convert_torch_lib
-from maskedskip_jax.errors import UserError
 from maskedskip_jax.nn import models
 
 
 def main(argv=None) -> int:
+  """`python -m maskedskip_jax.convert_torch` and the `maskedskip-convert-torch` console script; returns the exit code."""
   parser = argparse.ArgumentParser(prog="python -m maskedskip_jax.convert_torch", description=convert_torch_lib.__doc__.split("\n")[0])
   parser.add_argument("--checkpoint", required=True, help="state_dict .pt saved by the reference code")
   parser.add_argument("--variant", required=True, choices=models.VARIANTS)
@@ -25,20 +26,14 @@ def main(argv=None) -> int:
                       help="also write inference.stablehlo for this batch size at --image-size")
   parser.add_argument("--out", required=True, help="model bundle directory to write (replaced if it is one)")
   args = parser.parse_args(argv)
-  try:
+
+  def work() -> str:
     out = convert_torch_lib.convert_checkpoint(args.checkpoint, args.out, args.variant, args.latent_dim, args.channels,
                              args.temporal, args.image_size, args.export_batch)
-  except UserError as e:
-    print(f"error: {e}", file=sys.stderr)
-    return 1
-  print(f"wrote model bundle {out}")
-  return 0
+    return f"wrote model bundle {out}"
 
-
-def cli() -> None:
-  """The `maskedskip-convert-torch` console script."""
-  sys.exit(main())
+  return app_lib.report_errors(work)
 
 
 if __name__ == "__main__":
-  cli()
+  sys.exit(main())

@@ -16,7 +16,6 @@ import importlib
 import os
 import sys
 
-from absl import app
 from absl import flags
 
 from maskedskip_jax import app as app_lib
@@ -28,7 +27,6 @@ MODES = {"train_and_eval": None, "train": None, "eval": "maskedskip_jax.eval.eva
 EXIT_PREEMPTED = app_lib.EXIT_PREEMPTED
 
 _MODE = flags.DEFINE_enum("mode", "train_and_eval", list(MODES), "What to run.")
-_CONFIG = None  # defined by cli(): config_flags reads the default file and argv when defined
 
 
 def mode_module(name: str):
@@ -64,7 +62,7 @@ def main(argv: list[str]) -> None:
   from maskedskip_jax.train import checkpointing  # pylint: disable=g-import-not-at-top
   checkpointing.ignore_closed_loop_reports()
   try:
-    config = app_lib.load_config(_CONFIG)
+    config = app_lib.load_config()
     app_lib.initialize_processes()
     name = app_lib.config_name()
     code = run(config, app_lib.WORKDIR.value or os.path.join("runs", name), _MODE.value, name)
@@ -75,11 +73,7 @@ def main(argv: list[str]) -> None:
 
 def cli(argv: list[str] | None = None) -> None:
   """The `maskedskip-jax` console script and `python -m maskedskip_jax.main`."""
-  global _CONFIG
-  argv = list(sys.argv if argv is None else argv)
-  os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-  _CONFIG = app_lib.define_config_flag(argv)
-  app.run(main, argv=argv, flags_parser=app_lib.parse_flags)
+  app_lib.run(main, argv)
 
 
 if __name__ == "__main__":

@@ -10,12 +10,13 @@ import sys
 import cv2
 
 from maskedskip_jax.eval import overlay
+from maskedskip_jax import app as app_lib
 from maskedskip_jax.deploy import predict as predict_lib
-from maskedskip_jax.errors import UserError
 from maskedskip_jax.nn import dtypes
 
 
 def main(argv=None) -> int:
+  """`python -m maskedskip_jax.predict` and the `maskedskip-predict` console script; returns the exit code."""
   parser = argparse.ArgumentParser(prog="python -m maskedskip_jax.predict", description=predict_lib.__doc__.split("\n")[0])
   parser.add_argument("--model", required=True, help="model bundle folder (--mode=export)")
   parser.add_argument("--video", required=True, help="a video file (.mp4, .avi, ...) or a folder of frames")
@@ -30,20 +31,14 @@ def main(argv=None) -> int:
                       help="compute dtype; auto = bfloat16 on GPU/TPU, float32 on CPU")
   args = parser.parse_args(argv)
   cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)  # our own one-line errors say it better
-  try:
+
+  def work() -> str:
     result = predict_lib.predict(args.model, args.video, args.out, postprocess=args.postprocess, batch_size=args.batch_size,
                      write_overlay=not args.no_overlay, vmax=args.heat_max, dtype=args.dtype)
-  except UserError as e:
-    print(f"error: {e}", file=sys.stderr)
-    return 1
-  print(f"scored {result['frames']} frames in {result['seconds']:.1f} s -> {result['out_dir']}")
-  return 0
+    return f"scored {result['frames']} frames in {result['seconds']:.1f} s -> {result['out_dir']}"
 
-
-def cli() -> None:
-  """The `maskedskip-predict` console script."""
-  sys.exit(main())
+  return app_lib.report_errors(work)
 
 
 if __name__ == "__main__":
-  cli()
+  sys.exit(main())

@@ -7,11 +7,12 @@ import argparse
 import sys
 import time
 
+from maskedskip_jax import app as app_lib
 from maskedskip_jax.deploy import reconstruct as reconstruct_lib
-from maskedskip_jax.errors import UserError
 
 
 def main(argv=None) -> int:
+  """`python -m maskedskip_jax.reconstruct` and the `maskedskip-reconstruct` console script; returns the exit code."""
   parser = argparse.ArgumentParser(prog="python -m maskedskip_jax.reconstruct", description=reconstruct_lib.__doc__.split("\n")[0])
   parser.add_argument("--model", required=True, help="model bundle directory")
   parser.add_argument("--input", required=True, help="float32 (N, T, H, W, C) clips in [0, 1], .npy")
@@ -19,19 +20,13 @@ def main(argv=None) -> int:
   parser.add_argument("--batch-size", type=int, default=16)
   args = parser.parse_args(argv)
   start = time.perf_counter()
-  try:
+
+  def work() -> str:
     shape = reconstruct_lib.run(args.model, args.input, args.output, args.batch_size)
-  except UserError as e:
-    print(f"error: {e}", file=sys.stderr)
-    return 1
-  print(f"wrote {args.output}: {shape} float32 in {time.perf_counter() - start:.1f} s")
-  return 0
+    return f"wrote {args.output}: {shape} float32 in {time.perf_counter() - start:.1f} s"
 
-
-def cli() -> None:
-  """The `maskedskip-reconstruct` console script."""
-  sys.exit(main())
+  return app_lib.report_errors(work)
 
 
 if __name__ == "__main__":
-  cli()
+  sys.exit(main())
