@@ -8,6 +8,7 @@ import sys
 import pytest
 
 from maskedskip_jax.experiments import ablation as ablate
+from maskedskip_jax.experiments import runs
 from maskedskip_jax.nn import models
 from maskedskip_jax.train import state as train_state
 from maskedskip_jax.errors import UserError
@@ -36,7 +37,7 @@ def test_each_variant_trains_and_evaluates_in_its_own_folder(ablation):
     for key in ("frame_auc_micro", "frame_auc_macro", "eer", "average_precision"):
       assert row[key] == report[key]
     assert row["train_seconds"] > 0
-    c = ablate.variant_config(config, row["variant"])
+    c = runs.variant_config(config, row["variant"])
     model, variables, step = train_state.restore_variables(c, os.path.join(workdir, row["variant"]))
     assert step == 3 and model.variant == row["variant"]
     assert row["params"] == models.count_params(variables["params"])
@@ -85,31 +86,31 @@ def test_a_changed_config_is_refused_before_anything_runs(ablation):
   assert not os.path.exists(os.path.join(workdir, "autoencoder"))
   # Settings that only change speed or bookkeeping are not a different experiment.
   faster = tiny_run.synthetic_config(root, **dict(TINY, train__log_every_steps=7, eval__batch_size=3))
-  ablate._check_same_ablation(faster, workdir)  # pylint: disable=protected-access
+  runs.check_same_ablation(faster, workdir)
 
 
 def test_keys_added_to_the_schema_later_count_only_when_changed(ablation, tmp_path):
   root, _, _, _ = ablation
   workdir = str(tmp_path / "older")
   config = tiny_run.synthetic_config(root, **dict(TINY, eval__hybrid_beta=0.0))  # the key's default
-  ablate._check_same_ablation(config, workdir)  # pylint: disable=protected-access
-  path = os.path.join(workdir, ablate.CONFIG_JSON)
+  runs.check_same_ablation(config, workdir)
+  path = os.path.join(workdir, runs.CONFIG_JSON)
   recorded = json.loads(open(path).read())
   del recorded["eval.hybrid_beta"]  # as written before the key existed
   with open(path, "w") as f:
     json.dump(recorded, f)
-  ablate._check_same_ablation(config, workdir)  # pylint: disable=protected-access
+  runs.check_same_ablation(config, workdir)
   changed = tiny_run.synthetic_config(root, **dict(TINY, eval__hybrid_beta=1.0))
   with pytest.raises(UserError, match="eval.hybrid_beta=None"):
-    ablate._check_same_ablation(changed, workdir)  # pylint: disable=protected-access
+    runs.check_same_ablation(changed, workdir)
 
 
 def test_variant_names_and_temporal():
-  assert ablate.parse_variants(None) == models.VARIANTS
-  assert ablate.parse_variants(["unet", " autoencoder", "unet"]) == ("unet", "autoencoder")
+  assert runs.parse_variants(None) == models.VARIANTS
+  assert runs.parse_variants(["unet", " autoencoder", "unet"]) == ("unet", "autoencoder")
   with pytest.raises(UserError, match="--variants: unknown resnet"):
-    ablate.parse_variants(["unet", "resnet"])
+    runs.parse_variants(["unet", "resnet"])
   config = tiny_run.config("unused", model__temporal=5)
-  assert ablate.variant_config(config, "autoencoder").model.temporal == 1
-  assert ablate.variant_config(config, "one_mask").model.temporal == 5
+  assert runs.variant_config(config, "autoencoder").model.temporal == 1
+  assert runs.variant_config(config, "one_mask").model.temporal == 5
   assert config.model.variant == "maskedskip_unet" and config.model.temporal == 5  # the original is untouched

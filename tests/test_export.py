@@ -31,7 +31,7 @@ def _save_checkpoints(config, workdir):
     state = dict(params=variables["params"], batch_stats=variables["batch_stats"],
                  opt_state=tx.init(variables["params"]), step=jnp.asarray(step, jnp.int32),
                  rng=jax.random.PRNGKey(0))
-    checkpointing.save(mngr, step, state, {"config": train_state.json_config(config)})  # pylint: disable=protected-access
+    checkpointing.save(mngr, step, state, {"config": train_state.json_config(config)})
   mngr.close()
   return variables
 

@@ -10,7 +10,7 @@ import jax
 import numpy as np
 import pytest
 
-from maskedskip_jax.experiments import ablation as ablate
+from maskedskip_jax.experiments import runs
 from maskedskip_jax import config as config_lib
 from maskedskip_jax.experiments import parts as parts_ablation
 from maskedskip_jax.train import state as train_state
@@ -67,7 +67,7 @@ def test_a_training_part_changes_training_and_a_scoring_part_only_the_scores(par
   assert not np.allclose(_scores(workdir, BASE), _scores(workdir, ARMS[2]))
   assert not np.allclose(_scores(workdir, ARMS[1]), _scores(workdir, ARMS[3]))
   # The variant alone is the same run, in the same folder, as its row in the variants table.
-  assert os.path.isfile(os.path.join(workdir, BASE, ablate.TIME_FILE))
+  assert os.path.isfile(os.path.join(workdir, BASE, runs.TIME_FILE))
 
 
 def test_table_names_each_arm_and_how_it_was_trained(parts):

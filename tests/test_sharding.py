@@ -74,7 +74,7 @@ def test_shardings_are_data_parallel():
     ({"JAX_COORDINATOR_ADDRESS": "10.0.0.1:1234"}, True),
 ])
 def test_multiprocess_launch_is_detected_from_the_environment(env, expected):
-  assert sharding._launched_multiprocess(env) is expected  # pylint: disable=protected-access
+  assert sharding.launched_multiprocess(env) is expected
 
 
 def test_single_process_does_not_initialize_distributed():

@@ -17,6 +17,7 @@ from maskedskip_jax import config as config_lib
 from maskedskip_jax.errors import UserError
 from maskedskip_jax.eval import postprocess as postprocess_lib
 from maskedskip_jax.nn import models
+from maskedskip_jax.train import state as train_state
 
 CONFIG_JSON = "ablation_config.json"
 TIME_FILE = "ablation_time.json"
@@ -80,10 +81,10 @@ def check_same_ablation(config, workdir: str) -> None:
 
 
 def count_params(config) -> int:
-  from maskedskip_jax.train import loop  # pylint: disable=g-import-not-at-top
-  model = loop.build_model(config)
-  x = jax.ShapeDtypeStruct((1, model.temporal, *config.data.image_size, config.data.channels), np.float32)
+  model = train_state.build_model(config)
+  x = jax.ShapeDtypeStruct(train_state.clip_shape(config), np.float32)
   return models.count_params(jax.eval_shape(model.init, jax.random.key(0), x)["params"])
+
 
 def report_path(workdir: str, variant: str) -> str:
   return os.path.join(workdir, variant, "eval", "report.json")

@@ -24,7 +24,7 @@ _CLUSTER_ENV = ("JAX_COORDINATOR_ADDRESS", "SLURM_STEP_NUM_TASKS", "OMPI_COMM_WO
                 "MEGASCALE_COORDINATOR_ADDRESS", "TPU_WORKER_HOSTNAMES")
 
 
-def _launched_multiprocess(env) -> bool:
+def launched_multiprocess(env) -> bool:
   for name in _CLUSTER_ENV:
     value = env.get(name, "")
     if name == "TPU_WORKER_HOSTNAMES":
@@ -55,7 +55,7 @@ def initialize(coordinator_address: str | None = None, num_processes: int | None
     if not 0 <= process_id < num_processes:
       raise UserError(f"--process_id: expected 0 <= id < --num_processes={num_processes}, got {process_id}")
     jax.distributed.initialize(coordinator_address, num_processes, process_id)
-  elif _launched_multiprocess(env):
+  elif launched_multiprocess(env):
     jax.distributed.initialize()
   else:
     return False
