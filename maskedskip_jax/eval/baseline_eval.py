@@ -79,10 +79,8 @@ def comparison(model_auc: float | None, section: dict[str, dict[str, Any]]) -> s
 
 def markdown_table(rows: list[dict[str, Any]]) -> str:
   """Rows {baseline, postprocess, headline metrics...} as a markdown table."""
-  lines = ["| baseline | post-processing | frame AUC micro | frame AUC macro | EER | AP |", "|---|---|---|---|---|---|"]
-  lines += [f"| {r['baseline']} | {r['postprocess']} | " + " | ".join(eval_report.cell(r[k]) for k in
-                                                                    eval_report.HEADLINE) + " |" for r in rows]
-  return "\n".join(lines)
+  return eval_report.headline_markdown(rows, before=[("baseline", lambda r: r["baseline"]),
+                                                    ("post-processing", lambda r: r["postprocess"])])
 
 
 def _methods(configured: str) -> list[str]:

@@ -39,7 +39,7 @@ from maskedskip_jax.errors import UserError
 
 # Kept here too: callers read evaluate.settings / DEFAULTS.
 DEFAULTS, settings = eval_report.DEFAULTS, eval_report.settings
-_HEADLINE = eval_report.HEADLINE
+
 
 
 def _scoring_protocol(patch: int) -> dict[str, str]:
@@ -139,11 +139,11 @@ def evaluate_store(model, variables, store, *, temporal: int | None = None, batc
       # The hybrid's terms alone, post-processed like the headline: the reconstruction's row is always there.
       terms = {"reconstruction": recon, **({f"motion ({spec.motion})": motion_terms} if motion_terms else {})}
       report["score_components"] = {
-          name: {k: v for k, v in eval_report.frame_results(t, labels, names, known, steps)[1].items() if k in _HEADLINE}
+          name: {k: v for k, v in eval_report.frame_results(t, labels, names, known, steps)[1].items() if k in eval_report.HEADLINE}
           for name, t in terms.items()}
     if model.mask_head:
       alone = eval_report.frame_results(mask_scores, labels, names, known, postprocess_lib.parse_chain("none"))[1]
-      report["mask_head_score"] = {k: alone[k] for k in _HEADLINE}
+      report["mask_head_score"] = {k: alone[k] for k in eval_report.HEADLINE}
     if pixel_metrics and collect.maps:
       report["pixel"] = eval_collect.pixel_report(collect.maps, collect.masks, grid, region_thresholds)
     columns = {"score": scores, "label": eval_report.label_column(labels),

@@ -21,6 +21,7 @@ from maskedskip_jax.errors import UserError
 # eval.* keys the evaluations read, with the value used when a config lacks them.
 DEFAULTS = {k.split(".", 1)[1]: f.default for k, f in config_lib.SCHEMA.items() if k.startswith("eval.")}
 HEADLINE = ("frame_auc_micro", "frame_auc_macro", "eer", "average_precision")
+HEADLINE_HEADERS = ("frame AUC micro", "frame AUC macro", "EER", "AP")
 
 
 def settings(config) -> dict[str, Any]:
@@ -51,10 +52,19 @@ def cell(x) -> str:
   return "n/a" if x is None else f"{x:.4f}"
 
 
-def markdown_table(rows: list[dict[str, Any]]) -> str:
-  lines = ["| post-processing | frame AUC micro | frame AUC macro | EER | AP |", "|---|---|---|---|---|"]
-  lines += [f"| {r['postprocess']} | " + " | ".join(cell(r[k]) for k in HEADLINE) + " |" for r in rows]
+def headline_markdown(rows: list[dict[str, Any]], before=(), after=()) -> str:
+  """A markdown table of the headline metrics, with columns (header, row -> text) before and after them."""
+  headers = [h for h, _ in before] + list(HEADLINE_HEADERS) + [h for h, _ in after]
+  lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+  for r in rows:
+    cells = [f(r) for _, f in before] + [cell(r[k]) for k in HEADLINE] + [f(r) for _, f in after]
+    lines.append("| " + " | ".join(cells) + " |")
   return "\n".join(lines)
+
+
+def markdown_table(rows: list[dict[str, Any]]) -> str:
+  """The post-processing table: one row per method."""
+  return headline_markdown(rows, before=[("post-processing", lambda r: r["postprocess"])])
 
 
 def frame_results(scores, labels, names, known, spec):

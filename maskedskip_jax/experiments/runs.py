@@ -16,12 +16,12 @@ from maskedskip_jax import atomic
 from maskedskip_jax import config as config_lib
 from maskedskip_jax.errors import UserError
 from maskedskip_jax.eval import postprocess as postprocess_lib
+from maskedskip_jax.eval import report as eval_report
 from maskedskip_jax.nn import models
 from maskedskip_jax.train import state as train_state
 
 CONFIG_JSON = "ablation_config.json"
 TIME_FILE = "ablation_time.json"
-HEADLINE = ("frame_auc_micro", "frame_auc_macro", "eer", "average_precision")
 # Keys that change where or how fast a run goes, not its numbers (model.variant is what the table varies).
 _RUN_ONLY = ("model.variant", "data.cache_dir", "data.tfds_data_dir", "data.backend", "train.compilation_cache_dir",
              "train.prefetch", "train.checkpoint_every_steps", "train.keep_checkpoints", "train.log_every_steps",
@@ -117,23 +117,21 @@ def table_row(config, workdir: str, variant: str, arm: str | None = None, overri
   timing = read_json(os.path.join(workdir, trained_in or arm, TIME_FILE)) or {}
   extra = {} if overrides is None else {"arm": arm, "overrides": overrides, "trained_in": trained_in or arm}
   return {"variant": variant, **extra, "temporal": c.model.temporal, "params": count_params(c),
-          **{k: report.get(k) for k in HEADLINE}, "train_seconds": timing.get("train_seconds"),
+          **{k: report.get(k) for k in eval_report.HEADLINE}, "train_seconds": timing.get("train_seconds"),
           "checkpoint_step": report.get("checkpoint_step"), "postprocess": report.get("postprocess"),
           "num_frames": report.get("num_frames"), "report": os.path.abspath(report_path(workdir, arm))}
 
 def markdown(rows: list[dict[str, Any]], title: str = "", first: str = "variant") -> str:
   """The table; `first` = 'variant', or 'arm' for the parts table (its rows name the parts switched on)."""
-  def metric(x):
-    return "n/a" if x is None else f"{x:.4f}"
-  lines = [title, ""] if title else []
-  lines += [f"| {first} | T | params | frame AUC micro | frame AUC macro | EER | AP | train time (s) |",
-            "|---|---|---|---|---|---|---|---|"]
-  for r in rows:
-    seconds = "n/a" if r["train_seconds"] is None else f"{r['train_seconds']:.0f}"
+  def seconds(r):
     if r.get("trained_in", r.get("arm")) != r.get("arm"):
-      seconds = f"(as {r['trained_in']})"
-    lines.append(f"| {r[first]} | {r['temporal']} | {r['params']:,} | "
-                 + " | ".join(metric(r[k]) for k in HEADLINE) + f" | {seconds} |")
+      return f"(as {r['trained_in']})"
+    return "n/a" if r["train_seconds"] is None else f"{r['train_seconds']:.0f}"
+
+  table = eval_report.headline_markdown(
+      rows, before=[(first, lambda r: str(r[first])), ("T", lambda r: str(r["temporal"])),
+                    ("params", lambda r: f"{r['params']:,}")], after=[("train time (s)", seconds)])
+  lines = ([title, ""] if title else []) + [table]
   return "\n".join(lines) + "\n"
 
 
