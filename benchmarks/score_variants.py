@@ -233,7 +233,7 @@ def main(argv) -> None:
   workdir = os.path.abspath(os.path.expanduser(app_lib.WORKDIR.value))
   json_path = os.path.abspath(os.path.expanduser(_JSON.value or os.path.join(workdir, "score_variants.json")))
   try:
-    run(_CONFIG.value, workdir, json_path)
+    run(app_lib.load_config(_CONFIG), workdir, json_path)
   except UserError as e:
     print(f"error: {e}", file=sys.stderr)
     sys.exit(1)

@@ -197,7 +197,7 @@ def main(argv) -> None:
   if not app_lib.WORKDIR.value:
     raise app.UsageError("--workdir is required")
   try:
-    run(_CONFIG.value, os.path.abspath(os.path.expanduser(app_lib.WORKDIR.value)))
+    run(app_lib.load_config(_CONFIG), os.path.abspath(os.path.expanduser(app_lib.WORKDIR.value)))
   except UserError as e:
     print(f"error: {e}", file=sys.stderr)
     sys.exit(1)

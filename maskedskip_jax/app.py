@@ -89,8 +89,7 @@ def _flag_error_message(message: str) -> str:
   match = re.match(r"flag --config\.([\w.]+)=(.*?): ", message)
   if match and match.group(1) in config_lib.SCHEMA:
     key, value = match.groups()
-    kind = {"size": "(height, width)"}.get(config_lib.SCHEMA[key].kind, config_lib.SCHEMA[key].kind)
-    return f"config key {key}: expected {kind}, got {value!r}"
+    return f"config key {key}: expected {config_lib.expected_type(key)}, got {value!r}"
   return message
 
 
@@ -123,6 +122,9 @@ def load_config(holder=None):
     config_lib.flatten(config)
   except Exception as e:  # pylint: disable=broad-except
     raise UserError(f"--config: {path} did not load: {type(e).__name__}: {' '.join(str(e).split())}") from None
+  # ml_collections has already set the overrides; setting them again through with_values applies its rules, e.g.
+  # `--config.data.image_size=128` (parsed as (128,)) means a 128x128 square.
+  config = config_lib.with_values(config, config_flags.get_override_values(flags.FLAGS["config"]))
   config_lib.validate(config)
   return config
 

@@ -51,11 +51,6 @@ def test_benchmark_configs_use_the_reference_hyperparameters(path):
   assert (c.train.learning_rate, c.train.batch_size, c.train.epochs, c.train.num_steps) == (1e-2, 16, 10, 0)
 
 
-def test_synthetic_defaults_match_the_generator():
-  synthetic = pytest.importorskip("data_pipeline.synthetic")
-  assert config_lib.SYNTHETIC_DEFAULTS == synthetic.DEFAULTS
-
-
 def _bad(key, value):
   config = config_lib.default_config()
   group, leaf = key.rsplit(".", 1)
@@ -115,6 +110,14 @@ def test_integers_are_accepted_for_floats():
   config = config_lib.default_config()
   config.train.learning_rate = 1
   config_lib.validate(config)
+
+
+def test_one_image_side_means_a_square():
+  config = config_lib.with_values(config_lib.default_config(), {"data.image_size": 128})
+  assert config.data.image_size == (128, 128)
+  config_lib.validate(config)
+  # The command line parses --config.data.image_size=96 as (96,).
+  assert config_lib.with_values(config, {"data.image_size": (96,)}).data.image_size == (96, 96)
 
 
 def test_missing_key_is_named():

@@ -82,7 +82,7 @@ def test_scores_csv_has_every_frame_with_its_label_and_score(evaluated):
   rows = read_csv(out / "scores.csv")
   assert list(rows[0]) == ["video", "frame", "score", "label", "score_postprocessed", "score_frame_diff", "score_mog2",
                            "score_flow"]
-  assert [(r["video"], int(r["frame"])) for r in rows] == [(n, k) for n, l in zip(NAMES, LENGTHS) for k in range(l)]
+  assert [(r["video"], int(r["frame"])) for r in rows] == [(n, k) for n, length in zip(NAMES, LENGTHS) for k in range(length)]
   assert [int(r["label"]) for r in rows] == np.concatenate(labels).tolist()
   np.testing.assert_allclose([float(r["score"]) for r in rows], scoring.frame_scores(plain_maps), atol=1e-5)
 

@@ -9,6 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from maskedskip_jax import config as config_lib
 from maskedskip_jax.deploy import bundle
 from maskedskip_jax.train import checkpointing
 from maskedskip_jax.deploy import export
@@ -31,7 +32,7 @@ def _save_checkpoints(config, workdir):
     state = dict(params=variables["params"], batch_stats=variables["batch_stats"],
                  opt_state=tx.init(variables["params"]), step=jnp.asarray(step, jnp.int32),
                  rng=jax.random.PRNGKey(0))
-    checkpointing.save(mngr, step, state, {"config": train_state.json_config(config)})
+    checkpointing.save(mngr, step, state, {"config": config_lib.to_json(config)})
   mngr.close()
   return variables
 

@@ -4,7 +4,6 @@ import numpy as np
 import pytest
 
 from maskedskip_jax.eval import baselines
-from maskedskip_jax import config as config_lib
 from maskedskip_jax.eval import evaluate
 from maskedskip_jax.eval import hybrid
 from maskedskip_jax.nn import models
@@ -41,7 +40,6 @@ def test_standardisation_uses_every_training_frame_and_refuses_a_constant_term()
 def test_unknown_motion_term_is_refused():
   with pytest.raises(UserError, match="eval.hybrid_motion: expected one of gradient, frame_diff, mog2, flow"):
     hybrid.Spec(motion="sift")
-  assert config_lib.HYBRID_MOTIONS == hybrid.MOTIONS
 
 
 def test_standardised_flow_hybrid_in_an_evaluation(tmp_path):

@@ -34,6 +34,10 @@ def _one_line_error(proc, *fragments):
     (["--config.train.batch_size=abc"], ["config key train.batch_size: expected int, got 'abc'"]),
     (["--config.train.learning_rate=fast"], ["config key train.learning_rate: expected float, got 'fast'"]),
     (["--config.data.image_size=(30,30)"], ["data.image_size", "multiples of 16"]),
+    # One side alone is a square: 120 is refused as (120, 120); 128 passes every key, so the data.root rule,
+    # checked after them, is what stops this run.
+    (["--config.data.image_size=120"], ["config key data.image_size", "got (120, 120)"]),
+    (["--config.data.image_size=128", "--config.data.name=ucsd_ped2"], ["config key data.root"]),
     (["--config.model.temporal=2"], ["model.temporal", "odd"]),
     (["--config.model.variant=resnet"], ["model.variant"]),
     (["--config.eval.baselines=frame_diff,optical_flow"], ["config key eval.baselines", "frame_diff, mog2, flow"]),

@@ -161,9 +161,3 @@ def test_hybrid_frame_score_is_written_to_the_report(tmp_path):
     want = 0.5 * recon + 2.0 * motion.video_motion_scores(store.video_frames(v))
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-7)
     offset += n
-
-
-def test_config_lists_match_the_modules():
-  assert config_lib.SSMCTB_PLACEMENTS == ssmctb.PLACEMENTS
-  assert config_lib.MEDIAN_SIZES == motion.MEDIAN_SIZES
-  assert config_lib.PASTE_SOURCES == anomaly_paste.SOURCES

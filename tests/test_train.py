@@ -91,7 +91,7 @@ def test_trained_mode_moves_masked_kernels():
   before = state["params"]
   state, _ = step(state, _smooth_batch())
   labels = models.masked_kernel_labels(before)
-  moved = jax.tree.map(lambda a, b, l: l == "masked" and not np.array_equal(a, b), before, state["params"], labels)
+  moved = jax.tree.map(lambda a, b, label: label == "masked" and not np.array_equal(a, b), before, state["params"], labels)
   assert sum(jax.tree.leaves(moved)) == 4
 
 

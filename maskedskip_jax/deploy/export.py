@@ -54,11 +54,6 @@ def _config_name() -> str | None:
   return os.path.splitext(os.path.basename(path.split(":")[0]))[0] or None
 
 
-def _training_config(config) -> dict[str, Any]:
-  flat = config_lib.flatten(config)
-  return {k: list(v) if isinstance(v, tuple) else v for k, v in sorted(flat.items()) if k not in _PRIVATE_KEYS}
-
-
 def run(config, workdir: str, *, batch_size: int | None = None, config_name: str | None = None) -> str:
   """Writes the newest checkpoint of `workdir` as a bundle in `workdir/export/`; returns its path.
 
@@ -77,7 +72,7 @@ def run(config, workdir: str, *, batch_size: int | None = None, config_name: str
                   "image_size": list(config.data.image_size)}
   metadata = {"checkpoint_step": step, "dataset": config.data.name,
               "config_name": config_name if config_name is not None else _config_name(),
-              "masked_kernels": config.model.masked_kernels, "training_config": _training_config(config)}
+              "masked_kernels": config.model.masked_kernels, "training_config": config_lib.to_json(config, exclude=_PRIVATE_KEYS)}
   example_shape = (batch, model.temporal, *config.data.image_size, model.channels)
   path = bundle.save(out_dir, sharding.host_copy(variables), model_config, metadata, example_shape=example_shape)
   print(f"exported checkpoint step {step} ({model.variant}, input {example_shape}) -> {path}")

@@ -139,8 +139,7 @@ _MAPS = {"frame_diff": _frame_diff_maps, "mog2": _mog2_maps, "flow": _flow_maps}
 
 def video_maps(name: str, frames) -> Iterator[np.ndarray]:
   """The (H, W) float32 map of every frame of one video, for baseline `name` (see the module docstring)."""
-  if name not in _MAPS:
-    raise UserError(f"baselines: unknown baseline {name!r}; expected one of {', '.join(BASELINES)}")
+  assert name in _MAPS, name  # config.validate and parse_names checked the names
   frames = np.asarray(frames)
   if frames.ndim != 4 or frames.shape[-1] not in (1, 3):
     raise UserError(f"baselines: expected frames (N, H, W, C) with C 1 or 3, got shape {frames.shape}")

@@ -58,8 +58,8 @@ def read_json(path: str) -> dict[str, Any] | None:
 
 
 def experiment_config(config) -> dict[str, Any]:
-  flat = config_lib.flatten(config)
-  return {k: list(v) if isinstance(v, tuple) else v for k, v in sorted(flat.items()) if k not in _RUN_ONLY}
+  """The config keys that decide an ablation's numbers, as JSON values."""
+  return config_lib.to_json(config, exclude=_RUN_ONLY)
 
 
 def check_same_ablation(config, workdir: str) -> None:

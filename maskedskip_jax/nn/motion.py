@@ -39,8 +39,7 @@ def median_filter(frames: jax.Array, size: int) -> jax.Array:
   Stacks the size^2 shifted copies and sorts them: memory is size^2 times the input (25x for 5x5), fine for
   training batches on an accelerator; XLA fuses none of it, so prefer 3x3.
   """
-  if size not in MEDIAN_SIZES or size == 0:
-    raise UserError(f"motion.median: expected one of {MEDIAN_SIZES[1:]}, got {size!r}")
+  assert size in MEDIAN_SIZES[1:], size  # config.validate checked the motion_median keys
   r = size // 2
   lead = frames.ndim - 3
   padded = jnp.pad(frames, [(0, 0)] * lead + [(r, r), (r, r), (0, 0)], mode="edge")
@@ -52,8 +51,7 @@ def median_filter(frames: jax.Array, size: int) -> jax.Array:
 def motion_gradient(clips: jax.Array, median: int = 0) -> jax.Array:
   """(B, T, H, W, C) -> (B, H, W, C): mean absolute difference of the centre frame and its neighbours."""
   _check_clips(clips, "motion_gradient")
-  if median not in MEDIAN_SIZES:
-    raise UserError(f"motion.median: expected one of {MEDIAN_SIZES}, got {median!r}")
+  assert median in MEDIAN_SIZES, median
   t = clips.shape[1]
   c = (t - 1) // 2
   clips = jnp.asarray(clips, jnp.float32)
@@ -99,8 +97,7 @@ def motion_weights(clips: jax.Array, *, median: int = 0, patch: int | None = Non
     if anomaly_maps.shape != g.shape[:3]:
       raise UserError(f"motion_weights: anomaly_maps must be {g.shape[:3]}, got {anomaly_maps.shape}")
     g = g + jnp.asarray(anomaly_maps, jnp.float32)[..., None]
-  if not 0.0 <= uniform_mix <= 1.0:
-    raise UserError(f"motion.uniform_mix: expected a fraction in [0, 1], got {uniform_mix}")
+  assert 0.0 <= uniform_mix <= 1.0, uniform_mix  # config.validate checked train.motion_uniform_mix
   m = jnp.mean(g, axis=-1) if patch is None else _patch_max(g, patch)
   w = (m + eps) / (jnp.mean(m, axis=(1, 2), keepdims=True) + eps)
   return uniform_mix + (1.0 - uniform_mix) * w

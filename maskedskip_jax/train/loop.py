@@ -65,7 +65,7 @@ def train(config, workdir: str) -> dict[str, Any]:
   input_shape = train_state.clip_shape(c)
 
   mngr = checkpointing.manager(workdir, keep=t.keep_checkpoints, async_save=t.async_checkpoints)
-  meta = {"config": train_state.json_config(c)}
+  meta = {"config": config_lib.to_json(c)}
   latest = mngr.latest_step()
   if latest is None:
     state = train_state.init_state(t.seed, model=model, tx=tx, input_shape=input_shape, placement=repl)

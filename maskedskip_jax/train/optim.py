@@ -3,7 +3,6 @@
 import optax
 
 from maskedskip_jax.nn import models
-from maskedskip_jax.errors import UserError
 
 MASKED_KERNEL_MODES = ("train", "frozen")
 SCHEDULES = ("constant", "cosine", "warmup_cosine")
@@ -11,13 +10,12 @@ SCHEDULES = ("constant", "cosine", "warmup_cosine")
 
 def learning_rate_schedule(learning_rate: float, schedule: str = "constant", total_steps: int = 0,
                            warmup_steps: int = 0) -> optax.Schedule:
+  assert schedule in SCHEDULES, schedule  # config.validate checked train.schedule
   if schedule == "constant":
     return optax.constant_schedule(learning_rate)
   if schedule == "cosine":
     return optax.cosine_decay_schedule(learning_rate, max(total_steps, 1))
-  if schedule == "warmup_cosine":
-    return optax.warmup_cosine_decay_schedule(0.0, learning_rate, warmup_steps, max(total_steps, warmup_steps + 1))
-  raise UserError(f"train.schedule: unknown schedule {schedule!r}; known: {', '.join(SCHEDULES)}")
+  return optax.warmup_cosine_decay_schedule(0.0, learning_rate, warmup_steps, max(total_steps, warmup_steps + 1))
 
 
 def make_optimizer(learning_rate: float, *, masked_kernels: str = "train", schedule: str = "constant",
@@ -29,8 +27,7 @@ def make_optimizer(learning_rate: float, *, masked_kernels: str = "train", sched
   train (it re-creates their Parameter inside forward) while their biases do. It is
   done here, in the optimiser, so the model is the same in both modes.
   """
-  if masked_kernels not in MASKED_KERNEL_MODES:
-    raise UserError(f"model.masked_kernels: expected one of {MASKED_KERNEL_MODES}, got {masked_kernels!r}")
+  assert masked_kernels in MASKED_KERNEL_MODES, masked_kernels  # config.validate checked model.masked_kernels
   lr = learning_rate_schedule(learning_rate, schedule, total_steps, warmup_steps)
   tx = optax.adam(lr)
   if grad_clip_norm > 0:

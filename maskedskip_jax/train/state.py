@@ -76,14 +76,9 @@ def init_state(seed: int, *, model, tx, input_shape, placement=None) -> dict[str
   return jax.jit(functools.partial(_state, tx=tx, seed=seed), out_shardings=placement)(variables)
 
 
-def json_config(config) -> dict[str, Any]:
-  """The flattened config as checkpoints record it (tuples as lists)."""
-  return {k: list(v) if isinstance(v, tuple) else v for k, v in config_lib.flatten(config).items()}
-
-
 def check_same_experiment(meta: dict[str, Any], config, directory: str) -> None:
   """Refuses a config that differs from a checkpoint's in a key that changes the experiment (MUST_MATCH)."""
-  saved, now = meta.get("config", {}), json_config(config)
+  saved, now = meta.get("config", {}), config_lib.to_json(config)
   for key in MUST_MATCH:
     if key in saved and saved[key] != now[key]:
       raise UserError(f"{directory}: checkpoints were trained with {key}={saved[key]!r}, the config says "
