@@ -109,7 +109,7 @@ def test_mode_baselines_writes_its_report_without_a_checkpoint(tmp_path):
   assert proc.returncode == 0, proc.stderr[-2000:]
   assert sorted(os.listdir(workdir)) == ["baselines"]  # no checkpoints, no training
   out = workdir / "baselines"
-  assert sorted(os.listdir(out)) == ["report.json", "roc.png", "scores.csv"]
+  assert sorted(os.listdir(out)) == ["report.html", "report.json", "roc.png", "scores.csv"]
   report = json.loads((out / "report.json").read_text())
   assert list(report["baselines"]) == list(baselines.BASELINES)
   for metrics in report["baselines"].values():

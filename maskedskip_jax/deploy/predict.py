@@ -20,13 +20,13 @@ import time
 
 import cv2
 import numpy as np
-import tqdm
 
 from maskedskip_jax import atomic
 from maskedskip_jax.eval import overlay
 from maskedskip_jax.eval import postprocess as postprocess_lib
 from maskedskip_jax.errors import UserError
 from maskedskip_jax.nn import dtypes
+from maskedskip_jax.train import console
 
 DEFAULT_POSTPROCESS = "gaussian:sigma=3"
 MAX_OVERLAY_WIDTH = 1280  # larger sources are scaled down for the overlay video: encoding time, file size
@@ -139,7 +139,7 @@ def predict(model_dir: str, video: str, out_dir: str, *, postprocess: str = DEFA
                                        map_size=image_size if write_overlay else None)
     curve = overlay.ScoreCurve(display[1], max(24, display[0] // 5), total)
     scores = []
-    with tqdm.tqdm(total=total or None, unit="frame", disable=not progress, dynamic_ncols=True) as bar:
+    with console.Progress(total or None, unit="frame", desc="predict", disable=not progress) as bar:
       for item in scorer.stream([model_frames()]):
         scores.append(item.score)
         if sink is not None:

@@ -8,6 +8,7 @@ for number. Alone (`python -m maskedskip_jax.main --mode=baselines`), `run` need
                                  table (none, median:window=17, and the configured method), plus the protocol
   workdir/baselines/scores.csv   video,frame,label,score_<name> (raw scores, one column per baseline)
   workdir/baselines/roc.png      every baseline's ROC curve
+  workdir/baselines/report.html  the report and the ROC curves as one self-contained page (`html_report`)
 
 written into a temporary folder that replaces `baselines/` only when complete.
 """
@@ -20,6 +21,7 @@ import numpy as np
 
 from maskedskip_jax import atomic
 from maskedskip_jax.eval import baselines as baselines_lib
+from maskedskip_jax.eval import html_report
 from maskedskip_jax.eval import report as eval_report
 from maskedskip_jax.eval import plots
 from maskedskip_jax.eval import postprocess as postprocess_lib
@@ -96,7 +98,8 @@ def _methods(configured: str) -> list[str]:
 
 def evaluate_alone(store, *, names=baselines_lib.BASELINES, patch: int = 16, postprocess: str = "none",
                    out_dir: str, info: dict[str, Any] | None = None) -> dict[str, Any]:
-  """Scores the baselines on `store` and writes report.json, scores.csv and roc.png to `out_dir`; returns the report."""
+  """Scores the baselines on `store` and writes report.json, report.html, scores.csv and roc.png to `out_dir`;
+  returns the report."""
   names = baselines_lib.parse_names(names)
   if not names:
     raise UserError("eval.baselines: empty, so --mode=baselines has nothing to score; name at least one of "
@@ -124,6 +127,7 @@ def evaluate_alone(store, *, names=baselines_lib.BASELINES, patch: int = 16, pos
       fpr, tpr, auc, label = curves[0]
       plots.plot_roc(fpr, tpr, auc, os.path.join(tmp, "roc.png"), title=f"Baselines' frame-level ROC ({method})",
                      label=label, curves=curves[1:], highlight_first=False)
+    html_report.write(tmp, report, video_names)
     atomic.write_json(os.path.join(tmp, "report.json"), report)  # last: its presence means complete
   return report
 

@@ -8,6 +8,7 @@
                 post-processed exactly like the model: baseline_eval), and every protocol choice behind them
   roc.png       the model's ROC curve beside the baselines'
   plots/<video>.png, worst_frames.png   diagnostics (see `diagnostics`)
+  report.html   all of the above for a person: report.json's numbers and the figures, self-contained (`html_report`)
   videos/<video>.mp4                    input | reconstruction | difference (eval.write_videos)
 
 The model evaluated is the newest checkpoint (or a bundle): never one chosen by test AUC. Scores come from the
@@ -21,7 +22,6 @@ from typing import Any
 
 import jax
 import numpy as np
-import tqdm
 
 from maskedskip_jax import atomic
 from maskedskip_jax.eval import baseline_eval
@@ -29,11 +29,13 @@ from maskedskip_jax.eval import baselines as baselines_lib
 from maskedskip_jax.eval import diagnostics
 from maskedskip_jax.eval import collect as eval_collect
 from maskedskip_jax.eval import report as eval_report
+from maskedskip_jax.eval import html_report
 from maskedskip_jax.eval import hybrid
 from maskedskip_jax.nn import models
 from maskedskip_jax.eval import plots
 from maskedskip_jax.eval import postprocess as postprocess_lib
 from maskedskip_jax.eval import streaming
+from maskedskip_jax.train import console
 from maskedskip_jax.train import inputs as train_data
 from maskedskip_jax.errors import UserError
 
@@ -55,8 +57,7 @@ def _score_all(scorer, store, collect, progress: bool) -> tuple[float, float]:
   compile_seconds = time.perf_counter() - begin
   begin = time.perf_counter()
   videos = (store.video_frames(v) for v in range(store.num_videos))
-  with tqdm.tqdm(total=store.total_frames, unit="frame", desc="eval", disable=not progress,
-                 dynamic_ncols=True) as bar:
+  with console.Progress(store.total_frames, unit="frame", desc="eval", disable=not progress) as bar:
     for item in scorer.stream(videos):
       collect.add(item)
       bar.update(1)
@@ -159,6 +160,7 @@ def evaluate_store(model, variables, store, *, temporal: int | None = None, batc
     if worst_frames > 0:
       diagnostics.worst_frames(model, variables, store, processed, labels, os.path.join(tmp, "worst_frames.png"),
                                worst_frames, method)
+    html_report.write(tmp, report, names)
     atomic.write_json(os.path.join(tmp, "report.json"), report)  # last: its presence means complete
   return report
 

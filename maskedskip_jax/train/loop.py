@@ -15,12 +15,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-import tqdm
 
 from maskedskip_jax import config as config_lib
 from maskedskip_jax.errors import UserError
 from maskedskip_jax.train import checkpointing
 from maskedskip_jax.train import compile_cache
+from maskedskip_jax.train import console
 from maskedskip_jax.train import inputs as train_data
 from maskedskip_jax.train import optim
 from maskedskip_jax.train import progress as train_progress
@@ -44,7 +44,7 @@ def _say(message: str) -> None:
   """User-facing progress lines (process 0), kept clear of the progress bar."""
   logging.info(message)
   if jax.process_index() == 0:
-    tqdm.tqdm.write(message, file=sys.stderr)  # where the bar is
+    console.write(message, sys.stderr)  # where the progress is
 
 
 def train(config, workdir: str) -> dict[str, Any]:

@@ -1,13 +1,14 @@
-"""The host side of the training loop: each step's metrics checked for divergence, the progress bar and the
-metrics log fed, clips/s counted between log points."""
+"""The host side of the training loop: each step's metrics checked for divergence, the progress display (a bar
+on a terminal, a plain line every ~30 s otherwise: `console`) and the metrics log fed, clips/s counted between log
+points."""
 
 import time
 
 import jax
 import numpy as np
-import tqdm
 
 from maskedskip_jax.train import checkpointing
+from maskedskip_jax.train import console
 from maskedskip_jax.train import metrics_log
 from maskedskip_jax.errors import UserError
 
@@ -19,8 +20,7 @@ class Progress:
     self.batch_size, self.log_every = config.train.batch_size, config.train.log_every_steps
     self.schedule, self.total, self.workdir = schedule, total, workdir
     self.log = metrics_log.MetricsLog(workdir, start_step=start, enabled=jax.process_index() == 0)
-    self.bar = tqdm.tqdm(total=total, initial=start, unit="step", dynamic_ncols=True,
-                         disable=jax.process_index() != 0)
+    self.bar = console.Progress(total, initial=start, unit="step", desc="train", disable=jax.process_index() != 0)
     self.last_good = start
     self.saved = None
     self._mark = (start, None)  # (step, time) the clips/s is counted from
@@ -46,7 +46,7 @@ class Progress:
       extra = {k: float(np.asarray(v)) for k, v in metrics.items() if k not in ("loss", "grad_norm")}
       self.log.write(step, {"loss": loss, "clips_per_s": self.rate, "grad_norm": grad_norm,
                             "learning_rate": float(self.schedule(step - 1)), **extra})
-    self.bar.set_postfix(loss=f"{loss:.4f}", clips_per_s=f"{self.rate:.1f}" if self.rate else "-", refresh=False)
+    self.bar.set_fields({"loss": f"{loss:.4f}", "clips/s": f"{self.rate:.1f}" if self.rate else "-"})
     self.bar.update(step - self.bar.n)
 
   def close(self):
