@@ -113,7 +113,7 @@ def config_name() -> str:
 
 def load_config(holder=None):
   """The parsed --config (of `holder`, default run()'s), checked; a missing or broken file is a UserError."""
-  holder = holder or _config_flag
+  holder = holder if holder is not None else _config_flag
   path = config_flags.get_config_filename(flags.FLAGS["config"]).split(":")[0]
   if not os.path.isfile(path):
     raise UserError(f"--config: {path} not found; expected a config file such as configs/synthetic.py")

@@ -11,6 +11,7 @@ import pytest
 
 from data_pipeline import anomaly_paste
 from maskedskip_jax.deploy import bundle
+from maskedskip_jax.deploy import export
 from maskedskip_jax import config as config_lib
 from maskedskip_jax.eval import evaluate
 from maskedskip_jax.nn import scoring

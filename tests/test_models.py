@@ -1,15 +1,22 @@
 """The nine variants: parameter counts, shapes, errors, masked-kernel optimiser modes."""
 
+import json
+import os
+
+from flax import traverse_util
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
 
+from maskedskip_jax.nn import layers
 from maskedskip_jax.nn import losses
 from maskedskip_jax.nn import models
+from maskedskip_jax.nn import ssmctb
 from maskedskip_jax.train import optim
 from maskedskip_jax.errors import UserError
+from test_streaming import random_variables
 
 REFERENCE_COUNTS = {
     "maskedskip_unet": 115_811_792,
@@ -200,3 +207,93 @@ def test_host_init_matches_flax_init_layout_and_torch_distributions(variant):
       "masked_kernel" if variant == "ed_masks_skip_unet" else "kernel"])
   np.testing.assert_array_equal(k(v), k(same))
   assert np.any(k(v) != k(other))
+
+
+# The variable tree (every collection, path and shape) as the single-method model built it before `encode`/`decode`
+# existed, for every variant and for SSMCTB placements and the mask head; each entry after the first is written as
+# the paths it adds to and drops from an earlier one.
+LAYOUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures", "param_layout.json")
+
+
+def _layout(model):
+  flat = traverse_util.flatten_dict(_init_shapes(model))
+  return sorted("/".join(p) + " " + "x".join(map(str, leaf.shape)) for p, leaf in flat.items())
+
+
+def test_variable_paths_and_shapes_are_those_checkpoints_were_written_with():
+  with open(LAYOUT) as f:
+    cases = json.load(f)
+  want = {}
+  for name, case in cases.items():
+    if "paths" in case:
+      want[name] = case["paths"]
+    else:
+      want[name] = sorted(set(want[case["base"]]) - set(case["drop"]) | set(case["add"]))
+    kwargs = dict(case["build"])
+    model = models.build(kwargs.pop("variant"), latent_dim=16, channels=1, **kwargs)
+    assert _layout(model) == want[name], name
+  assert set(models.VARIANTS) <= set(cases)
+
+
+@pytest.mark.parametrize("variant", ["maskedskip_unet", "masked2d_skip_unet", "ed_masks_skip_unet",
+                                     "conv3d_skip_unet", "two_mask", "autoencoder"])
+def test_kernel_masks_are_the_modules_masks(variant):
+  model = models.build(variant, latent_dim=16, channels=1, temporal=None if variant != "two_mask" else 5)
+  s, t = models.spec(variant), model.temporal
+  want = {}
+  for i, active in enumerate(s.active, start=1):
+    if active and s.skips in ("masked3d", "masked2d"):
+      k, m = models.SKIP_KERNELS[i - 1], models.SKIP_MASKS[i - 1]
+      want[(f"mconv{i}",)] = layers.centre_square_mask(k, m, None if s.skips == "masked2d" else t)
+  if s.ed_mask:
+    for block in [f"encoder_{i}" for i in range(1, 5)] + [f"decoder_{i}" for i in range(1, 5)]:
+      for j, k in enumerate((3, 5, 7)):
+        want[(block, f"convs_{j}")] = layers.centre_square_mask(k, k - 2)
+  with layers.kernel_masks() as masks:
+    shapes = _init_shapes(model)
+  assert set(masks) == set(want)
+  for path, mask in masks.items():
+    np.testing.assert_array_equal(mask, want[path])
+  # Every masked kernel of the parameter tree has its mask, and nothing else does.
+  flat = traverse_util.flatten_dict(shapes["params"])
+  assert set(masks) == {p[:-1] for p in flat if p[-1] == "masked_kernel"}
+  # Each init is seen afresh: no trace is reused.
+  with layers.kernel_masks() as again:
+    _init_shapes(model)
+  assert set(again) == set(want)
+
+
+def test_kernel_masks_include_ssmctb_blocks():
+  model = models.build("maskedskip_unet", latent_dim=16, channels=1, ssmctb={"placement": "latent_skip", "dims": 3})
+  with layers.kernel_masks() as masks:
+    _init_shapes(model)
+  np.testing.assert_array_equal(masks[("ssmctb_skip4", "conv")], ssmctb.ssmctb_mask(1, 1, 3))
+  assert ("mconv4",) in masks
+
+
+@pytest.mark.parametrize("variant,kwargs", [
+    ("maskedskip_unet", dict(mask_head=True)),
+    ("autoencoder", dict(ssmctb={"placement": "latent_skip"})),
+    ("masked2d_skip_unet", {}),
+    ("conv3d_skip_unet", dict(temporal=5, ssmctb={"placement": "all_skips", "dims": 3})),
+    ("unet", dict(ssmctb={"placement": "decoder"})),
+])
+def test_decode_after_encode_is_the_model(variant, kwargs):
+  model = models.build(variant, latent_dim=8, channels=1, **kwargs)
+  b, t = 2, model.temporal
+  x = jax.random.uniform(jax.random.key(0), (b, t, 32, 32, 1))
+  v = ssmctb.without_losses(random_variables(model))
+  # Op by op (no jit), so both routes run the very same computations: the results are bit-identical.
+  want = model.apply(v, x, return_mask=model.mask_head)
+  feats = model.apply(v, x.reshape(b * t, 32, 32, 1), method=models.MaskedSkipUNet.encode)
+  assert [f.shape for f in feats] == [(b * t, 16, 16, 1), (b * t, 8, 8, 2), (b * t, 4, 4, 4), (b * t, 2, 2, 8)]
+  clips = tuple(f.reshape(b, t, *f.shape[1:]) for f in feats)
+  got = model.apply(v, clips, return_mask=model.mask_head, method=models.MaskedSkipUNet.decode)
+  for w, g in zip(jax.tree_util.tree_leaves(want), jax.tree_util.tree_leaves(got), strict=True):
+    np.testing.assert_array_equal(np.asarray(g), np.asarray(w))
+  with pytest.raises(UserError, match="model.encode"):
+    model.apply(v, x, method=models.MaskedSkipUNet.encode)
+  with pytest.raises(UserError, match="model input: expected 1 channels"):
+    model.apply(v, jnp.zeros((2, 32, 32, 3)), method=models.MaskedSkipUNet.encode)
+  with pytest.raises(UserError, match="model.decode"):
+    model.apply(v, feats, method=models.MaskedSkipUNet.decode)

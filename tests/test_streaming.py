@@ -85,6 +85,19 @@ def test_streaming_matches_plain_apply(variant, temporal, channels, batch, grey_
   np.testing.assert_allclose([o.score for o in out], scoring.frame_scores(maps), atol=1e-5, rtol=0)
 
 
+def test_streaming_runs_the_model_s_own_skips_with_ssmctb_blocks_and_mask_head():
+  # 3-D blocks see the T-frame window of cached features, the decoder block only the centre frame.
+  model = models.build("maskedskip_unet", latent_dim=8, channels=1, mask_head=True,
+                       ssmctb={"placement": "all_skips", "dims": 3})
+  variables = random_variables(model)
+  rng = np.random.default_rng(2)
+  videos = [rng.integers(0, 256, (n, *SIZE, 1), dtype=np.uint8) for n in (4, 2)]
+  clips, want = plain_recon(model, variables, videos)
+  out = list(streaming.StreamingScorer(model, variables, SIZE, batch_size=3, with_recon=True).stream(videos))
+  np.testing.assert_allclose(np.stack([o.recon for o in out]), want, atol=1e-5, rtol=0)
+  assert all(o.mask_score is not None for o in out)
+
+
 def test_reduced_maps_without_recon(grey_unet):
   model, variables, videos, clips, want = grey_unet
   scorer = streaming.StreamingScorer(model, variables, SIZE, batch_size=4, map_size=(8, 8))

@@ -48,13 +48,6 @@ def _torch_module(path: tuple[str, ...]) -> str:
   return ".".join(parts)
 
 
-def _hole_size(model: models.MaskedSkipUNet, module: tuple[str, ...], kernel_size: int) -> int:
-  """Side of the zeroed centre square of a masked conv (layers.ConvBlock / models._skip)."""
-  if m := re.fullmatch(r"mconv(\d)", module[-1]):
-    return model.skip_masks[int(m[1]) - 1]
-  return kernel_size - 2  # ed_masks_skip_unet's encoder/decoder convs
-
-
 def torch_layout(model: models.MaskedSkipUNet) -> tuple[dict, dict, set]:
   """What a reference state_dict for `model` holds.
 
@@ -64,7 +57,8 @@ def torch_layout(model: models.MaskedSkipUNet) -> tuple[dict, dict, set]:
   that carry no learned value (BatchNorm's counter, the masks) and may be absent.
   """
   x = jnp.zeros((1, model.temporal, 16, 16, model.channels), jnp.float32)
-  shapes = jax.eval_shape(lambda: model.init(jax.random.key(0), x, train=False))
+  with layers.kernel_masks() as module_masks:
+    shapes = jax.eval_shape(lambda: model.init(jax.random.key(0), x, train=False))
   flat = traverse_util.flatten_dict(shapes)
   leaves, masks, optional = {}, {}, set()
   for path, leaf in flat.items():
@@ -76,11 +70,8 @@ def torch_layout(model: models.MaskedSkipUNet) -> tuple[dict, dict, set]:
       shape = (shape[-1], shape[-2], *shape[:-2])
     leaves[path] = (f"{prefix}.{_TORCH_LEAF[name]}", shape)
     if name == "masked_kernel":
-      spatial = tuple(leaf.shape[:-2])
-      k = spatial[-1]
-      temporal = spatial[0] if len(spatial) == 3 else None
       key = f"{_torch_module(module)}.filter_mask"
-      masks[key] = layers.centre_square_mask(k, _hole_size(model, module, k), temporal)[..., 0, 0]
+      masks[key] = module_masks[module][..., 0, 0]  # the reference stores the kernel's mask without channel axes
       optional.add(key)
     if collection == "batch_stats" and name == "mean":
       optional.add(f"{prefix}.num_batches_tracked")

@@ -1,14 +1,12 @@
 """Streaming inference: every frame is encoded once, its features reused by the T clips that contain it.
 
 A clip's encoder work is T independent per-frame encodings (SPEC §1), so scoring every frame of a video clip by
-clip repeats each frame's encoding T times. Here the model runs in two halves that share its parameters:
+clip repeats each frame's encoding T times. Here the model runs in its two halves, which share its parameters:
 
-  encode(frames)          the encoder blocks `encoder_1..4`, per frame;
-  decode_centre(windows)  the skip convs on a T-frame window of those features and the decoder.
+  encode(frames)          `MaskedSkipUNet.encode`: the encoder's features of each frame;
+  decode_centre(windows)  `MaskedSkipUNet.decode`: the skips on a T-frame window of those features and the decoder.
 
-Both halves call the unchanged `MaskedSkipUNet` through `flax.linen.intercept_methods`: `encode` records the
-encoder blocks' outputs (jit drops the unused rest of the forward), `decode_centre` hands the blocks precomputed
-features instead of running them. Whatever the variant, the skips and the decoder are the model's own code.
+Whatever the variant, both are the model's own code, the same that `MaskedSkipUNet.__call__` runs.
 
 `StreamingScorer` drives one jitted step over a stream of frames from one or more videos: B new frames are encoded
 and written into a device ring buffer of features, then B ready clips (all of whose frames are encoded) are gathered
@@ -21,7 +19,6 @@ from collections.abc import Iterable, Iterator
 import dataclasses
 import functools
 
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -30,44 +27,13 @@ from maskedskip_jax.nn import models
 from maskedskip_jax.nn import scoring
 from maskedskip_jax.errors import UserError
 
-LEVELS = 4
-
-
-def _encoder_level(context) -> int | None:
-  """1..4 when `context` is a call of the model's own encoder block `encoder_i`, else None."""
-  module = context.module
-  if context.method_name != "__call__" or not isinstance(module.parent, models.MaskedSkipUNet):
-    return None
-  name = module.name or ""
-  if name.startswith("encoder_") and name[len("encoder_"):].isdigit():
-    return int(name[len("encoder_"):])
-  return None
-
 
 def encode(model: models.MaskedSkipUNet, variables, frames: jax.Array) -> tuple[jax.Array, ...]:
   """Eval-mode encoder features of each frame: a tuple of (N, h_i, w_i, c_i), levels 1..4.
 
-  frames: (N, H, W, C) in [0, 1]. Meant to run under jit, which discards the decoder half the model also traces.
+  frames: (N, H, W, C) in [0, 1].
   """
-  n = frames.shape[0]
-  t = model.temporal
-  # The model takes (B, T, ...) clips and folds T into the batch before encoding; pad N to a multiple of T.
-  pad = (-n) % t
-  if pad:
-    frames = jnp.concatenate([frames, jnp.zeros((pad, *frames.shape[1:]), frames.dtype)])
-  clips = frames.reshape(-1, t, *frames.shape[1:])
-  captured = {}
-
-  def record(next_fun, args, kwargs, context):
-    out = next_fun(*args, **kwargs)
-    level = _encoder_level(context)
-    if level is not None:
-      captured[level] = out
-    return out
-
-  with nn.intercept_methods(record):
-    model.apply(variables, clips, train=False)
-  return tuple(captured[i][:n] for i in range(1, LEVELS + 1))
+  return model.apply(variables, frames, train=False, method=models.MaskedSkipUNet.encode)
 
 
 def decode_centre(model: models.MaskedSkipUNet, variables, windows, return_mask: bool = False):
@@ -76,19 +42,8 @@ def decode_centre(model: models.MaskedSkipUNet, variables, windows, return_mask:
   windows: per level, (B, T, h_i, w_i, c_i) features of the T frames of each clip, as `encode` returns them.
   return_mask: (recon, predicted anomaly map (B, H, W)), for a model with a mask head.
   """
-  b, t, h1, w1 = windows[0].shape[:4]
-  flat = [w.reshape(b * t, *w.shape[2:]) for w in windows]
-
-  def substitute(next_fun, args, kwargs, context):
-    level = _encoder_level(context)
-    if level is None:
-      return next_fun(*args, **kwargs)
-    return flat[level - 1]
-
-  # Only the shape of this input matters: every encoder block is replaced, so it is never read.
-  placeholder = jnp.zeros((b, t, 2 * h1, 2 * w1, model.channels), jnp.float32)
-  with nn.intercept_methods(substitute):
-    return model.apply(variables, placeholder, train=False, return_mask=return_mask)
+  return model.apply(variables, tuple(windows), train=False, return_mask=return_mask,
+                     method=models.MaskedSkipUNet.decode)
 
 
 def _resize_maps(maps: jax.Array, size: tuple[int, int]) -> jax.Array:

@@ -6,6 +6,7 @@ transpose (see `convert_torch.py`).
 """
 
 from collections.abc import Sequence
+import contextlib
 import math
 
 import flax.linen as nn
@@ -55,7 +56,8 @@ class Conv(nn.Module):
 
   With `mask=None` it is a plain convolution (param `kernel`). With a mask the param
   is called `masked_kernel`: the name lets the optimiser find masked kernels
-  (`models.masked_kernel_labels`) without the model knowing about optimisers.
+  (`models.masked_kernel_labels`) without the model knowing about optimisers. The
+  `mask` attribute is the one source of the mask (`kernel_masks` reads it).
   Multiplying inside `apply` makes masked taps contribute nothing and receive exactly
   zero gradient, so they stay at zero under any optimiser update.
 
@@ -106,6 +108,25 @@ class Conv(nn.Module):
     if self.centre_frame and not self.centre_only:
       y = y[:, (y.shape[1] - 1) // 2]
     return y + bias
+
+
+@contextlib.contextmanager
+def kernel_masks():
+  """Collects {module path: mask} of every masked `Conv` called inside; wrap a `model.init`, even an abstract one
+  (`jax.eval_shape`), to learn from the modules themselves which kernels are masked and how.
+
+  Only code that runs is seen: wrap a fresh function, not a jitted one whose trace may be cached.
+  """
+  masks = {}
+
+  def record(call, args, kwargs, context):
+    module = context.module
+    if context.method_name == "__call__" and isinstance(module, Conv) and module.mask is not None:
+      masks[module.path] = module.mask
+    return call(*args, **kwargs)
+
+  with nn.intercept_methods(record):
+    yield masks
 
 
 def space_to_depth(x: jax.Array) -> jax.Array:

@@ -57,7 +57,13 @@ def default_temporal(variant: str) -> int:
 
 
 class MaskedSkipUNet(nn.Module):
-  """The whole family; `variant` picks the skip type (see `SPECS`)."""
+  """The whole family; `variant` picks the skip type (see `SPECS`).
+
+  Three entry points share one set of parameters: `encode` (frames -> per-frame features), `decode` (a clip's
+  features -> its centre frame) and `__call__` (clips: decode after encode); streaming calls the first two apart
+  (`apply(..., method=MaskedSkipUNet.encode)`) to encode each frame once. `setup` declares the submodules under
+  the names the single-method model gave them, so parameter paths, checkpoints and bundles are unchanged.
+  """
   variant: str = "maskedskip_unet"
   latent_dim: int = 512
   channels: int = 3
@@ -76,72 +82,101 @@ class MaskedSkipUNet(nn.Module):
     d = self.latent_dim
     return d // 8, d // 4, d // 2, d
 
-  def _skip(self, i: int, x: jax.Array) -> jax.Array:
+  def setup(self):
+    # Flax names a submodule after the attribute it is assigned to; setattr keeps the numbered names.
+    s, t = spec(self.variant), self.temporal
+    kw = dict(dtype=self.dtype, param_dtype=self.param_dtype)
+    block_kw = dict(ed_mask=s.ed_mask, lowering=self.conv_lowering, **kw)
+    for i, width in enumerate(self.widths, start=1):
+      setattr(self, f"encoder_{i}", layers.ConvBlock(width, **block_kw))
+      if not s.active[i - 1]:
+        continue
+      if self.ssmctb.at_skip(i):  # 3-D: on the T-frame features, before the skip conv; 2-D: on its output
+        depth = t if self.ssmctb.dims == 3 and t > 1 else None
+        setattr(self, f"ssmctb_skip{i}", self.ssmctb.block(temporal=depth, **kw))
+      if s.skips != "identity":
+        setattr(self, self._skip_conv_name(i), self._skip_conv(i, width, s))
+    if s.skips == "none" and self.ssmctb.at_skip(4):  # no skips: the latent map takes the latent block
+      self.ssmctb_skip4 = self.ssmctb.block(**kw)
+    if self.ssmctb.at_decoder():  # before the last decoder block
+      self.ssmctb_decoder = self.ssmctb.block(**kw)
+    for j, width in enumerate((*self.widths[2::-1], self.channels + int(self.mask_head)), start=1):
+      setattr(self, f"decoder_{j}", layers.ConvBlock(width, decode=True, last=j == 4, **block_kw))
+
+  def _skip_conv_name(self, i: int) -> str:
+    return f"conv{i}" if spec(self.variant).skips == "conv3d" else f"mconv{i}"
+
+  def _skip_conv(self, i: int, width: int, s: VariantSpec) -> layers.Conv:
+    k, m, t = self.skip_kernels[i - 1], self.skip_masks[i - 1], self.temporal
+    kw = dict(lowering=self.conv_lowering, dtype=self.dtype, param_dtype=self.param_dtype)
+    if s.skips == "masked2d":
+      return layers.Conv(width, (k, k), layers.centre_square_mask(k, m), **kw)
+    mask = None if s.skips == "conv3d" else layers.centre_square_mask(k, m, t)
+    return layers.Conv(width, (t, k, k), mask, centre_frame=True, centre_only=self.centre_only, **kw)
+
+  def _skip(self, i: int, x: jax.Array, s: VariantSpec) -> jax.Array:
     """Skip i (1..4): x is (B, T, h, w, c); returns the centre frame's skip (B, h, w, c)."""
-    s = spec(self.variant)
     t = x.shape[1]
     centre = x[:, (t - 1) // 2]
     if not s.active[i - 1]:
       return jnp.zeros_like(centre)
-    kw = dict(dtype=self.dtype, param_dtype=self.param_dtype)
-    block = self.ssmctb.at_skip(i)
-    if block and self.ssmctb.dims == 3 and t > 1:  # on the T-frame features, before the skip conv
-      x = self.ssmctb.block(f"ssmctb_skip{i}", temporal=t, **kw)(x)
-      centre, block = x[:, (t - 1) // 2], False
-    out = self._skip_conv(i, x, centre, s)
-    return self.ssmctb.block(f"ssmctb_skip{i}", **kw)(out) if block else out
+    block = getattr(self, f"ssmctb_skip{i}") if self.ssmctb.at_skip(i) else None
+    if block is not None and block.temporal is not None:
+      x = block(x)
+      centre, block = x[:, (t - 1) // 2], None
+    out = centre
+    if s.skips != "identity":
+      conv = getattr(self, self._skip_conv_name(i))
+      out = conv(centre if len(conv.kernel_size) == 2 else x)
+    return out if block is None else block(out)
 
-  def _skip_conv(self, i: int, x: jax.Array, centre: jax.Array, s: VariantSpec) -> jax.Array:
-    t = x.shape[1]
-    if s.skips == "identity":
-      return centre
-    c, k, m = x.shape[-1], self.skip_kernels[i - 1], self.skip_masks[i - 1]
-    kw = dict(lowering=self.conv_lowering, dtype=self.dtype, param_dtype=self.param_dtype)
-    if s.skips == "masked2d":
-      return layers.Conv(c, (k, k), layers.centre_square_mask(k, m), name=f"mconv{i}", **kw)(centre)
-    if s.skips == "conv3d":
-      mask, name = None, f"conv{i}"
-    else:
-      mask, name = layers.centre_square_mask(k, m, t), f"mconv{i}"
-    return layers.Conv(c, (t, k, k), mask, centre_frame=True, centre_only=self.centre_only,
-                       name=name, **kw)(x)
+  def encode(self, frames: jax.Array, train: bool = False) -> tuple[jax.Array, ...]:
+    """Encoder features of independent frames (N, H, W, C) in [0, 1]: levels 1..4, each (N, h_i, w_i, c_i)."""
+    if frames.ndim != 4:
+      raise UserError(f"model.encode: expected frames (N, H, W, C), got shape {tuple(frames.shape)}")
+    check_input_shape(self, (frames.shape[0], self.temporal, *frames.shape[1:]))
+    feats = [frames.astype(self.dtype)]
+    for i in range(1, len(self.widths) + 1):
+      feats.append(getattr(self, f"encoder_{i}")(feats[-1], train))
+    return tuple(feats[1:])
 
-  @nn.compact
-  def __call__(self, x: jax.Array, train: bool = False, return_mask: bool = False):
-    """The centre frame's reconstruction (B, H, W, C); with `return_mask`, (recon, mask (B, H, W)).
+  def decode(self, feats, train: bool = False, return_mask: bool = False):
+    """The centre frame's reconstruction (B, H, W, C) from the features of a clip's frames.
 
-    The mask is the last channel of the same sigmoid output: every consumer that
-    calls the model plainly (scoring, streaming, export) gets C channels unchanged.
+    feats: levels 1..4, each (B, T, h_i, w_i, c_i): `encode`'s output for the T frames of each clip.
+    return_mask: (recon, predicted anomaly map (B, H, W)); the map is the last channel of the same sigmoid
+    output, so every consumer that calls the model plainly (scoring, streaming, export) gets C channels unchanged.
     """
     if return_mask and not self.mask_head:
       raise UserError("model.mask_head: return_mask=True needs a model built with mask_head=True")
-    check_input_shape(self, x.shape)
+    if len(feats) != len(self.widths) or any(f.ndim != 5 or f.shape[1] != self.temporal for f in feats):
+      raise UserError(f"model.decode: expected {len(self.widths)} feature levels shaped (B, T={self.temporal}, "
+                      f"h, w, c), got shapes {[tuple(f.shape) for f in feats]}")
     s = spec(self.variant)
-    b, t, h, w, c = x.shape
-    kw = dict(ed_mask=s.ed_mask, lowering=self.conv_lowering, dtype=self.dtype, param_dtype=self.param_dtype)
-    y = x.reshape(b * t, h, w, c).astype(self.dtype)
-    feats = []
-    for i, width in enumerate(self.widths, start=1):
-      y = layers.ConvBlock(width, name=f"encoder_{i}", **kw)(y, train)
-      feats.append(y.reshape(b, t, *y.shape[1:]))
-    skips = [self._skip(i, f) for i, f in enumerate(feats, start=1)]
-
-    l1, l2, l3, _ = self.widths
-    # Without skips the latent map itself feeds the decoder.
-    bottom = feats[3][:, (t - 1) // 2] if s.skips == "none" else skips[3]
-    if s.skips == "none" and self.ssmctb.at_skip(4):  # no skips: the latent map takes the latent block
-      bottom = self.ssmctb.block("ssmctb_skip4", dtype=self.dtype, param_dtype=self.param_dtype)(bottom)
-    y = layers.ConvBlock(l3, decode=True, name="decoder_1", **kw)(bottom, train)
-    outs = (l2, l1, self.channels + int(self.mask_head))
-    for j, (width, skip) in enumerate(zip(outs, skips[2::-1]), start=2):
-      if j == 4 and self.ssmctb.at_decoder():  # before the last decoder block
-        y = self.ssmctb.block("ssmctb_decoder", dtype=self.dtype, param_dtype=self.param_dtype)(y)
+    skips = [self._skip(i, f, s) for i, f in enumerate(feats, start=1)]
+    bottom = feats[3][:, (self.temporal - 1) // 2] if s.skips == "none" else skips[3]  # no skips: the latent map
+    if s.skips == "none" and self.ssmctb.at_skip(4):
+      bottom = self.ssmctb_skip4(bottom)
+    y = self.decoder_1(bottom, train)
+    for j, skip in enumerate(skips[2::-1], start=2):
+      if j == 4 and self.ssmctb.at_decoder():
+        y = self.ssmctb_decoder(y)
       if s.skips != "none":
         y = jnp.concatenate([y, skip], axis=-1)  # the reference's [decoder, skip] order
-      y = layers.ConvBlock(width, decode=True, last=(j == 4), name=f"decoder_{j}", **kw)(y, train)
+      y = getattr(self, f"decoder_{j}")(y, train)
     y = nn.sigmoid(y.astype(jnp.float32))
     recon = y[..., :self.channels]
     return (recon, y[..., self.channels]) if return_mask else recon
+
+  def __call__(self, x: jax.Array, train: bool = False, return_mask: bool = False):
+    """Clips (B, T, H, W, C) -> the centre frame's reconstruction (B, H, W, C); see `decode` for `return_mask`.
+
+    The encoder sees each frame as an independent image (frames folded into the batch).
+    """
+    check_input_shape(self, x.shape)
+    b, t = x.shape[:2]
+    feats = self.encode(x.reshape(b * t, *x.shape[2:]), train)
+    return self.decode(tuple(f.reshape(b, t, *f.shape[1:]) for f in feats), train, return_mask)
 
 
 def build(variant: str = "maskedskip_unet", *, latent_dim: int = 512, channels: int = 3,
@@ -158,8 +193,7 @@ def build(variant: str = "maskedskip_unet", *, latent_dim: int = 512, channels: 
     raise UserError(f"model.temporal: variant {variant!r} sees single frames; temporal must be 1, got {temporal}")
   if temporal < 1 or temporal % 2 == 0:
     raise UserError(f"model.temporal: must be a positive odd number (the target is the centre frame), got {temporal}")
-  if latent_dim < 8 or latent_dim % 8:
-    raise UserError(f"model.latent_dim: must be a positive multiple of 8, got {latent_dim}")
+  assert latent_dim >= 8 and latent_dim % 8 == 0, latent_dim  # config.validate checked model.latent_dim
   if channels not in (1, 3):
     raise UserError(f"model.channels: must be 1 or 3, got {channels}")
   for k, m in zip(skip_kernels, skip_masks):
@@ -194,18 +228,6 @@ def check_input_shape(model: MaskedSkipUNet, shape) -> None:
     raise UserError(f"model input: expected {model.channels} channels, got {c}")
 
 
-def _kernel_mask(model: MaskedSkipUNet, path: tuple[str, ...]) -> np.ndarray | None:
-  """The mask of the masked kernel at `path` (module names as built in `__call__`)."""
-  s = spec(model.variant)
-  top = path[0]
-  if top.startswith("mconv"):
-    i = int(top[len("mconv"):]) - 1
-    k, m = model.skip_kernels[i], model.skip_masks[i]
-    return layers.centre_square_mask(k, m, None if s.skips == "masked2d" else model.temporal)
-  k = (3, 5, 7)[int(path[1].split("_")[-1])]  # encoder_i/convs_j under ed masks
-  return layers.centre_square_mask(k, k - 2)
-
-
 def init_variables(model: MaskedSkipUNet, seed: int, input_shape) -> dict:
   """Variables drawn on the host with numpy, with exactly `model.init`'s distributions.
 
@@ -220,8 +242,9 @@ def init_variables(model: MaskedSkipUNet, seed: int, input_shape) -> dict:
     # Transformer layers have their own initialisers; such models are opt-in, so they pay the compile.
     x = jnp.zeros(tuple(input_shape), jnp.float32)
     return ssmctb_lib.without_losses(jax.jit(lambda: model.init(jax.random.key(seed), x, train=False))())
-  shapes = jax.eval_shape(model.init, jax.random.key(0),
-                          jax.ShapeDtypeStruct(tuple(input_shape), jnp.float32))
+  with layers.kernel_masks() as masks:  # each masked conv's own mask, by its path, as init builds it
+    shapes = jax.eval_shape(lambda key, x: model.init(key, x, train=False), jax.random.key(0),
+                            jax.ShapeDtypeStruct(tuple(input_shape), jnp.float32))
   rng = np.random.default_rng(np.random.SeedSequence([seed, 0x4D53]))  # 'MS'
 
   def conv_params(path, leaves):
@@ -230,7 +253,7 @@ def init_variables(model: MaskedSkipUNet, seed: int, input_shape) -> dict:
     bound = 1.0 / np.sqrt(np.prod(kshape[:-1]))
     kernel = rng.uniform(-bound, bound, kshape).astype(np.float32)
     if kernel_name == "masked_kernel":
-      kernel *= _kernel_mask(model, path)
+      kernel *= masks[path]
     bias = rng.uniform(-bound, bound, leaves["bias"].shape).astype(np.float32)
     return {kernel_name: kernel, "bias": bias}
 

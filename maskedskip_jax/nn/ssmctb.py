@@ -155,8 +155,7 @@ class SSMCTB(nn.Module):
     if x.ndim != want:
       layout = "(B, H, W, C)" if want == 4 else "(B, T, H, W, C)"
       raise UserError(f"model.ssmctb: a {want - 2}-D block expects {layout} input, got shape {x.shape}")
-    if self.delta <= 0:
-      raise UserError(f"model.ssmctb.delta: expected a positive Huber threshold, got {self.delta}")
+    assert self.delta > 0, self.delta  # config.validate and Options.check checked it
     mask = ssmctb_mask(self.kernel_prime, self.distance, self.temporal)
     k = mask.shape[-3]
     c = x.shape[-1]
@@ -216,7 +215,8 @@ class Options:
   def at_decoder(self) -> bool:
     return self.placement == "decoder"
 
-  def block(self, name: str, *, temporal: int | None = None, dtype=jnp.float32,
+  def block(self, name: str | None = None, *, temporal: int | None = None, dtype=jnp.float32,
             param_dtype=jnp.float32) -> SSMCTB:
+    """A block; leave `name` out in `setup`, where the attribute it is assigned to names it."""
     return SSMCTB(self.kernel_prime, self.distance, temporal, delta=self.delta, weight=self.weight,
                   dtype=dtype, param_dtype=param_dtype, name=name)
