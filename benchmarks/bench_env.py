@@ -32,10 +32,18 @@ def cores() -> int:
 
 def environment() -> dict:
   import jax  # pylint: disable=g-import-not-at-top
+
   dev = jax.devices()[0]
-  return {"backend": jax.default_backend(), "device_kind": dev.device_kind, "device_count": jax.device_count(),
-          "cpu": cpu_name(), "cores": cores(), "jax_version": jax.__version__, "python": platform.python_version(),
-          "xla_flags": os.environ.get("XLA_FLAGS", "")}
+  return {
+    "backend": jax.default_backend(),
+    "device_kind": dev.device_kind,
+    "device_count": jax.device_count(),
+    "cpu": cpu_name(),
+    "cores": cores(),
+    "jax_version": jax.__version__,
+    "python": platform.python_version(),
+    "xla_flags": os.environ.get("XLA_FLAGS", ""),
+  }
 
 
 def load_average() -> list[float]:
@@ -45,6 +53,7 @@ def load_average() -> list[float]:
 def peak_memory() -> dict:
   """Peak device bytes where the runtime reports them (GPU/TPU), else the process's max RSS."""
   import jax  # pylint: disable=g-import-not-at-top
+
   stats = None
   try:
     stats = jax.devices()[0].memory_stats()
@@ -73,6 +82,7 @@ def median_ms(run, steps: int) -> tuple[float, list[float], float]:
 
 def configure_jax(compilation_cache: str = "") -> None:
   import jax  # pylint: disable=g-import-not-at-top
+
   # Partitionable threefry makes XLA:CPU spend seconds of LLVM time per random init
   # array (~70 s to compile a tiny model's init on 2 cores); the init's random stream
   # is irrelevant to speed, and the timed step only splits one key.

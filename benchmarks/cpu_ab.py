@@ -27,28 +27,28 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-import jax  # pylint: disable=g-import-not-at-top,wrong-import-position
-import jax.numpy as jnp  # pylint: disable=g-import-not-at-top,wrong-import-position
-import numpy as np  # pylint: disable=g-import-not-at-top,wrong-import-position
-
 import bench_env  # pylint: disable=g-import-not-at-top,wrong-import-position
 import experimental  # pylint: disable=g-import-not-at-top,wrong-import-position
+import jax  # pylint: disable=g-import-not-at-top,wrong-import-position
+import jax.numpy as jnp  # pylint: disable=g-import-not-at-top,wrong-import-position
 import model_speed  # pylint: disable=g-import-not-at-top,wrong-import-position
+import numpy as np  # pylint: disable=g-import-not-at-top,wrong-import-position
+
 from maskedskip_jax.nn import models  # pylint: disable=g-import-not-at-top,wrong-import-position
 from maskedskip_jax.train import optim  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 # name -> (XLA compiler options, experimental model changes from experimental.PATCHES, model.conv_lowering)
 CANDIDATES = {
-    "base": ({}, (), "auto"),
-    "xla_convs": ({}, (), "xla"),
-    "cpu_convs": ({}, (), "cpu"),
-    "no_ynn": ({"xla_cpu_experimental_ynn_fusion_type": ""}, (), "auto"),
-    "eigen_single_thread": ({"xla_cpu_multi_thread_eigen": False}, (), "auto"),
-    "onednn": ({"xla_cpu_use_onednn": True}, (), "auto"),
-    "vector_width_512": ({"xla_cpu_prefer_vector_width": 512}, (), "auto"),
-    "concurrency_scheduler": ({"xla_cpu_enable_concurrency_optimized_scheduler": True}, (), "auto"),
-    "fast_math": ({"xla_cpu_enable_fast_math": True}, (), "auto"),
-    "fused_branches": ({}, ("fused_branches",), "auto"),
+  "base": ({}, (), "auto"),
+  "xla_convs": ({}, (), "xla"),
+  "cpu_convs": ({}, (), "cpu"),
+  "no_ynn": ({"xla_cpu_experimental_ynn_fusion_type": ""}, (), "auto"),
+  "eigen_single_thread": ({"xla_cpu_multi_thread_eigen": False}, (), "auto"),
+  "onednn": ({"xla_cpu_use_onednn": True}, (), "auto"),
+  "vector_width_512": ({"xla_cpu_prefer_vector_width": 512}, (), "auto"),
+  "concurrency_scheduler": ({"xla_cpu_enable_concurrency_optimized_scheduler": True}, (), "auto"),
+  "fast_math": ({"xla_cpu_enable_fast_math": True}, (), "auto"),
+  "fused_branches": ({}, ("fused_branches",), "auto"),
 }
 
 
@@ -70,8 +70,12 @@ def main(argv=None) -> int:
   parser.add_argument("--image-size", type=int, default=64)
   parser.add_argument("--batch", type=int, default=4)
   parser.add_argument("--channels", type=int, default=3)
-  parser.add_argument("--dtype", default="float32", choices=tuple(model_speed.DTYPES),
-                      help="compute dtype (bfloat16 on GPU/TPU); params stay float32")
+  parser.add_argument(
+    "--dtype",
+    default="float32",
+    choices=tuple(model_speed.DTYPES),
+    help="compute dtype (bfloat16 on GPU/TPU); params stay float32",
+  )
   parser.add_argument("--rounds", type=int, default=15)
   args = parser.parse_args(argv)
   names = args.candidates.split(",")
@@ -80,8 +84,13 @@ def main(argv=None) -> int:
     parser.error(f"--candidates: start with base; known: {', '.join(CANDIDATES)}; unknown: {unknown}")
   bench_env.configure_jax()
 
-  model = models.build(args.variant, latent_dim=args.latent_dim, channels=args.channels,
-                       dtype=model_speed.DTYPES[args.dtype], param_dtype=jnp.float32)
+  model = models.build(
+    args.variant,
+    latent_dim=args.latent_dim,
+    channels=args.channels,
+    dtype=model_speed.DTYPES[args.dtype],
+    param_dtype=jnp.float32,
+  )
   shape = model_speed.clip_shape(model, args.batch, args.image_size)
   x = jax.device_put(model_speed.clips(shape))
   init_fn, step_fn, source = model_speed._train_fns()  # pylint: disable=protected-access
@@ -90,8 +99,17 @@ def main(argv=None) -> int:
   init = functools.partial(init_fn, model=model, tx=tx, input_shape=(1, *shape[1:]))
   kept = init(0)  # never donated: inference and the equivalence check use it
   variables = {"params": kept["params"], "batch_stats": kept["batch_stats"]}
-  runners, report = {}, {"what": args.what, "train_step": source, "shape": list(shape), "dtype": args.dtype,
-                         **bench_env.environment(), "load_average_start": bench_env.load_average()}
+  runners, report = (
+    {},
+    {
+      "what": args.what,
+      "train_step": source,
+      "shape": list(shape),
+      "dtype": args.dtype,
+      **bench_env.environment(),
+      "load_average_start": bench_env.load_average(),
+    },
+  )
   base_apply = jax.jit(lambda v, x: model.apply(v, x))
   for name in names:
     options, patch_names, lowering = CANDIDATES[name]
@@ -106,7 +124,9 @@ def main(argv=None) -> int:
         holder[0], metrics = compiled(holder[0], {"clips": x})
         jax.block_until_ready((holder[0], metrics))
     else:
-      compiled, seconds = _compile(lambda v, x, m=cand: m.apply(v, x), (variables, x), options, patch_names, donate=False)
+      compiled, seconds = _compile(
+        lambda v, x, m=cand: m.apply(v, x), (variables, x), options, patch_names, donate=False
+      )
       run = functools.partial(lambda c: jax.block_until_ready(c(variables, x)), compiled)
     for _ in range(2):
       run()
@@ -128,8 +148,7 @@ def main(argv=None) -> int:
   for key, series in (("", times), ("cpu_", cpu)):
     base = np.asarray(series["base"])
     report[f"step_{key}ms_median"] = {n: round(float(np.median(t)), 2) for n, t in series.items()}
-    report[f"{key}ratio_to_base"] = {n: round(float(np.median(np.asarray(t) / base)), 3)
-                                     for n, t in series.items()}
+    report[f"{key}ratio_to_base"] = {n: round(float(np.median(np.asarray(t) / base)), 3) for n, t in series.items()}
   report["rounds"] = args.rounds
   report["load_average_end"] = bench_env.load_average()
   print(json.dumps(report, indent=1))

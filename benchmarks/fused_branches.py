@@ -24,6 +24,7 @@ from maskedskip_jax.nn import layers
 
 class BranchParams(nn.Module):
   """Holds one branch's `kernel`/`masked_kernel` and `bias` exactly as `layers.Conv` would."""
+
   features: int
   kernel_size: int
   cin: int
@@ -61,8 +62,9 @@ class FusedConvBlock(layers.ConvBlock):
       kernels.append(jnp.pad(kernel, ((pad, pad), (pad, pad), (0, 0), (0, 0))))
       biases.append(bias)
     kernel = jnp.concatenate(kernels, axis=-1).astype(self.dtype)
-    y = jax.lax.conv_general_dilated(x.astype(self.dtype), kernel, (1, 1), "SAME",
-                                     dimension_numbers=("NHWC", "HWIO", "NHWC"))
+    y = jax.lax.conv_general_dilated(
+      x.astype(self.dtype), kernel, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC")
+    )
     y = y + jnp.concatenate(biases).astype(self.dtype)
     y = nn.relu(layers.batch_norm(train, self.dtype, self.param_dtype, "batch_norm_1")(y))
     y = layers.depth_to_space(y) if self.decode else layers.space_to_depth(y)

@@ -22,9 +22,9 @@ import jax  # pylint: disable=g-import-not-at-top,wrong-import-position
 import jax.numpy as jnp  # pylint: disable=g-import-not-at-top,wrong-import-position
 import numpy as np  # pylint: disable=g-import-not-at-top,wrong-import-position
 
+from maskedskip_jax.eval import streaming  # pylint: disable=g-import-not-at-top,wrong-import-position
 from maskedskip_jax.nn import models  # pylint: disable=g-import-not-at-top,wrong-import-position
 from maskedskip_jax.nn import scoring  # pylint: disable=g-import-not-at-top,wrong-import-position
-from maskedskip_jax.eval import streaming  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 
 def timed(fn, steps):
@@ -60,10 +60,14 @@ def streaming_device(scorer, steps):
 
 def per_clip(model, variables, batch, size, steps, patch):
   """model.apply on (B, T, H, W, C) clips, then the same scoring: T encodings per frame scored."""
-  fn = jax.jit(lambda v, x: scoring.frame_scores(
-      scoring.score_maps(x[:, (x.shape[1] - 1) // 2], model.apply(v, x, train=False)), patch))
-  clips = jax.device_put(np.random.default_rng(1).uniform(
-      0, 1, (batch, model.temporal, size, size, model.channels)).astype(np.float32))
+  fn = jax.jit(
+    lambda v, x: scoring.frame_scores(
+      scoring.score_maps(x[:, (x.shape[1] - 1) // 2], model.apply(v, x, train=False)), patch
+    )
+  )
+  clips = jax.device_put(
+    np.random.default_rng(1).uniform(0, 1, (batch, model.temporal, size, size, model.channels)).astype(np.float32)
+  )
   begin = time.perf_counter()
   compiled = fn.lower(variables, clips).compile()
   compile_s = time.perf_counter() - begin
@@ -88,8 +92,12 @@ def main(argv=None) -> int:
   parser.add_argument("--size", type=int, default=256)
   parser.add_argument("--channels", type=int, default=3)
   parser.add_argument("--batch", type=int, default=64)
-  parser.add_argument("--dtype", choices=("auto", "float32", "bfloat16"), default="auto",
-                      help="compute dtype (params float32); auto = bfloat16 on GPU/TPU, float32 on CPU")
+  parser.add_argument(
+    "--dtype",
+    choices=("auto", "float32", "bfloat16"),
+    default="auto",
+    help="compute dtype (params float32); auto = bfloat16 on GPU/TPU, float32 on CPU",
+  )
   parser.add_argument("--steps", type=int, default=20, help="timed steps (median reported)")
   parser.add_argument("--stream-frames", type=int, default=0, help="frames for the end-to-end run (0: 8 steps)")
   parser.add_argument("--compilation-cache", default="", help="JAX persistent compilation cache folder")
@@ -99,8 +107,12 @@ def main(argv=None) -> int:
   dtype = args.dtype
   if dtype == "auto":
     dtype = "float32" if jax.default_backend() == "cpu" else "bfloat16"
-  model = models.build(args.variant, latent_dim=args.latent_dim, channels=args.channels,
-                       dtype={"float32": jnp.float32, "bfloat16": jnp.bfloat16}[dtype])
+  model = models.build(
+    args.variant,
+    latent_dim=args.latent_dim,
+    channels=args.channels,
+    dtype={"float32": jnp.float32, "bfloat16": jnp.bfloat16}[dtype],
+  )
   # The weights do not change the speed; host-side init needs no compile.
   variables = jax.device_put(models.init_variables(model, 0, (1, model.temporal, args.size, args.size, model.channels)))
   scorer = streaming.StreamingScorer(model, variables, (args.size, args.size), batch_size=args.batch)
@@ -109,14 +121,26 @@ def main(argv=None) -> int:
   c_compile, c_step = per_clip(model, scorer.variables, args.batch, args.size, args.steps, 16)
   device = jax.devices()[0]
   result = {
-      "device": getattr(device, "device_kind", str(device)), "backend": jax.default_backend(),
-      "jax": jax.__version__, "dtype": dtype, "params_dtype": "float32", "variant": args.variant,
-      "latent_dim": args.latent_dim, "batch": args.batch, "size": args.size, "channels": args.channels,
-      "temporal": model.temporal, "timed_steps": args.steps,
-      "streaming": {"compile_s": s_compile, "step_ms_median": 1e3 * s_step,
-                    "device_frames_per_s": args.batch / s_step, "end_to_end_frames_per_s": e2e},
-      "per_clip": {"compile_s": c_compile, "step_ms_median": 1e3 * c_step, "frames_per_s": args.batch / c_step},
-      "speedup_device": c_step / s_step,
+    "device": getattr(device, "device_kind", str(device)),
+    "backend": jax.default_backend(),
+    "jax": jax.__version__,
+    "dtype": dtype,
+    "params_dtype": "float32",
+    "variant": args.variant,
+    "latent_dim": args.latent_dim,
+    "batch": args.batch,
+    "size": args.size,
+    "channels": args.channels,
+    "temporal": model.temporal,
+    "timed_steps": args.steps,
+    "streaming": {
+      "compile_s": s_compile,
+      "step_ms_median": 1e3 * s_step,
+      "device_frames_per_s": args.batch / s_step,
+      "end_to_end_frames_per_s": e2e,
+    },
+    "per_clip": {"compile_s": c_compile, "step_ms_median": 1e3 * c_step, "frames_per_s": args.batch / c_step},
+    "speedup_device": c_step / s_step,
   }
   print(json.dumps(result, indent=2))
   return 0

@@ -23,12 +23,12 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+import bench_env  # pylint: disable=g-import-not-at-top,wrong-import-position
+import experimental  # pylint: disable=g-import-not-at-top,wrong-import-position
 import jax  # pylint: disable=g-import-not-at-top,wrong-import-position
 import jax.numpy as jnp  # pylint: disable=g-import-not-at-top,wrong-import-position
 import numpy as np  # pylint: disable=g-import-not-at-top,wrong-import-position
 
-import bench_env  # pylint: disable=g-import-not-at-top,wrong-import-position
-import experimental  # pylint: disable=g-import-not-at-top,wrong-import-position
 from maskedskip_jax.nn import conv_lowering  # pylint: disable=g-import-not-at-top,wrong-import-position
 from maskedskip_jax.nn import losses  # pylint: disable=g-import-not-at-top,wrong-import-position
 from maskedskip_jax.nn import models  # pylint: disable=g-import-not-at-top,wrong-import-position
@@ -40,31 +40,44 @@ DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 def _local_train_step(state, batch, *, model, tx):
   """Used only where `maskedskip_jax.train.step` cannot be imported: the same maths, fewer extras."""
   import optax  # pylint: disable=g-import-not-at-top
+
   clips = batch["clips"]
   target = clips[:, (clips.shape[1] - 1) // 2]
 
   def loss_fn(params):
-    recon, upd = model.apply({"params": params, "batch_stats": state["batch_stats"]}, clips, train=True,
-                             mutable=["batch_stats"])
+    recon, upd = model.apply(
+      {"params": params, "batch_stats": state["batch_stats"]}, clips, train=True, mutable=["batch_stats"]
+    )
     return losses.norm_loss(target, recon), upd["batch_stats"]
 
   (loss, batch_stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(state["params"])
   updates, opt_state = tx.update(grads, state["opt_state"], state["params"])
-  return dict(state, params=optax.apply_updates(state["params"], updates), batch_stats=batch_stats,
-              opt_state=opt_state, step=state["step"] + 1), {"loss": loss}
+  return dict(
+    state,
+    params=optax.apply_updates(state["params"], updates),
+    batch_stats=batch_stats,
+    opt_state=opt_state,
+    step=state["step"] + 1,
+  ), {"loss": loss}
 
 
 def _local_init_state(seed, *, model, tx, input_shape):
   variables = models.init_variables(model, seed, input_shape)
-  return dict(params=variables["params"], batch_stats=variables["batch_stats"],
-              opt_state=tx.init(variables["params"]), step=jnp.zeros((), jnp.int32), rng=jax.random.PRNGKey(seed))
+  return dict(
+    params=variables["params"],
+    batch_stats=variables["batch_stats"],
+    opt_state=tx.init(variables["params"]),
+    step=jnp.zeros((), jnp.int32),
+    rng=jax.random.PRNGKey(seed),
+  )
 
 
 def _train_fns():
   """(init_state, train_step, name): the project's training step, or the local twin without it."""
   try:
-    from maskedskip_jax.train import step as step_lib  # pylint: disable=g-import-not-at-top
     from maskedskip_jax.train import state as train_state  # pylint: disable=g-import-not-at-top
+    from maskedskip_jax.train import step as step_lib  # pylint: disable=g-import-not-at-top
+
     return train_state.init_state, step_lib.train_step, "maskedskip_jax.train.step.train_step"
   except ImportError:
     return _local_init_state, _local_train_step, "local (maskedskip_jax.train.step not importable)"
@@ -87,8 +100,16 @@ def clip_shape(model, batch_size: int, image_size: int) -> tuple[int, ...]:
   return (batch_size, model.temporal, image_size, image_size, model.channels)
 
 
-def bench_train(model, image_size: int, batch_size: int, steps: int, warmup: int = 2,
-                learning_rate: float = 1e-2, patch_names=(), profile_dir: str = "") -> tuple[dict, dict]:
+def bench_train(
+  model,
+  image_size: int,
+  batch_size: int,
+  steps: int,
+  warmup: int = 2,
+  learning_rate: float = 1e-2,
+  patch_names=(),
+  profile_dir: str = "",
+) -> tuple[dict, dict]:
   """Times the jitted, state-donating train step; returns timings and the trained variables.
 
   `profile_dir`: after timing, a jax.profiler trace of 3 more steps goes there (for a missed target's why).
@@ -127,12 +148,19 @@ def bench_train(model, image_size: int, batch_size: int, steps: int, warmup: int
       for _ in range(3):
         run()
   flops = _cost_flops(compiled)
-  out = {"train_step": source, "trace_s": round(trace_s, 3), "compile_s": round(compile_s, 3),
-         "first_step_s": round(first_s, 3), "cold_start_s": round(trace_s + compile_s + first_s, 3),
-         "step_ms_median": round(ms, 3),
-         "step_ms_min": round(min(times), 3), "step_ms_max": round(max(times), 3),
-         "step_cpu_ms_median": round(cpu_ms, 3),
-         "clips_per_s": round(batch_size / ms * 1e3, 3), "loss": float(metrics["loss"])}
+  out = {
+    "train_step": source,
+    "trace_s": round(trace_s, 3),
+    "compile_s": round(compile_s, 3),
+    "first_step_s": round(first_s, 3),
+    "cold_start_s": round(trace_s + compile_s + first_s, 3),
+    "step_ms_median": round(ms, 3),
+    "step_ms_min": round(min(times), 3),
+    "step_ms_max": round(max(times), 3),
+    "step_cpu_ms_median": round(cpu_ms, 3),
+    "clips_per_s": round(batch_size / ms * 1e3, 3),
+    "loss": float(metrics["loss"]),
+  }
   if flops:
     out["flops_per_step"] = flops
     out["tflops_per_s"] = round(flops / ms / 1e9, 4)
@@ -140,8 +168,9 @@ def bench_train(model, image_size: int, batch_size: int, steps: int, warmup: int
   return out, {"params": holder[0]["params"], "batch_stats": holder[0]["batch_stats"]}
 
 
-def bench_infer(model, variables, image_size: int, batch_size: int, steps: int, warmup: int = 2,
-                patch_names=()) -> dict:
+def bench_infer(
+  model, variables, image_size: int, batch_size: int, steps: int, warmup: int = 2, patch_names=()
+) -> dict:
   """Plain eval-mode apply on whole clips: one scored (centre) frame per clip."""
   x = jax.device_put(clips(clip_shape(model, batch_size, image_size), seed=1))
   fn = jax.jit(lambda v, x: model.apply(v, x, train=False))
@@ -156,9 +185,13 @@ def bench_infer(model, variables, image_size: int, batch_size: int, steps: int, 
   for _ in range(warmup):
     jax.block_until_ready(compiled(variables, x))
   ms, _, cpu_ms = bench_env.median_ms(lambda: jax.block_until_ready(compiled(variables, x)), steps)
-  out = {"compile_s": round(compile_s, 3), "first_step_s": round(first_s, 3), "step_ms_median": round(ms, 3),
-         "step_cpu_ms_median": round(cpu_ms, 3),
-         "frames_per_s": round(batch_size / ms * 1e3, 3)}
+  out = {
+    "compile_s": round(compile_s, 3),
+    "first_step_s": round(first_s, 3),
+    "step_ms_median": round(ms, 3),
+    "step_cpu_ms_median": round(cpu_ms, 3),
+    "frames_per_s": round(batch_size / ms * 1e3, 3),
+  }
   out.update({f"{k}_after_inference": v for k, v in bench_env.peak_memory().items()})
   return out
 
@@ -170,14 +203,19 @@ def bench_streaming(model, variables, image_size: int, batch_size: int, steps: i
   device-resident inputs, so the figure is frames scored per second.
   """
   try:
-    from maskedskip_jax.eval import streaming  # pylint: disable=g-import-not-at-top
     import inference_speed  # pylint: disable=g-import-not-at-top
+
+    from maskedskip_jax.eval import streaming  # pylint: disable=g-import-not-at-top
   except ImportError as e:
     return {"skipped": f"streaming path not importable: {e}"}
   scorer = streaming.StreamingScorer(model, variables, (image_size, image_size), batch_size=batch_size)
   compile_s, median_s = inference_speed.streaming_device(scorer, steps)
-  out = {"batch": batch_size, "compile_s": round(compile_s, 3), "step_ms_median": round(median_s * 1e3, 3),
-         "frames_per_s": round(batch_size / median_s, 3)}
+  out = {
+    "batch": batch_size,
+    "compile_s": round(compile_s, 3),
+    "step_ms_median": round(median_s * 1e3, 3),
+    "frames_per_s": round(batch_size / median_s, 3),
+  }
   out.update({f"{k}_after_streaming": v for k, v in bench_env.peak_memory().items()})
   return out
 
@@ -194,13 +232,21 @@ def parse_args(argv=None) -> argparse.Namespace:
   parser.add_argument("--dtype", default="float32", choices=tuple(DTYPES), help="compute dtype; params stay f32")
   parser.add_argument("--steps", type=int, default=20, help="timed steps (the median is reported)")
   parser.add_argument("--warmup", type=int, default=2, help="untimed steps after the first")
-  parser.add_argument("--full-3d-skips", action="store_true",
-                      help="compute the masked skips as full 3-D convs (centre-only is the default)")
+  parser.add_argument(
+    "--full-3d-skips",
+    action="store_true",
+    help="compute the masked skips as full 3-D convs (centre-only is the default)",
+  )
   parser.add_argument("--streaming", action="store_true", help="also time maskedskip_jax.eval.streaming")
-  parser.add_argument("--conv-lowering", default="auto", choices=conv_lowering.LOWERINGS,
-                      help="model.conv_lowering: auto = the CPU fast paths on CPU, XLA's convs elsewhere")
-  parser.add_argument("--patches", default="",
-                      help=f"comma-separated experimental changes: {', '.join(experimental.PATCHES)}")
+  parser.add_argument(
+    "--conv-lowering",
+    default="auto",
+    choices=conv_lowering.LOWERINGS,
+    help="model.conv_lowering: auto = the CPU fast paths on CPU, XLA's convs elsewhere",
+  )
+  parser.add_argument(
+    "--patches", default="", help=f"comma-separated experimental changes: {', '.join(experimental.PATCHES)}"
+  )
   parser.add_argument("--skip-train", action="store_true")
   parser.add_argument("--skip-inference", action="store_true", help="train step only (--streaming still runs)")
   parser.add_argument("--compilation-cache", default="", help="persistent compilation cache directory")
@@ -217,28 +263,53 @@ def parse_args(argv=None) -> argparse.Namespace:
 def main(argv=None) -> int:
   args = parse_args(argv)
   bench_env.configure_jax(args.compilation_cache)
-  model = models.build(args.variant, latent_dim=args.latent_dim, channels=args.channels, temporal=args.temporal,
-                       centre_only=not args.full_3d_skips, dtype=DTYPES[args.dtype], param_dtype=jnp.float32,
-                       conv_lowering=args.conv_lowering)
+  model = models.build(
+    args.variant,
+    latent_dim=args.latent_dim,
+    channels=args.channels,
+    temporal=args.temporal,
+    centre_only=not args.full_3d_skips,
+    dtype=DTYPES[args.dtype],
+    param_dtype=jnp.float32,
+    conv_lowering=args.conv_lowering,
+  )
   models.check_input_shape(model, clip_shape(model, 1, args.image_size))
   infer_batch = args.infer_batch or args.batch
-  report = {"variant": args.variant, "batch": args.batch, "infer_batch": infer_batch,
-            "image_size": args.image_size, "latent_dim": args.latent_dim, "channels": args.channels,
-            "temporal": model.temporal, "dtype": args.dtype, "param_dtype": "float32",
-            "centre_only": not args.full_3d_skips, "steps": args.steps, "patches": args.patches,
-            "conv_lowering": conv_lowering.resolve(args.conv_lowering),
-            **bench_env.environment(),
-            "load_average_start": bench_env.load_average()}
+  report = {
+    "variant": args.variant,
+    "batch": args.batch,
+    "infer_batch": infer_batch,
+    "image_size": args.image_size,
+    "latent_dim": args.latent_dim,
+    "channels": args.channels,
+    "temporal": model.temporal,
+    "dtype": args.dtype,
+    "param_dtype": "float32",
+    "centre_only": not args.full_3d_skips,
+    "steps": args.steps,
+    "patches": args.patches,
+    "conv_lowering": conv_lowering.resolve(args.conv_lowering),
+    **bench_env.environment(),
+    "load_average_start": bench_env.load_average(),
+  }
   variables = None
   if not args.skip_train:
-    report["train"], variables = bench_train(model, args.image_size, args.batch, args.steps, args.warmup,
-                                             patch_names=args.patches, profile_dir=args.profile_dir)
+    report["train"], variables = bench_train(
+      model,
+      args.image_size,
+      args.batch,
+      args.steps,
+      args.warmup,
+      patch_names=args.patches,
+      profile_dir=args.profile_dir,
+    )
   if variables is None:
     shape = clip_shape(model, 1, args.image_size)
     variables = models.init_variables(model, 0, shape)
   if not args.skip_inference:
-    report["inference"] = bench_infer(model, variables, args.image_size, infer_batch, args.steps, args.warmup,
-                                      args.patches)
+    report["inference"] = bench_infer(
+      model, variables, args.image_size, infer_batch, args.steps, args.warmup, args.patches
+    )
   if args.streaming:
     report["streaming"] = bench_streaming(model, variables, args.image_size, infer_batch, args.steps)
   report["load_average_end"] = bench_env.load_average()

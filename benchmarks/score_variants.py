@@ -40,14 +40,15 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path[:0] = [p for p in (ROOT,) if p not in sys.path]
 
 import jax.numpy as jnp  # pylint: disable=g-import-not-at-top,wrong-import-position
+
 from maskedskip_jax import app as app_lib  # pylint: disable=g-import-not-at-top,wrong-import-position
 from maskedskip_jax import config as config_lib  # pylint: disable=g-import-not-at-top,wrong-import-position
-from maskedskip_jax.eval import report as eval_report  # pylint: disable=g-import-not-at-top,wrong-import-position
-from maskedskip_jax.eval import postprocess as postprocess_lib  # pylint: disable=g-import-not-at-top,wrong-import-position
-from maskedskip_jax.nn import scoring  # pylint: disable=g-import-not-at-top,wrong-import-position
-from maskedskip_jax.eval import streaming  # pylint: disable=g-import-not-at-top,wrong-import-position
-from maskedskip_jax.train import inputs as train_data  # pylint: disable=g-import-not-at-top,wrong-import-position
 from maskedskip_jax.errors import UserError  # pylint: disable=g-import-not-at-top,wrong-import-position
+from maskedskip_jax.eval import postprocess as postprocess_lib  # pylint: disable=g-import-not-at-top,wrong-import-position
+from maskedskip_jax.eval import report as eval_report  # pylint: disable=g-import-not-at-top,wrong-import-position
+from maskedskip_jax.eval import streaming  # pylint: disable=g-import-not-at-top,wrong-import-position
+from maskedskip_jax.nn import scoring  # pylint: disable=g-import-not-at-top,wrong-import-position
+from maskedskip_jax.train import inputs as train_data  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 _CONFIG = None  # defined in __main__, after the keys are checked: config_flags applies overrides then
 _JSON = flags.DEFINE_string("json", None, "Where the figures go; default WORKDIR/score_variants.json.")
@@ -66,7 +67,7 @@ def _aligned_patch_means(maps: np.ndarray, patch: int) -> np.ndarray:
   """(n, H, W) -> (n, H // patch, W // patch) means of the full tiles on the grid aligned with the frame."""
   n, h, w = maps.shape
   nh, nw = h // patch, w // patch
-  return maps[:, :nh * patch, :nw * patch].reshape(n, nh, patch, nw, patch).mean(axis=(2, 4))
+  return maps[:, : nh * patch, : nw * patch].reshape(n, nh, patch, nw, patch).mean(axis=(2, 4))
 
 
 class _Moments:
@@ -120,42 +121,54 @@ def _pooled(maps: np.ndarray, patch: int) -> np.ndarray:
 def variants(stats: dict) -> dict:
   """{name: (description, maps (n, H, W) -> (n,) frame scores)}, every reference statistic from training."""
   mean, std = stats["pixel"]
-  out = {f"patch{p}": (f"scoring.frame_scores at patch {p} (the project's score)", lambda m, p=p: _pooled(m, p))
-         for p in PLAIN_PATCHES}
+  out = {
+    f"patch{p}": (f"scoring.frame_scores at patch {p} (the project's score)", lambda m, p=p: _pooled(m, p))
+    for p in PLAIN_PATCHES
+  }
   for p in NORM_PATCHES:
-    out[f"minus_mean_p{p}"] = (f"max(map - mean training map, 0), pooled at {p}",
-                               lambda m, p=p: _pooled(np.maximum(m - mean, 0.0), p))
-    out[f"div_mean_p{p}"] = (f"map / (mean training map + {PIXEL_FLOOR}), pooled at {p}",
-                             lambda m, p=p: _pooled(m / (mean + PIXEL_FLOOR), p))
-    out[f"pixel_z_p{p}"] = (f"(map - training mean) / (training std + {PIXEL_FLOOR}) per pixel, pooled at {p}",
-                            lambda m, p=p: _pooled((m - mean) / (std + PIXEL_FLOOR), p))
+    out[f"minus_mean_p{p}"] = (
+      f"max(map - mean training map, 0), pooled at {p}",
+      lambda m, p=p: _pooled(np.maximum(m - mean, 0.0), p),
+    )
+    out[f"div_mean_p{p}"] = (
+      f"map / (mean training map + {PIXEL_FLOOR}), pooled at {p}",
+      lambda m, p=p: _pooled(m / (mean + PIXEL_FLOOR), p),
+    )
+    out[f"pixel_z_p{p}"] = (
+      f"(map - training mean) / (training std + {PIXEL_FLOOR}) per pixel, pooled at {p}",
+      lambda m, p=p: _pooled((m - mean) / (std + PIXEL_FLOOR), p),
+    )
   for p in NORM_PATCHES:
     mu, sd = stats["patch"][p]
-    out[f"patch_z_p{p}"] = (f"max over aligned {p}x{p} patches of (patch mean - its training mean) / "
-                            f"(its training std + {PATCH_FLOOR})",
-                            lambda m, p=p, mu=mu, sd=sd: ((_aligned_patch_means(m, p) - mu) / (sd + PATCH_FLOOR))
-                            .max(axis=(1, 2)))
+    out[f"patch_z_p{p}"] = (
+      f"max over aligned {p}x{p} patches of (patch mean - its training mean) / (its training std + {PATCH_FLOOR})",
+      lambda m, p=p, mu=mu, sd=sd: ((_aligned_patch_means(m, p) - mu) / (sd + PATCH_FLOOR)).max(axis=(1, 2)),
+    )
   return out
 
 
 def evaluate_variant(scores, labels, names) -> dict:
-  """Per post-processing: frame AUC micro, macro and per video, exactly as maskedskip_jax.eval.evaluate computes them."""
+  """Per post-processing: frame AUC micro, macro and per video, as maskedskip_jax.eval.evaluate computes them."""
   out = {}
   known = list(range(len(scores)))  # only labelled videos were scored
   for spec in POSTPROCESS:
     steps = postprocess_lib.parse_chain(spec)
     # eval_report.frame_results is postprocess.postprocess then metrics.frame_metrics: the evaluation's own call.
     result = eval_report.frame_results(scores, labels, names, known, steps)[1]
-    out[postprocess_lib.describe(steps)] = {"frame_auc_micro": result["frame_auc_micro"],
-                                            "frame_auc_macro": result["frame_auc_macro"],
-                                            "per_video_auc": dict(zip(result["video_names"], result["per_video_auc"]))}
+    out[postprocess_lib.describe(steps)] = {
+      "frame_auc_micro": result["frame_auc_micro"],
+      "frame_auc_macro": result["frame_auc_macro"],
+      "per_video_auc": dict(zip(result["video_names"], result["per_video_auc"])),
+    }
   return out
 
 
 def markdown(results: dict) -> str:
   none, med = (postprocess_lib.describe(postprocess_lib.parse_chain(s)) for s in POSTPROCESS)
-  lines = ["| variant | micro none | macro none | micro median17 | macro median17 | per-video none |",
-           "|---|---|---|---|---|---|"]
+  lines = [
+    "| variant | micro none | macro none | micro median17 | macro median17 | per-video none |",
+    "|---|---|---|---|---|---|",
+  ]
   for name, r in results.items():
     per = ", ".join(f"{v} {eval_report.cell(a)}" for v, a in r[none]["per_video_auc"].items())
     cells = [eval_report.cell(r[k]["frame_auc_" + m]) for k in (none, med) for m in ("micro", "macro")]
@@ -180,18 +193,22 @@ def write_json(path: str, record: dict) -> None:
 def run(config, workdir: str, json_path: str) -> dict:
   from maskedskip_jax.eval import evaluate  # pylint: disable=g-import-not-at-top  (pulls in training, orbax)
   from maskedskip_jax.train import compile_cache  # pylint: disable=g-import-not-at-top
+
   config_lib.validate(config)
   compile_cache.enable(config.train.compilation_cache_dir)
   model, variables, step, source = evaluate.load_model(config, workdir)
   size = tuple(config.data.image_size)
   s = eval_report.settings(config)
-  scorer = streaming.StreamingScorer(model, variables, size, batch_size=s["batch_size"], patch=s["patch"],
-                                     map_size=size)
+  scorer = streaming.StreamingScorer(
+    model, variables, size, batch_size=s["batch_size"], patch=s["patch"], map_size=size
+  )
   begin = time.perf_counter()
   train_store = train_data.load_split(config, workdir, "train", all_processes=False)
   stats = training_statistics(scorer, train_store)
-  print(f"training maps: {stats['frames']} frames of {train_store.num_videos} videos "
-        f"({time.perf_counter() - begin:.0f} s)", flush=True)
+  print(
+    f"training maps: {stats['frames']} frames of {train_store.num_videos} videos ({time.perf_counter() - begin:.0f} s)",
+    flush=True,
+  )
   test = train_data.load_split(config, workdir, "test", all_processes=False)
   known = [v for v in range(test.num_videos) if test.labels(v) is not None]
   if not known:
@@ -201,23 +218,35 @@ def run(config, workdir: str, json_path: str) -> dict:
   for i, m in _stream_maps(scorer, test, known):
     maps[i] = m
   labels, names = [test.labels(v) for v in known], [test.video_names[v] for v in known]
-  print(f"test maps: {sum(len(m) for m in maps)} frames of {len(known)} videos "
-        f"({time.perf_counter() - begin:.0f} s)", flush=True)
+  print(
+    f"test maps: {sum(len(m) for m in maps)} frames of {len(known)} videos ({time.perf_counter() - begin:.0f} s)",
+    flush=True,
+  )
   table = {}
   for name, (description, score) in variants(stats).items():
     table[name] = {"description": description, **evaluate_variant([score(m) for m in maps], labels, names)}
   text = markdown(table)
   print(text)
-  record = {"what": "frame-score variants of the reconstruction error map; reference statistics from the training "
-                    "videos only; for dev sets: choose nothing on reported test data",
-            "dataset": config.data.name, "data_root": config.data.root, "checkpoint": source,
-            "checkpoint_step": step, "image_size": list(size), "channels": model.channels,
-            "test_videos": names, "test_frames": int(sum(len(m) for m in maps)),
-            "unlabelled_test_videos": [test.video_names[v] for v in range(test.num_videos) if v not in known],
-            "train_videos": train_store.video_names, "train_frames": stats["frames"],
-            "postprocess": [postprocess_lib.describe(postprocess_lib.parse_chain(p)) for p in POSTPROCESS],
-            "floors": {"pixel": PIXEL_FLOOR, "patch": PATCH_FLOOR}, "variants": table, "table_markdown": text,
-            "seconds": round(time.perf_counter() - begin, 1)}
+  record = {
+    "what": "frame-score variants of the reconstruction error map; reference statistics from the training "
+    "videos only; for dev sets: choose nothing on reported test data",
+    "dataset": config.data.name,
+    "data_root": config.data.root,
+    "checkpoint": source,
+    "checkpoint_step": step,
+    "image_size": list(size),
+    "channels": model.channels,
+    "test_videos": names,
+    "test_frames": int(sum(len(m) for m in maps)),
+    "unlabelled_test_videos": [test.video_names[v] for v in range(test.num_videos) if v not in known],
+    "train_videos": train_store.video_names,
+    "train_frames": stats["frames"],
+    "postprocess": [postprocess_lib.describe(postprocess_lib.parse_chain(p)) for p in POSTPROCESS],
+    "floors": {"pixel": PIXEL_FLOOR, "patch": PATCH_FLOOR},
+    "variants": table,
+    "table_markdown": text,
+    "seconds": round(time.perf_counter() - begin, 1),
+  }
   write_json(json_path, record)
   print(f"wrote {json_path}")
   return record

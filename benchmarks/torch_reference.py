@@ -89,9 +89,18 @@ def _warm(run, warmup: int, device) -> tuple[float, float]:
   return first, time.perf_counter() - begin
 
 
-def bench(net: torch.nn.Module, clips_train: np.ndarray, clips_infer: np.ndarray, *, steps: int, warmup: int,
-          device: str = "cpu", bf16: bool = False, compile_mode: str | None = None,
-          learning_rate: float = 1e-2) -> dict:
+def bench(
+  net: torch.nn.Module,
+  clips_train: np.ndarray,
+  clips_infer: np.ndarray,
+  *,
+  steps: int,
+  warmup: int,
+  device: str = "cpu",
+  bf16: bool = False,
+  compile_mode: str | None = None,
+  learning_rate: float = 1e-2,
+) -> dict:
   """Adam + norm-loss training steps (train-mode BN) and eval-mode inference, timed like the JAX side.
 
   Clips arrive as (B, T, H, W, C) float32 numpy and are laid out NCTHW once,
@@ -124,15 +133,25 @@ def bench(net: torch.nn.Module, clips_train: np.ndarray, clips_infer: np.ndarray
     torch.cuda.reset_peak_memory_stats(dev)
   train_first, train_warm = _warm(train_step, warmup, dev)
   train_ms, train_cpu_ms = _median_ms(train_step, steps, dev)
-  out = {"train": {"first_step_s": round(train_first, 3), "warmup_s": round(train_warm, 3),
-                   "step_ms_median": round(train_ms, 3), "step_cpu_ms_median": round(train_cpu_ms, 3),
-                   "clips_per_s": round(x_train.shape[0] / train_ms * 1e3, 3)}}
+  out = {
+    "train": {
+      "first_step_s": round(train_first, 3),
+      "warmup_s": round(train_warm, 3),
+      "step_ms_median": round(train_ms, 3),
+      "step_cpu_ms_median": round(train_cpu_ms, 3),
+      "clips_per_s": round(x_train.shape[0] / train_ms * 1e3, 3),
+    }
+  }
   if dev.type == "cuda":
     out["train"]["peak_device_bytes"] = int(torch.cuda.max_memory_allocated(dev))
   net.eval()
   infer_first, infer_warm = _warm(infer, warmup, dev)
   infer_ms, infer_cpu_ms = _median_ms(infer, steps, dev)
-  out["inference"] = {"first_step_s": round(infer_first, 3), "warmup_s": round(infer_warm, 3),
-                      "step_ms_median": round(infer_ms, 3), "step_cpu_ms_median": round(infer_cpu_ms, 3),
-                      "frames_per_s": round(x_infer.shape[0] / infer_ms * 1e3, 3)}
+  out["inference"] = {
+    "first_step_s": round(infer_first, 3),
+    "warmup_s": round(infer_warm, 3),
+    "step_ms_median": round(infer_ms, 3),
+    "step_cpu_ms_median": round(infer_cpu_ms, 3),
+    "frames_per_s": round(x_infer.shape[0] / infer_ms * 1e3, 3),
+  }
   return out

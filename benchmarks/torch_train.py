@@ -47,19 +47,26 @@ sys.path[:0] = [p for p in (ROOT, os.path.join(ROOT, "benchmarks")) if p not in 
 
 import torch_reference  # pylint: disable=g-import-not-at-top,wrong-import-position
 import torch_twin  # pylint: disable=g-import-not-at-top,wrong-import-position  (on the path via torch_reference)
+
 from data_pipeline import clips  # pylint: disable=g-import-not-at-top,wrong-import-position
-from maskedskip_jax.deploy import bundle  # pylint: disable=g-import-not-at-top,wrong-import-position
 from maskedskip_jax import app as app_lib  # pylint: disable=g-import-not-at-top,wrong-import-position
 from maskedskip_jax import config as config_lib  # pylint: disable=g-import-not-at-top,wrong-import-position
+from maskedskip_jax.deploy import bundle  # pylint: disable=g-import-not-at-top,wrong-import-position
 from maskedskip_jax.deploy import convert_torch  # pylint: disable=g-import-not-at-top,wrong-import-position
-from maskedskip_jax.train import inputs as train_data  # pylint: disable=g-import-not-at-top,wrong-import-position
 from maskedskip_jax.errors import UserError  # pylint: disable=g-import-not-at-top,wrong-import-position
+from maskedskip_jax.train import inputs as train_data  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 _CONFIG = None  # defined in __main__, after the keys are checked: config_flags applies overrides then
 LOG_EVERY = 50
 # Settings the published loop does not have; the twin cannot honour anything but their defaults.
-_UNSUPPORTED = {"train.schedule": "constant", "train.grad_clip_norm": 0.0, "train.paste_prob": 0.0,
-                "train.motion_weighting": "none", "model.ssmctb.placement": "none", "model.mask_head": False}
+_UNSUPPORTED = {
+  "train.schedule": "constant",
+  "train.grad_clip_norm": 0.0,
+  "train.paste_prob": 0.0,
+  "train.motion_weighting": "none",
+  "model.ssmctb.placement": "none",
+  "model.mask_head": False,
+}
 
 
 def check_config(config) -> None:
@@ -124,8 +131,11 @@ def train(config, workdir: str) -> dict:
   total = t.num_steps if t.num_steps > 0 else t.epochs * plan.steps_per_epoch
   net, opt = build_twin(c)
   centre = (c.model.temporal - 1) // 2
-  print(f"training the PyTorch twin ({c.model.variant}, masked_kernels={c.model.masked_kernels}) for {total} steps "
-        f"({plan.steps_per_epoch} per epoch, batch {t.batch_size}, {threads} torch threads)", flush=True)
+  print(
+    f"training the PyTorch twin ({c.model.variant}, masked_kernels={c.model.masked_kernels}) for {total} steps "
+    f"({plan.steps_per_epoch} per epoch, batch {t.batch_size}, {threads} torch threads)",
+    flush=True,
+  )
   net.train()
   losses, step_s, begin = [], [], time.perf_counter()
   for step in range(total):
@@ -147,28 +157,47 @@ def train(config, workdir: str) -> dict:
   path = os.path.join(workdir, "torch.pt")
   _atomic_write(path, lambda tmp: torch.save(net.state_dict(), tmp))
   print(f"trained in {wall:.1f} s ({float(np.median(step_s)):.3f} s/step median); wrote {path}", flush=True)
-  return {"steps": total, "steps_per_epoch": plan.steps_per_epoch, "final_loss": losses[-1][1] if losses else None,
-          "losses": losses, "train_seconds": round(wall, 2), "step_seconds_median": round(float(np.median(step_s)), 4),
-          "torch_threads": threads, "torch_version": torch.__version__,
-          "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
-          "load_average": [round(v, 2) for v in os.getloadavg()]}
+  return {
+    "steps": total,
+    "steps_per_epoch": plan.steps_per_epoch,
+    "final_loss": losses[-1][1] if losses else None,
+    "losses": losses,
+    "train_seconds": round(wall, 2),
+    "step_seconds_median": round(float(np.median(step_s)), 4),
+    "torch_threads": threads,
+    "torch_version": torch.__version__,
+    "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
+    "load_average": [round(v, 2) for v in os.getloadavg()],
+  }
 
 
 def to_bundle(config, workdir: str, record: dict) -> str:
   """torch.pt -> workdir/bundle, through convert_torch (the importer users run on published checkpoints)."""
   m = config.model
   checkpoint = os.path.join(workdir, "torch.pt")
-  variables = convert_torch.convert_state_dict(convert_torch.load_torch_state_dict(checkpoint), m.variant,
-                                               m.latent_dim, config.data.channels, m.temporal)
+  variables = convert_torch.convert_state_dict(
+    convert_torch.load_torch_state_dict(checkpoint), m.variant, m.latent_dim, config.data.channels, m.temporal
+  )
   with open(checkpoint, "rb") as f:
     digest = hashlib.sha256(f.read()).hexdigest()
-  model_config = dict(variant=m.variant, latent_dim=m.latent_dim, channels=config.data.channels,
-                      temporal=m.temporal, image_size=list(config.data.image_size))
+  model_config = dict(
+    variant=m.variant,
+    latent_dim=m.latent_dim,
+    channels=config.data.channels,
+    temporal=m.temporal,
+    image_size=list(config.data.image_size),
+  )
   # checkpoint_step lands in the report as it does for a JAX checkpoint.
-  metadata = dict(source="benchmarks/torch_train.py (PyTorch twin, published training loop)",
-                  checkpoint="torch.pt", checkpoint_sha256=digest, checkpoint_step=record["steps"],
-                  masked_kernels=m.masked_kernels, learning_rate=config.train.learning_rate,
-                  batch_size=config.train.batch_size, seed=config.train.seed)
+  metadata = dict(
+    source="benchmarks/torch_train.py (PyTorch twin, published training loop)",
+    checkpoint="torch.pt",
+    checkpoint_sha256=digest,
+    checkpoint_step=record["steps"],
+    masked_kernels=m.masked_kernels,
+    learning_rate=config.train.learning_rate,
+    batch_size=config.train.batch_size,
+    seed=config.train.seed,
+  )
   return bundle.save(os.path.join(workdir, "bundle"), variables, model_config, metadata)  # temp dir + rename
 
 
@@ -185,6 +214,7 @@ def run(config, workdir: str) -> dict:
 
   _atomic_write(os.path.join(workdir, "torch_train.json"), write)
   from maskedskip_jax.eval import evaluate  # pylint: disable=g-import-not-at-top  (pulls in JAX scoring)
+
   record["eval"] = evaluate.run(config, workdir, trained=bundle.load_for_config(config, record["bundle"]))
   return record
 

@@ -44,8 +44,11 @@ def _busy(intervals) -> float:
 def summarize(trace_path: str, top: int = 25, steps: int = 1) -> dict:
   with gzip.open(trace_path, "rt") as f:
     events = json.load(f).get("traceEvents", [])
-  names = {e["pid"]: e.get("args", {}).get("name", str(e["pid"])) for e in events
-           if e.get("ph") == "M" and e.get("name") == "process_name"}
+  names = {
+    e["pid"]: e.get("args", {}).get("name", str(e["pid"]))
+    for e in events
+    if e.get("ph") == "M" and e.get("name") == "process_name"
+  }
   spans = [e for e in events if e.get("ph") == "X" and "dur" in e]
   report = {"trace": trace_path, "steps": steps, "processes": {}}
   for pid in sorted({e["pid"] for e in spans}):
@@ -62,11 +65,13 @@ def summarize(trace_path: str, top: int = 25, steps: int = 1) -> dict:
       by_op[key][1] += 1
     ops = sorted(by_op.items(), key=lambda kv: -kv[1][0])[:top]
     report["processes"][names.get(pid, str(pid))] = {
-        "span_ms": round((end - start) / 1e3, 3),
-        "busy_ms_per_stream": {str(t): round(_busy(iv) / 1e3, 3) for t, iv in by_stream.items()},
-        "events": len(mine),
-        "top_ops": [{"op": k, "total_ms": round(v[0] / 1e3, 3), "ms_per_step": round(v[0] / 1e3 / steps, 3),
-                     "count": v[1]} for k, v in ops],
+      "span_ms": round((end - start) / 1e3, 3),
+      "busy_ms_per_stream": {str(t): round(_busy(iv) / 1e3, 3) for t, iv in by_stream.items()},
+      "events": len(mine),
+      "top_ops": [
+        {"op": k, "total_ms": round(v[0] / 1e3, 3), "ms_per_step": round(v[0] / 1e3 / steps, 3), "count": v[1]}
+        for k, v in ops
+      ],
     }
   return report
 

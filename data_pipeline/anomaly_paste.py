@@ -73,7 +73,7 @@ def _donor_patch(rng, clips, i, oh, ow):
   j = int(rng.integers(b - 1))
   j += j >= i
   y, x = int(rng.integers(h - oh + 1)), int(rng.integers(w - ow + 1))
-  patch = clips[j, :, y:y + oh, x:x + ow]
+  patch = clips[j, :, y : y + oh, x : x + ow]
   return patch[:, :, ::-1] if rng.random() < 0.5 else patch
 
 
@@ -100,15 +100,24 @@ def _paste_one(rng, clips, i, out, masks, source, size, speed):
     ya, yb, xa, xb = max(top, 0), min(top + oh, h), max(left, 0), min(left + ow, w)
     if ya >= yb or xa >= xb:
       continue  # left the frame at this time step
-    sel = shape[ya - top:yb - top, xa - left:xb - left]
+    sel = shape[ya - top : yb - top, xa - left : xb - left]
     region = out[i, f, ya:yb, xa:xb]
-    region[sel] = obj[f, ya - top:yb - top, xa - left:xb - left][sel]
+    region[sel] = obj[f, ya - top : yb - top, xa - left : xb - left][sel]
     masks[i, f, ya:yb, xa:xb] |= sel
 
 
-def paste_anomalies(clips: np.ndarray, *, seed: int, step: int, p: float, source: str = "mixed",
-                    size: tuple[float, float] = (0.1, 0.3), speed: tuple[float, float] = (0.0, 0.05),
-                    max_objects: int = 1, row_offset: int = 0):
+def paste_anomalies(
+  clips: np.ndarray,
+  *,
+  seed: int,
+  step: int,
+  p: float,
+  source: str = "mixed",
+  size: tuple[float, float] = (0.1, 0.3),
+  speed: tuple[float, float] = (0.0, 0.05),
+  max_objects: int = 1,
+  row_offset: int = 0,
+):
   """Paste moving objects into each clip with probability p.
 
   Args:

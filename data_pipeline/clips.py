@@ -6,7 +6,7 @@ alone. Frames are addressed by their global index in a frame store, where video
 `v` occupies rows `[offsets[v], offsets[v] + lengths[v])`.
 """
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -19,8 +19,9 @@ def offsets_of(lengths: Sequence[int]) -> np.ndarray:
   return np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
 
 
-def train_windows(lengths: Sequence[int], temporal: int, stride: int = 1,
-                  names: Sequence[str] | None = None) -> np.ndarray:
+def train_windows(
+  lengths: Sequence[int], temporal: int, stride: int = 1, names: Sequence[str] | None = None
+) -> np.ndarray:
   """Global start index of every window of `temporal` frames inside one video.
 
   Windows never cross a video boundary; consecutive windows of a video start
@@ -35,8 +36,7 @@ def train_windows(lengths: Sequence[int], temporal: int, stride: int = 1,
   for v, (offset, n) in enumerate(zip(offsets_of(lengths), lengths)):
     if n < temporal:
       name = names[v] if names is not None else f"#{v}"
-      raise UserError(f"Video {name} has {n} frames, fewer than temporal="
-                      f"{temporal} needed for one clip.")
+      raise UserError(f"Video {name} has {n} frames, fewer than temporal={temporal} needed for one clip.")
     starts.append(offset + np.arange(0, n - temporal + 1, stride))
   if not starts:
     raise UserError("The split has no videos to make training clips from.")
@@ -49,8 +49,7 @@ def steps_per_epoch(num_windows: int, global_batch_size: int) -> int:
     raise UserError(f"global_batch_size must be >= 1, got {global_batch_size}.")
   steps = num_windows // global_batch_size
   if steps == 0:
-    raise UserError(f"The split has {num_windows} training clips, fewer than "
-                    f"one global batch of {global_batch_size}.")
+    raise UserError(f"The split has {num_windows} training clips, fewer than one global batch of {global_batch_size}.")
   return steps
 
 
@@ -58,22 +57,26 @@ def epoch_order(plan_size: int, seed: int, epoch: int) -> np.ndarray:
   """The permutation of window indices used in `epoch` of a run with `seed`."""
   if seed < 0:
     raise UserError(f"seed must be a non-negative integer, got {seed}.")
-  rng = np.random.Generator(np.random.PCG64(np.random.SeedSequence(
-      [seed, epoch])))
+  rng = np.random.Generator(np.random.PCG64(np.random.SeedSequence([seed, epoch])))
   return rng.permutation(plan_size)
 
 
 class TrainPlan:
   """Maps a global step to this process's share of that step's global batch."""
 
-  def __init__(self, starts: np.ndarray, global_batch_size: int, temporal: int,
-               seed: int = 0, process_index: int = 0, process_count: int = 1):
+  def __init__(
+    self,
+    starts: np.ndarray,
+    global_batch_size: int,
+    temporal: int,
+    seed: int = 0,
+    process_index: int = 0,
+    process_count: int = 1,
+  ):
     if process_count < 1 or not 0 <= process_index < process_count:
-      raise UserError(f"process_index must be in [0, {process_count}), got "
-                      f"{process_index}.")
+      raise UserError(f"process_index must be in [0, {process_count}), got {process_index}.")
     if global_batch_size % process_count:
-      raise UserError(f"global_batch_size={global_batch_size} must be "
-                      f"divisible by the process count {process_count}.")
+      raise UserError(f"global_batch_size={global_batch_size} must be divisible by the process count {process_count}.")
     self.starts = np.asarray(starts, np.int64)
     self.global_batch_size = global_batch_size
     self.temporal = temporal
@@ -99,7 +102,7 @@ class TrainPlan:
     epoch, within = divmod(int(step), self.steps_per_epoch)
     first = within * self.global_batch_size
     first += self.process_index * self.local_batch_size
-    return self._order(epoch)[first:first + self.local_batch_size]
+    return self._order(epoch)[first : first + self.local_batch_size]
 
   def frame_indices(self, step: int) -> np.ndarray:
     """Global frame indices (local_batch_size, temporal) of step `step`."""
@@ -114,11 +117,11 @@ class EvalPlan:
   last batch is padded to `batch_size` with rows marked `valid=False`.
   """
 
-  def __init__(self, lengths: Sequence[int], batch_size: int, temporal: int,
-               labels: Sequence[np.ndarray | None] | None = None):
+  def __init__(
+    self, lengths: Sequence[int], batch_size: int, temporal: int, labels: Sequence[np.ndarray | None] | None = None
+  ):
     if temporal < 1 or temporal % 2 == 0:
-      raise UserError(f"temporal must be odd for centre-frame evaluation, got "
-                      f"{temporal}.")
+      raise UserError(f"temporal must be odd for centre-frame evaluation, got {temporal}.")
     if batch_size < 1:
       raise UserError(f"batch_size must be >= 1, got {batch_size}.")
     lengths = np.asarray(lengths, np.int64)
@@ -143,8 +146,7 @@ class EvalPlan:
     pad = self.num_batches * batch_size - self.num_clips
     # Padded rows point at frame 0 so that gathering them needs no special
     # case; `valid` is what tells consumers to drop them.
-    self._indices = np.concatenate(
-        indices + [np.zeros((pad, temporal), np.int64)])
+    self._indices = np.concatenate(indices + [np.zeros((pad, temporal), np.int64)])
     self._video = np.concatenate(video + [np.full(pad, -1, np.int32)])
     self._frame = np.concatenate(frame + [np.full(pad, -1, np.int32)])
     self._label = np.concatenate(label + [np.full(pad, -1, np.int32)])
@@ -153,6 +155,10 @@ class EvalPlan:
   def batch(self, i: int) -> dict[str, np.ndarray]:
     """Index arrays of batch `i`: 'indices' (B, T) plus per-row metadata."""
     rows = slice(int(i) * self.batch_size, (int(i) + 1) * self.batch_size)
-    return {"indices": self._indices[rows], "video": self._video[rows],
-            "frame": self._frame[rows], "label": self._label[rows],
-            "valid": self._valid[rows]}
+    return {
+      "indices": self._indices[rows],
+      "video": self._video[rows],
+      "frame": self._frame[rows],
+      "label": self._label[rows],
+      "valid": self._valid[rows],
+    }

@@ -1,14 +1,14 @@
 """Reading the frames of a `Video` with OpenCV, as uint8 RGB (H, W, 3) or grey (H, W)."""
 
+from collections.abc import Iterator, Sequence
 import concurrent.futures
 import os
-from typing import Iterator, Sequence
 
 import cv2
 import numpy as np
 
-from data_pipeline.video import Video
 from data_pipeline.errors import UserError
+from data_pipeline.video import Video
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff")
 VIDEO_EXTENSIONS = (".avi", ".mp4")
@@ -23,8 +23,7 @@ def _to_uint8(image: np.ndarray, path: str) -> np.ndarray:
   if image.dtype == np.uint16:
     # Rescale the full 16-bit range; a plain cast would wrap around.
     return ((image.astype(np.uint32) * 255 + 32767) // 65535).astype(np.uint8)
-  raise UserError(f"{path}: unsupported pixel type {image.dtype}; expected "
-                  "8- or 16-bit images.")
+  raise UserError(f"{path}: unsupported pixel type {image.dtype}; expected 8- or 16-bit images.")
 
 
 def _to_rgb_or_grey(image: np.ndarray, path: str) -> np.ndarray:
@@ -63,11 +62,11 @@ def _jpeg_header_error(data: bytes) -> str | None:
     marker = data[pos + 1]
     if marker in _STANDALONE or marker == 0x00:
       return f"damaged header: unexpected marker 0xff{marker:02x} at byte {pos}"
-    length = int.from_bytes(data[pos + 2:pos + 4], "big")
+    length = int.from_bytes(data[pos + 2 : pos + 4], "big")
     end = pos + 2 + length
     if length < 2 or end > len(data):
       return f"damaged header: segment 0xff{marker:02x} at byte {pos} runs past the end"
-    if marker == 0xC4 and not _valid_huffman_tables(data[pos + 4:end]):
+    if marker == 0xC4 and not _valid_huffman_tables(data[pos + 4 : end]):
       return f"damaged Huffman table at byte {pos}"
     if marker == 0xDA:  # start of scan: entropy-coded data follows, up to the end marker
       return None
@@ -80,7 +79,7 @@ def _valid_huffman_tables(body: bytes) -> bool:
   while pos < len(body):
     if pos + 17 > len(body) or body[pos] >> 4 > 1 or body[pos] & 0x0F > 3:
       return False
-    counts = body[pos + 1:pos + 17]
+    counts = body[pos + 1 : pos + 17]
     codes = 0  # Kraft: at each length, the codes so far must fit in that many bits
     for bits, count in enumerate(counts, 1):
       codes = 2 * codes + count
@@ -111,8 +110,7 @@ def read_frame(path: str | os.PathLike) -> np.ndarray:
   except cv2.error:  # raised instead of returning None, e.g. for empty files
     image = None
   if image is None or image.size == 0:
-    raise UserError(f"{path}: not a readable image (corrupt or unsupported "
-                    "format).")
+    raise UserError(f"{path}: not a readable image (corrupt or unsupported format).")
   return _to_rgb_or_grey(_to_uint8(image, path), path)
 
 
@@ -120,12 +118,10 @@ def _open_video(path: str) -> cv2.VideoCapture:
   if not os.path.isfile(path):
     raise UserError(f"{path}: video file not found.")
   # One fixed backend, so counting and reading decode the same frames.
-  backend = (cv2.CAP_FFMPEG if cv2.videoio_registry.hasBackend(cv2.CAP_FFMPEG)
-             else cv2.CAP_ANY)
+  backend = cv2.CAP_FFMPEG if cv2.videoio_registry.hasBackend(cv2.CAP_FFMPEG) else cv2.CAP_ANY
   capture = cv2.VideoCapture(path, backend)
   if not capture.isOpened():
-    raise UserError(f"{path}: not a readable video (truncated, corrupt or "
-                    "unsupported codec); read 0 frames.")
+    raise UserError(f"{path}: not a readable video (truncated, corrupt or unsupported codec); read 0 frames.")
   return capture
 
 
@@ -145,11 +141,9 @@ def count_frames(path: str) -> int:
   finally:
     capture.release()
   if count == 0:
-    raise UserError(f"{path}: no decodable frames (truncated or corrupt "
-                    "video); read 0 frames.")
+    raise UserError(f"{path}: no decodable frames (truncated or corrupt video); read 0 frames.")
   if count < claimed:
-    raise UserError(f"{path}: truncated video: read {count} frames, its "
-                    f"header claims {claimed}.")
+    raise UserError(f"{path}: truncated video: read {count} frames, its header claims {claimed}.")
   return count
 
 
@@ -168,8 +162,7 @@ def _iter_container(path: str, num_frames: int) -> Iterator[np.ndarray]:
     for index in range(num_frames):
       ok, frame = capture.read()
       if not ok:
-        raise UserError(f"{path}: truncated video: read {index} frames, "
-                        f"expected {num_frames}.")
+        raise UserError(f"{path}: truncated video: read {index} frames, expected {num_frames}.")
       yield cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
   finally:
     capture.release()

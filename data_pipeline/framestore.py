@@ -8,13 +8,14 @@ keyed by the sources' paths and modification times, and is memory-mapped, so
 later runs start at once and splits larger than RAM still stream.
 """
 
+from collections.abc import Callable, Iterable, Sequence
 import concurrent.futures
 import hashlib
 import json
 import os
 import time
+from typing import Any
 import uuid
-from typing import Any, Callable, Iterable, Sequence
 
 from absl import logging
 import cv2
@@ -40,11 +41,9 @@ class FrameStore:
   file never needs a re-decode.
   """
 
-  def __init__(self, frames: np.ndarray, lengths: Sequence[int],
-               records: Sequence[Any], path: str | None = None):
+  def __init__(self, frames: np.ndarray, lengths: Sequence[int], records: Sequence[Any], path: str | None = None):
     if frames.ndim != 4 or frames.dtype != np.uint8:
-      raise ValueError(f"frames must be uint8 (N, H, W, C), got {frames.dtype} "
-                       f"{frames.shape}.")
+      raise ValueError(f"frames must be uint8 (N, H, W, C), got {frames.dtype} {frames.shape}.")
     self.frames = frames
     self.lengths = np.asarray(lengths, np.int64)
     self.offsets = clips.offsets_of(self.lengths)
@@ -53,8 +52,7 @@ class FrameStore:
     if len(self._records) != len(self.lengths):
       raise ValueError("One record per video is required.")
     if int(self.lengths.sum()) != len(frames):
-      raise ValueError(f"lengths sum to {int(self.lengths.sum())}, but the "
-                       f"store holds {len(frames)} frames.")
+      raise ValueError(f"lengths sum to {int(self.lengths.sum())}, but the store holds {len(frames)} frames.")
 
   @property
   def image_size(self) -> tuple[int, int]:
@@ -81,7 +79,7 @@ class FrameStore:
 
   def video_frames(self, v: int) -> np.ndarray:
     """uint8 (n, H, W, C) frames of video `v` (a view, no copy)."""
-    return self.frames[self.offsets[v]:self.offsets[v] + self.lengths[v]]
+    return self.frames[self.offsets[v] : self.offsets[v] + self.lengths[v]]
 
   def labels(self, v: int) -> np.ndarray | None:
     """uint8 (n,) frame labels of video `v` (1 = anomalous), or None."""
@@ -94,8 +92,7 @@ class FrameStore:
     return None if loader is None else np.asarray(loader(), np.uint8)
 
 
-def convert(frame: np.ndarray, image_size: tuple[int, int],
-            channels: int) -> np.ndarray:
+def convert(frame: np.ndarray, image_size: tuple[int, int], channels: int) -> np.ndarray:
   """A decoded uint8 frame (H0, W0[, 3]) as uint8 (H, W, channels)."""
   frame = np.asarray(frame)
   if frame.ndim == 3 and frame.shape[2] == 1:
@@ -107,8 +104,7 @@ def convert(frame: np.ndarray, image_size: tuple[int, int],
     # INTER_AREA averages when shrinking (no aliasing) but is poor at
     # enlarging, where bilinear is the usual choice.
     shrink = height <= frame.shape[0] and width <= frame.shape[1]
-    frame = cv2.resize(frame, (width, height), interpolation=(
-        cv2.INTER_AREA if shrink else cv2.INTER_LINEAR))
+    frame = cv2.resize(frame, (width, height), interpolation=(cv2.INTER_AREA if shrink else cv2.INTER_LINEAR))
   if frame.ndim == 2:
     # Grey content is replicated after resizing: one resize instead of three.
     frame = np.repeat(frame[..., None], channels, axis=2)
@@ -129,10 +125,8 @@ def _fingerprint(record: Any) -> list[Any]:
   return [record.name, record.num_frames, stats]
 
 
-def cache_key(records: Sequence[Any], image_size: tuple[int, int],
-              channels: int, cache_tag: Sequence[Any] = ()) -> str:
-  blob = json.dumps([FORMAT_VERSION, list(cache_tag), list(image_size),
-                     channels, [_fingerprint(r) for r in records]])
+def cache_key(records: Sequence[Any], image_size: tuple[int, int], channels: int, cache_tag: Sequence[Any] = ()) -> str:
+  blob = json.dumps([FORMAT_VERSION, list(cache_tag), list(image_size), channels, [_fingerprint(r) for r in records]])
   return hashlib.sha256(blob.encode()).hexdigest()[:32]
 
 
@@ -142,13 +136,12 @@ def _decode_tasks(records, reader):
     paths = getattr(record, "frame_paths", None)
     if reader is None and paths is not None:
       for first in range(0, len(paths), _CHUNK):
-        yield v, first, paths[first:first + _CHUNK]
+        yield v, first, paths[first : first + _CHUNK]
     else:
       yield v, 0, None
 
 
-def _decode_into(out: np.ndarray, records: Sequence[Any], reader: Reader | None,
-                 num_threads: int | None) -> None:
+def _decode_into(out: np.ndarray, records: Sequence[Any], reader: Reader | None, num_threads: int | None) -> None:
   offsets = clips.offsets_of([r.num_frames for r in records])
   image_size, channels = out.shape[1:3], out.shape[3]
 
@@ -168,8 +161,7 @@ def _decode_into(out: np.ndarray, records: Sequence[Any], reader: Reader | None,
       count += 1
     if count != expected:
       where = getattr(record, "video_path", None) or record.name
-      raise UserError(f"{where}: decoded {count} frames, expected {expected} "
-                      "(was the file changed while loading?).")
+      raise UserError(f"{where}: decoded {count} frames, expected {expected} (was the file changed while loading?).")
 
   workers = num_threads or os.cpu_count() or 1
   pool = concurrent.futures.ThreadPoolExecutor(workers)
@@ -181,16 +173,14 @@ def _decode_into(out: np.ndarray, records: Sequence[Any], reader: Reader | None,
     pool.shutdown(wait=True, cancel_futures=True)
 
 
-def _open_cached(base: str, shape: tuple[int, ...],
-                 lengths: list[int]) -> np.ndarray | None:
+def _open_cached(base: str, shape: tuple[int, ...], lengths: list[int]) -> np.ndarray | None:
   try:
     with open(base + ".json") as f:
       index = json.load(f)
     frames = np.load(base + ".npy", mmap_mode="r", allow_pickle=False)
   except (OSError, ValueError):
     return None
-  if (index.get("lengths") != lengths or frames.dtype != np.uint8 or
-      tuple(frames.shape) != shape):
+  if index.get("lengths") != lengths or frames.dtype != np.uint8 or tuple(frames.shape) != shape:
     return None
   return frames
 
@@ -202,10 +192,15 @@ def _write_json(path: str, content: Any) -> None:
   os.replace(tmp, path)
 
 
-def build(records: Sequence[Any], image_size: tuple[int, int], channels: int,
-          cache_dir: str | None = None, cache_tag: Sequence[Any] = (),
-          reader: Reader | None = None,
-          num_threads: int | None = None) -> FrameStore:
+def build(
+  records: Sequence[Any],
+  image_size: tuple[int, int],
+  channels: int,
+  cache_dir: str | None = None,
+  cache_tag: Sequence[Any] = (),
+  reader: Reader | None = None,
+  num_threads: int | None = None,
+) -> FrameStore:
   """Decodes `records` into a FrameStore, or opens the matching cached one.
 
   Args:
@@ -220,14 +215,12 @@ def build(records: Sequence[Any], image_size: tuple[int, int], channels: int,
   """
   height, width = image_size
   if height < 1 or width < 1:
-    raise UserError(f"image_size must be two positive integers, got "
-                    f"{tuple(image_size)}.")
+    raise UserError(f"image_size must be two positive integers, got {tuple(image_size)}.")
   if channels not in (1, 3):
     raise UserError(f"channels must be 1 or 3, got {channels}.")
   records = list(records)
   if not records:
-    raise UserError("The split has no videos (cache tag "
-                    f"{list(cache_tag)}).")
+    raise UserError(f"The split has no videos (cache tag {list(cache_tag)}).")
   lengths = [int(r.num_frames) for r in records]
   shape = (sum(lengths), height, width, channels)
   start = time.time()
@@ -239,16 +232,14 @@ def build(records: Sequence[Any], image_size: tuple[int, int], channels: int,
     return FrameStore(frames, lengths, records)
 
   os.makedirs(cache_dir, exist_ok=True)
-  base = os.path.join(cache_dir, cache_key(records, image_size, channels,
-                                           cache_tag))
+  base = os.path.join(cache_dir, cache_key(records, image_size, channels, cache_tag))
   frames = _open_cached(base, shape, lengths)
   if frames is not None:
     logging.info("Opened cached frame store %s.npy.", base)
     return FrameStore(frames, lengths, records, path=base + ".npy")
   tmp = f"{base}.npy.tmp-{os.getpid()}-{uuid.uuid4().hex}"
   try:
-    out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8,
-                                    shape=shape)
+    out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=shape)
     _decode_into(out, records, reader, num_threads)
     out.flush()
     del out
@@ -257,11 +248,16 @@ def build(records: Sequence[Any], image_size: tuple[int, int], channels: int,
     if os.path.exists(tmp):
       os.remove(tmp)
   # The index is written last: its presence marks a complete store.
-  _write_json(base + ".json", {"format": FORMAT_VERSION,
-                               "tag": [str(t) for t in cache_tag],
-                               "names": [r.name for r in records],
-                               "lengths": lengths, "shape": list(shape)})
-  logging.info("Decoded %d frames into %s.npy in %.1f s.", shape[0], base,
-               time.time() - start)
+  _write_json(
+    base + ".json",
+    {
+      "format": FORMAT_VERSION,
+      "tag": [str(t) for t in cache_tag],
+      "names": [r.name for r in records],
+      "lengths": lengths,
+      "shape": list(shape),
+    },
+  )
+  logging.info("Decoded %d frames into %s.npy in %.1f s.", shape[0], base, time.time() - start)
   frames = np.load(base + ".npy", mmap_mode="r", allow_pickle=False)
   return FrameStore(frames, lengths, records, path=base + ".npy")

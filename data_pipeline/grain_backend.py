@@ -5,7 +5,7 @@ indices and convert uint8 -> float32 with the same division. Never imports
 TensorFlow.
 """
 
-from typing import Iterator
+from collections.abc import Iterator
 
 import grain
 import numpy as np
@@ -25,13 +25,12 @@ def _to_float(clips_u8: np.ndarray) -> np.ndarray:
 def _options(num_threads: int, prefetch: int) -> grain.ReadOptions:
   # Gathers are large memcpys that release the GIL, so a few threads overlap
   # them with the training step; more only contend with the consumer.
-  return grain.ReadOptions(num_threads=num_threads,
-                           prefetch_buffer_size=prefetch)
+  return grain.ReadOptions(num_threads=num_threads, prefetch_buffer_size=prefetch)
 
 
-def train_iterator(store: framestore.FrameStore, plan: clips.TrainPlan,
-                   start_step: int = 0, num_threads: int = 2,
-                   prefetch: int = 4) -> Iterator[dict[str, np.ndarray]]:
+def train_iterator(
+  store: framestore.FrameStore, plan: clips.TrainPlan, start_step: int = 0, num_threads: int = 2, prefetch: int = 4
+) -> Iterator[dict[str, np.ndarray]]:
   """Endless iterator of {'clips': f32 (b, T, H, W, C)} from `start_step`."""
 
   def load(step):
@@ -41,9 +40,9 @@ def train_iterator(store: framestore.FrameStore, plan: clips.TrainPlan,
   return iter(ds.to_iter_dataset(_options(num_threads, prefetch)))
 
 
-def eval_iterator(store: framestore.FrameStore, plan: clips.EvalPlan,
-                  num_threads: int = 2,
-                  prefetch: int = 4) -> Iterator[dict[str, np.ndarray]]:
+def eval_iterator(
+  store: framestore.FrameStore, plan: clips.EvalPlan, num_threads: int = 2, prefetch: int = 4
+) -> Iterator[dict[str, np.ndarray]]:
   """Iterator of padded evaluation batches, in frame order."""
 
   def load(i):

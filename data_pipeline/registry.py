@@ -1,34 +1,32 @@
 """Dataset names -> the source that lists their videos."""
 
+from collections.abc import Callable
 import functools
-from typing import Callable
 
+from data_pipeline.errors import UserError
 from data_pipeline.sources import avenue
 from data_pipeline.sources import frames
 from data_pipeline.sources import generic
 from data_pipeline.sources import shanghaitech
 from data_pipeline.sources import ucsd
 from data_pipeline.video import Video
-from data_pipeline.errors import UserError
 
-KNOWN = ("ucsd_ped1", "ucsd_ped2", "cuhk_avenue", "shanghaitech", "generic",
-         "frames", "synthetic")
+KNOWN = ("ucsd_ped1", "ucsd_ped2", "cuhk_avenue", "shanghaitech", "generic", "frames", "synthetic")
 
 _SOURCES: dict[str, Callable[[str, str], list[Video]]] = {
-    "ucsd_ped1": functools.partial(ucsd.list_videos, ped=1),
-    "ucsd_ped2": functools.partial(ucsd.list_videos, ped=2),
-    "cuhk_avenue": avenue.list_videos,
-    "shanghaitech": shanghaitech.list_videos,
-    "generic": generic.list_videos,
-    "frames": frames.list_videos,
-    # The synthetic generator writes the generic layout.
-    "synthetic": generic.list_videos,
+  "ucsd_ped1": functools.partial(ucsd.list_videos, ped=1),
+  "ucsd_ped2": functools.partial(ucsd.list_videos, ped=2),
+  "cuhk_avenue": avenue.list_videos,
+  "shanghaitech": shanghaitech.list_videos,
+  "generic": generic.list_videos,
+  "frames": frames.list_videos,
+  # The synthetic generator writes the generic layout.
+  "synthetic": generic.list_videos,
 }
 
 
 def list_videos(name: str, root: str, split: str) -> list[Video]:
   """The videos of split 'train' or 'test' of dataset `name` stored at `root`."""
   if name not in _SOURCES:
-    raise UserError(f"dataset {name!r}: unknown; expected one of "
-                    f"{', '.join(KNOWN)}.")
+    raise UserError(f"dataset {name!r}: unknown; expected one of {', '.join(KNOWN)}.")
   return _SOURCES[name](str(root), split)

@@ -1,10 +1,10 @@
 """A procedural surveillance dataset with labelled anomalies, written in the generic layout.
 
-A fixed camera watches people walk along a paved walkway (training videos: only that). Test
-videos add, for a stretch of frames, one or two anomalies: a fast cyclist, a boxy cart, a
-person cutting across the near lawn at a jog, or a skateboarder gliding along the walkway. Each test video gets per-frame labels and the anomalous object's
-pixel masks. Everything is drawn from numpy Generators seeded by (seed, split, video), so the
-same seed gives byte-identical files whatever the number of worker processes.
+A fixed camera watches people walk along a paved walkway (training videos: only that). Test videos add, for a
+stretch of frames, one or two anomalies: a fast cyclist, a boxy cart, a person cutting across the near lawn at
+a jog, or a skateboarder gliding along the walkway. Each test video gets per-frame labels and the anomalous
+object's pixel masks. Everything is drawn from numpy Generators seeded by (seed, split, video), so the same
+seed gives byte-identical files whatever the number of worker processes.
 
   python -m data_pipeline.synthetic --out /tmp/synth --seed 0
 """
@@ -114,16 +114,27 @@ def _check(params):
   return {k: int(v) for k, v in p.items()}
 
 
-def generate(root, *, seed=DEFAULTS["seed"], num_train=DEFAULTS["num_train"], num_test=DEFAULTS["num_test"],
-             frames_per_video=DEFAULTS["frames_per_video"], height=DEFAULTS["height"], width=DEFAULTS["width"],
-             workers=2):
+def generate(
+  root,
+  *,
+  seed=DEFAULTS["seed"],
+  num_train=DEFAULTS["num_train"],
+  num_test=DEFAULTS["num_test"],
+  frames_per_video=DEFAULTS["frames_per_video"],
+  height=DEFAULTS["height"],
+  width=DEFAULTS["width"],
+  workers=2,
+):
   """Writes the dataset to `root` (which must not exist, or be empty) and returns root.
 
   It is built in a temporary sibling folder and renamed into place when complete. `workers`
   processes render videos in parallel; the files do not depend on it.
   """
-  p = _check(dict(seed=seed, num_train=num_train, num_test=num_test, frames_per_video=frames_per_video,
-                  height=height, width=width))
+  p = _check(
+    dict(
+      seed=seed, num_train=num_train, num_test=num_test, frames_per_video=frames_per_video, height=height, width=width
+    )
+  )
   root = os.path.abspath(root)
   if os.path.exists(root) and (not os.path.isdir(root) or os.listdir(root)):
     raise UserError(f"{root}: already exists and is not an empty folder; choose another output folder")
@@ -141,9 +152,14 @@ def generate(root, *, seed=DEFAULTS["seed"], num_train=DEFAULTS["num_train"], nu
         results = list(pool.map(_write_video, jobs))
     else:
       results = [_write_video(job) for job in jobs]
-    meta = dict(generator="data_pipeline.synthetic", version=VERSION, layout="generic", params=p,
-                train=[name for name, _ in results[:p["num_train"]]],
-                test={name: info for name, info in results[p["num_train"]:]})
+    meta = dict(
+      generator="data_pipeline.synthetic",
+      version=VERSION,
+      layout="generic",
+      params=p,
+      train=[name for name, _ in results[: p["num_train"]]],
+      test={name: info for name, info in results[p["num_train"] :]},
+    )
     with open(os.path.join(tmp, "synthetic.json"), "w") as f:
       json.dump(meta, f, indent=1, sort_keys=True)
     os.replace(tmp, root)

@@ -88,8 +88,9 @@ class Scene:
     facade = 128 + 3 * _smooth_noise(rng, height, width, [8])
     panel = max(width // 7, 4)
     facade = np.where((xx.astype(int) % panel) < 1, facade - 25, facade)
-    windows = (yy > 0.025 * height) & (yy < 0.08 * height) & ((xx % panel) > 0.25 * panel) & (
-        (xx % panel) < 0.8 * panel)
+    windows = (
+      (yy > 0.025 * height) & (yy < 0.08 * height) & ((xx % panel) > 0.25 * panel) & ((xx % panel) < 0.8 * panel)
+    )
     facade = np.where(windows, 85 + 0.3 * (facade - 128), facade)
     bg = np.where(building, facade, bg)
     paving = 165 + 5 * _smooth_noise(rng, height, width, [16, 4]) - 22 * _pavement_joints(height, width)
@@ -101,7 +102,7 @@ class Scene:
     for x in (0.2 * width, 0.75 * width):  # lamp posts stand on the far lawn
       y = float(walkway_edges(x, height, width)[0]) - 0.02 * height
       composite(bg, rasterize(lamp_post(), x, y, float(figure_height(y, height)), 1), None)
-    vignette = 1 - 0.2 * ((xx / width - 0.5)**2 + (yy / height - 0.5)**2)
+    vignette = 1 - 0.2 * ((xx / width - 0.5) ** 2 + (yy / height - 0.5) ** 2)
     self.background = (bg * vignette).astype(np.float32)
 
 
@@ -139,16 +140,31 @@ def cyclist(phase, colors):
   legs, shirt, head = colors
   rear, front, crank, seat, bar = (-0.33, -0.17), (0.33, -0.17), (0.0, -0.17), (-0.1, -0.47), (0.25, -0.5)
   out = [("ring", [rear], 0.17, 40), ("ring", [front], 0.17, 40)]
-  out += [("line", [rear, seat], 0.035, 70), ("line", [seat, crank], 0.035, 70),
-          ("line", [crank, rear], 0.035, 70), ("line", [seat, bar], 0.035, 70),
-          ("line", [bar, front], 0.035, 70)]
+  out += [
+    ("line", [rear, seat], 0.035, 70),
+    ("line", [seat, crank], 0.035, 70),
+    ("line", [crank, rear], 0.035, 70),
+    ("line", [seat, bar], 0.035, 70),
+    ("line", [bar, front], 0.035, 70),
+  ]
   for side, shade in ((1, 0.8), (-1, 1.0)):
     pedal = (crank[0] + 0.1 * np.cos(phase + side * np.pi / 2), crank[1] + 0.1 * np.sin(phase + side * np.pi / 2))
     knee = (0.5 * (seat[0] + pedal[0]) + 0.12, 0.5 * (seat[1] + pedal[1]) - 0.05)
     out += [("line", [seat, knee], 0.09, legs * shade), ("line", [knee, pedal], 0.08, legs * shade)]
   shoulder = (0.1, -0.78)
-  out.append(("poly", [(seat[0] - 0.06, seat[1]), (seat[0] + 0.08, seat[1] + 0.02), (shoulder[0] + 0.07, shoulder[1]),
-                       (shoulder[0] - 0.06, shoulder[1] - 0.02)], None, shirt))
+  out.append(
+    (
+      "poly",
+      [
+        (seat[0] - 0.06, seat[1]),
+        (seat[0] + 0.08, seat[1] + 0.02),
+        (shoulder[0] + 0.07, shoulder[1]),
+        (shoulder[0] - 0.06, shoulder[1] - 0.02),
+      ],
+      None,
+      shirt,
+    )
+  )
   out.append(("line", [shoulder, bar], 0.06, shirt))
   out.append(("ellipse", [(shoulder[0] + 0.06, -0.88)], (0.07, 0.085), head))
   return out
@@ -157,9 +173,12 @@ def cyclist(phase, colors):
 def cart(colors):
   """A small boxy vehicle facing +x: body, darker window, wheels."""
   body, window, _ = colors
-  return [("poly", [(-0.75, -0.12), (0.75, -0.12), (0.75, -0.5), (0.35, -0.5), (0.25, -0.78), (-0.75, -0.78)], None,
-           body), ("poly", [(-0.1, -0.52), (0.3, -0.52), (0.22, -0.73), (-0.1, -0.73)], None, window),
-          ("ellipse", [(-0.48, -0.12)], (0.12, 0.12), 30), ("ellipse", [(0.48, -0.12)], (0.12, 0.12), 30)]
+  return [
+    ("poly", [(-0.75, -0.12), (0.75, -0.12), (0.75, -0.5), (0.35, -0.5), (0.25, -0.78), (-0.75, -0.78)], None, body),
+    ("poly", [(-0.1, -0.52), (0.3, -0.52), (0.22, -0.73), (-0.1, -0.73)], None, window),
+    ("ellipse", [(-0.48, -0.12)], (0.12, 0.12), 30),
+    ("ellipse", [(0.48, -0.12)], (0.12, 0.12), 30),
+  ]
 
 
 def rasterize(sprite, x, y, size, direction):
@@ -207,10 +226,10 @@ def composite(frame, patch, opacity=1.0):
   r1, c1 = min(top + alpha.shape[0], height), min(left + alpha.shape[1], width)
   if r0 >= r1 or c0 >= c1:
     return None
-  a = alpha[r0 - top:r1 - top, c0 - left:c1 - left]
+  a = alpha[r0 - top : r1 - top, c0 - left : c1 - left]
   rows, cols = slice(r0, r1), slice(c0, c1)
   if opacity is None or opacity >= 1.0:
-    frame[rows, cols] = frame[rows, cols] * (1 - a) + premult[r0 - top:r1 - top, c0 - left:c1 - left]
+    frame[rows, cols] = frame[rows, cols] * (1 - a) + premult[r0 - top : r1 - top, c0 - left : c1 - left]
   else:
     frame[rows, cols] *= 1 - opacity * a
   return rows, cols, a

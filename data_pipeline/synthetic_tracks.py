@@ -33,6 +33,7 @@ _GAIT = dict(cyclist=0.35, skater=0.12)  # leg motion per step relative to walki
 @dataclasses.dataclass
 class Track:
   """One figure's path: foot position and gait phase for frames start, start+1, ..."""
+
   kind: str  # 'walker' or one of ANOMALY_KINDS
   start: int
   direction: int

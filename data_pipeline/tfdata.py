@@ -7,8 +7,8 @@ and hidden from every accelerator, so that it never claims GPU/TPU memory that
 JAX needs.
 """
 
+from collections.abc import Iterator
 import functools
-from typing import Iterator
 
 import numpy as np
 
@@ -24,6 +24,7 @@ _ENDLESS = 2**62
 def tf_module():
   """TensorFlow, imported on first use with accelerators made invisible."""
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
+
   # Must run before TF creates any op: afterwards devices are fixed.
   for kind in ("GPU", "TPU"):
     try:
@@ -39,8 +40,7 @@ def _to_float(tf, clips_u8):
   return tf.cast(clips_u8, tf.float32) / 255.0
 
 
-def train_dataset(store: framestore.FrameStore, plan: clips.TrainPlan,
-                  start_step: int = 0):
+def train_dataset(store: framestore.FrameStore, plan: clips.TrainPlan, start_step: int = 0):
   """Endless dataset of {'clips': f32 (b, T, H, W, C)} from `start_step`."""
   tf = tf_module()
   shape = (plan.local_batch_size, plan.temporal) + store.frames.shape[1:]
@@ -68,10 +68,8 @@ def eval_dataset(store: framestore.FrameStore, plan: clips.EvalPlan):
     return (store.frames[batch["indices"]],) + tuple(batch[k] for k in keys)
 
   def load(i):
-    out = tf.numpy_function(gather, [i], [tf.uint8, tf.int32, tf.int32,
-                                          tf.int32, tf.bool], stateful=False)
-    batch = {k: tf.ensure_shape(t, (plan.batch_size,))
-             for k, t in zip(keys, out[1:])}
+    out = tf.numpy_function(gather, [i], [tf.uint8, tf.int32, tf.int32, tf.int32, tf.bool], stateful=False)
+    batch = {k: tf.ensure_shape(t, (plan.batch_size,)) for k, t in zip(keys, out[1:])}
     batch["clips"] = _to_float(tf, tf.ensure_shape(out[0], shape))
     return batch
 

@@ -1,8 +1,8 @@
 """The record every dataset source yields: one video, its frames and its ground truth."""
 
+from collections.abc import Callable
 import dataclasses
 import os
-from typing import Callable
 
 import numpy as np
 
@@ -20,6 +20,7 @@ class Video:
     mask_loader: returns uint8 (num_frames, H, W), nonzero = anomalous pixel.
       A callable because pixel masks of a whole test set do not fit in memory.
   """
+
   name: str
   num_frames: int
   frame_paths: tuple[str, ...] | None = None
@@ -31,22 +32,20 @@ class Video:
     # These are programming errors of a source, not user mistakes: sources
     # check the files (and name them) before building a Video.
     if (self.frame_paths is None) == (self.video_path is None):
-      raise ValueError(f"Video {self.name!r}: set exactly one of frame_paths "
-                       "and video_path.")
+      raise ValueError(f"Video {self.name!r}: set exactly one of frame_paths and video_path.")
     if self.num_frames <= 0:
       raise ValueError(f"Video {self.name!r}: num_frames must be positive.")
     if self.frame_paths is not None:
       if not isinstance(self.frame_paths, tuple):
         object.__setattr__(self, "frame_paths", tuple(self.frame_paths))
       if len(self.frame_paths) != self.num_frames:
-        raise ValueError(f"Video {self.name!r}: {len(self.frame_paths)} frame "
-                         f"paths for num_frames={self.num_frames}.")
+        raise ValueError(f"Video {self.name!r}: {len(self.frame_paths)} frame paths for num_frames={self.num_frames}.")
     if self.labels is not None:
       labels = np.asarray(self.labels)
       if labels.shape != (self.num_frames,) or labels.dtype != np.uint8:
-        raise ValueError(f"Video {self.name!r}: labels must be uint8 "
-                         f"({self.num_frames},), got {labels.dtype} "
-                         f"{labels.shape}.")
+        raise ValueError(
+          f"Video {self.name!r}: labels must be uint8 ({self.num_frames},), got {labels.dtype} {labels.shape}."
+        )
       # A frozen record should not change under the pipeline's feet.
       labels = labels.copy()
       labels.setflags(write=False)

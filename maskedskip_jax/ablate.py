@@ -18,13 +18,16 @@ from absl import logging
 
 from maskedskip_jax import app as app_lib
 from maskedskip_jax.errors import UserError
-from maskedskip_jax.experiments import ablation
 from maskedskip_jax.experiments import parts as parts_lib
 from maskedskip_jax.nn import models
 
 _VARIANTS = flags.DEFINE_list("variants", None, f"Variants to run (default all): {','.join(models.VARIANTS)}.")
-_PARTS = flags.DEFINE_list("parts", None, "Parts to ablate on the config's variant ('all' or some of "
-                           f"{','.join(parts_lib.PARTS)}): one row per part, in parts.md.")
+_PARTS = flags.DEFINE_list(
+  "parts",
+  None,
+  "Parts to ablate on the config's variant ('all' or some of "
+  f"{','.join(parts_lib.PARTS)}): one row per part, in parts.md.",
+)
 
 
 def main(argv: list[str]) -> None:
@@ -40,6 +43,7 @@ def main(argv: list[str]) -> None:
       result = parts_lib.run(config, workdir, _PARTS.value, _VARIANTS.value, config_name=name)
     else:
       from maskedskip_jax.experiments import ablation  # pylint: disable=g-import-not-at-top
+
       result = ablation.run(config, workdir, _VARIANTS.value, config_name=name)
   except UserError as e:
     app_lib.fail(e)

@@ -5,11 +5,11 @@ Every entry point built on absl gets the same `--config`, `--workdir` and multi-
 would surface as a traceback), and the same rule for errors a user can cause: one `error:` line, exit code 1.
 """
 
+from collections.abc import Callable
 import logging as std_logging
 import os
 import re
 import sys
-from typing import Callable
 
 from absl import app as absl_app
 from absl import flags
@@ -51,7 +51,7 @@ def override_key(arg: str) -> str | None:
   name = arg.lstrip("-").split("=", 1)[0]
   for prefix in ("config.", "noconfig."):
     if arg.startswith("-") and name.startswith(prefix):
-      return name[len(prefix):]
+      return name[len(prefix) :]
   return None
 
 
@@ -78,8 +78,8 @@ def define_config_flag(argv: list[str], default: str = DEFAULT_CONFIG):
   exit_on_unknown_override(argv)
   try:
     return config_flags.DEFINE_config_file(
-        "config", default, "Config file (configs/*.py); override keys with --config.train.batch_size=8.",
-        lock_config=True)
+      "config", default, "Config file (configs/*.py); override keys with --config.train.batch_size=8.", lock_config=True
+    )
   except Exception as e:  # pylint: disable=broad-except
     fail(f"--config: {type(e).__name__}: {' '.join(str(e).split())}")
 
@@ -132,6 +132,7 @@ def load_config(holder=None):
 def initialize_processes() -> None:
   """jax.distributed from the launcher's environment or the --coordinator_address/... flags."""
   from maskedskip_jax.train import sharding  # pylint: disable=g-import-not-at-top
+
   sharding.initialize(COORDINATOR.value, NUM_PROCESSES.value, PROCESS_ID.value)
 
 

@@ -2,12 +2,13 @@
 destination and renamed into place only when complete, so a crash, a kill or a full disk never leaves half a
 report, bundle or table where a finished one is expected."""
 
+from collections.abc import Iterator
 import contextlib
 import json
 import os
 import shutil
 import tempfile
-from typing import Any, Iterator
+from typing import Any
 
 
 def _temp_name(path: str, suffix: str) -> str:

@@ -76,81 +76,105 @@ def _baseline_names(v):
 
 
 SCHEMA: dict[str, Field] = {
-    "data.name": Field("synthetic", _one_of(*registry.KNOWN), "dataset layout (data_pipeline.registry)"),
-    "data.root": Field("", None, "dataset folder; '' for synthetic means generate into data.cache_dir"),
-    "data.image_size": Field((64, 64), _image_size,
-                             "frames are resized to (height, width); one side alone (128) means a square"),
-    "data.channels": Field(1, _one_of(1, 3), "1 = grey, 3 = RGB"),
-    "data.cache_dir": Field("~/.cache/maskedskip_jax", None,
-                            "decoded-frame stores and generated synthetic data; '' = keep in memory"),
-    "data.tfds_data_dir": Field("", None, "read a TFDS build from here instead of data.root"),
-    "data.backend": Field("auto", _one_of("auto", *pipeline.BACKENDS), "clip streaming: tf.data or Grain"),
-    "data.stride": Field(1, _at_least(1), "frames between the starts of consecutive training clips"),
-    "model.variant": Field("maskedskip_unet", _one_of(*models.VARIANTS), "models.VARIANTS"),
-    "model.latent_dim": Field(512, _multiple_of_8, "widths are latent/8, /4, /2, /1"),
-    "model.temporal": Field(3, _odd, "frames per clip (1 for unet / masked2d_skip_unet / autoencoder)"),
-    "model.masked_kernels": Field("train", _one_of(*optim.MASKED_KERNEL_MODES),
-                                  "'frozen' = the published code (masked-conv kernels never update)"),
-    "model.centre_only": Field(True, None, "compute only the centre frame of the 3-D skip convs"),
-    "model.conv_lowering": Field("auto", _one_of(*conv_lowering.LOWERINGS),
-                                 "conv compute: 'cpu' fast paths (FFT weight gradients, im2col), XLA's convs, "
-                                 "or 'auto' (cpu fast paths on the CPU backend only)"),
-    "model.mask_head": Field(False, None,
-                             "also predict the pasted-object map as an extra output channel (needs "
-                             "train.paste_prob > 0); scored only with eval.mask_weight > 0"),
-    "model.ssmctb.placement": Field("none", _one_of(*ssmctb.PLACEMENTS),
-                                    "SSMCTB blocks: in skip 4, in every skip, or before the last decoder block"),
-    "model.ssmctb.dims": Field(2, _one_of(2, 3), "2-D block on the centre skip, or 3-D on the T frames"),
-    "model.ssmctb.kernel_prime": Field(1, _at_least(1), "k': side of each live corner sub-kernel"),
-    "model.ssmctb.distance": Field(1, _at_least(0), "d: distance of the corners from the masked centre"),
-    "model.ssmctb.delta": Field(1.0, _positive, "Huber threshold of the block's self-supervised loss"),
-    "model.ssmctb.weight": Field(0.1, _at_least(0), "lambda: weight of that loss in the total"),
-    "train.batch_size": Field(16, _at_least(1), "global batch, split over all devices"),
-    "train.epochs": Field(10, _at_least(0), "used when train.num_steps is 0"),
-    "train.num_steps": Field(0, _at_least(0), "> 0 overrides train.epochs"),
-    "train.learning_rate": Field(1e-2, _positive, "Adam"),
-    "train.schedule": Field("constant", _one_of(*optim.SCHEDULES), "learning-rate schedule"),
-    "train.warmup_steps": Field(0, _at_least(0), "for warmup_cosine"),
-    "train.grad_clip_norm": Field(0.0, _at_least(0), "0 = no clipping"),
-    "train.seed": Field(0, _at_least(0), "parameter init, rng and data order"),
-    "train.checkpoint_every_steps": Field(500, _at_least(1), "also saved at the end and on SIGTERM"),
-    "train.keep_checkpoints": Field(3, _at_least(1), "newest N are kept"),
-    "train.async_checkpoints": Field(True, None,
-                                     "write checkpoints while training goes on (a SIGKILL mid-write then "
-                                     "costs up to interval + write time, not one interval)"),
-    "train.log_every_steps": Field(50, _at_least(1), "metrics.jsonl / TensorBoard interval"),
-    "train.compute_dtype": Field("auto", _one_of(*dtypes.COMPUTE_DTYPES),
-                                 "'auto' = bfloat16 on GPU/TPU, float32 on CPU; params stay float32"),
-    "train.compilation_cache_dir": Field("~/.cache/maskedskip_jax/jax", None,
-                                         "JAX persistent compilation cache; '' = off"),
-    "train.prefetch": Field(2, _at_least(1), "batches placed on the devices ahead of the step"),
-    "train.motion_weighting": Field("none", _one_of(*step.MOTION_WEIGHTINGS),
-                                    "weight the loss by frame-difference motion, per pixel or per patch"),
-    "train.motion_median": Field(0, _one_of(*motion.MEDIAN_SIZES), "median filter before differencing (0 = off)"),
-    "train.motion_patch": Field(16, _at_least(1), "patch side for motion_weighting='patch'"),
-    "train.motion_uniform_mix": Field(0.0, _fraction, "share of uniform weight mixed into motion weights"),
-    "train.paste_prob": Field(0.0, _fraction, "probability that a training clip gets a pasted object"),
-    "train.paste_source": Field("mixed", _one_of(*anomaly_paste.SOURCES), "pasted objects: other clips or sprites"),
-    "train.mask_loss_weight": Field(1.0, _at_least(0), "weight of the mask head's binary cross-entropy in the loss"),
-    "eval.batch_size": Field(32, _at_least(1), "clips per evaluation batch (global)"),
-    "eval.postprocess": Field("none", _postprocess, "frame-score smoothing, e.g. 'median:window=17'"),
-    "eval.patch": Field(16, _at_least(1), "frame score = max over patch means of this size"),
-    "eval.gaussian_sigma": Field(3.0, _positive, "sigma of the Gaussian row of the post-processing table"),
-    "eval.write_videos": Field(False, None, "also write input | reconstruction | difference videos"),
-    "eval.pixel_metrics": Field(True, None, "pixel AUROC, RBDC and TBDC where the test set has masks"),
-    "eval.pixel_size": Field(64, _at_least(8), "pixel metrics on maps resized to at most this side"),
-    "eval.region_thresholds": Field(20, _at_least(2), "score thresholds swept for RBDC/TBDC"),
-    "eval.hybrid_alpha": Field(1.0, _at_least(0), "frame score = alpha * reconstruction + beta * motion"),
-    "eval.hybrid_beta": Field(0.0, _at_least(0), "0 = reconstruction only (the paper's score)"),
-    "eval.motion_median": Field(0, _one_of(*motion.MEDIAN_SIZES), "median filter for the 'gradient' motion score"),
-    "eval.hybrid_motion": Field("gradient", _one_of(*hybrid.MOTIONS),
-                                "the hybrid's motion term: 'gradient' (centre frame vs neighbours) or a baseline"),
-    "eval.hybrid_standardise": Field(False, None,
-                                     "standardise the hybrid's terms by their mean/std on the training videos"),
-    "eval.mask_weight": Field(0.0, _at_least(0),
-                              "frame score += this * the mask head's patch-pooled map (needs model.mask_head)"),
-    "eval.baselines": Field(",".join(baselines.BASELINES), _baseline_names,
-                            "no-learning baselines scored beside the model (comma-separated; '' = none)"),
+  "data.name": Field("synthetic", _one_of(*registry.KNOWN), "dataset layout (data_pipeline.registry)"),
+  "data.root": Field("", None, "dataset folder; '' for synthetic means generate into data.cache_dir"),
+  "data.image_size": Field(
+    (64, 64), _image_size, "frames are resized to (height, width); one side alone (128) means a square"
+  ),
+  "data.channels": Field(1, _one_of(1, 3), "1 = grey, 3 = RGB"),
+  "data.cache_dir": Field(
+    "~/.cache/maskedskip_jax", None, "decoded-frame stores and generated synthetic data; '' = keep in memory"
+  ),
+  "data.tfds_data_dir": Field("", None, "read a TFDS build from here instead of data.root"),
+  "data.backend": Field("auto", _one_of("auto", *pipeline.BACKENDS), "clip streaming: tf.data or Grain"),
+  "data.stride": Field(1, _at_least(1), "frames between the starts of consecutive training clips"),
+  "model.variant": Field("maskedskip_unet", _one_of(*models.VARIANTS), "models.VARIANTS"),
+  "model.latent_dim": Field(512, _multiple_of_8, "widths are latent/8, /4, /2, /1"),
+  "model.temporal": Field(3, _odd, "frames per clip (1 for unet / masked2d_skip_unet / autoencoder)"),
+  "model.masked_kernels": Field(
+    "train", _one_of(*optim.MASKED_KERNEL_MODES), "'frozen' = the published code (masked-conv kernels never update)"
+  ),
+  "model.centre_only": Field(True, None, "compute only the centre frame of the 3-D skip convs"),
+  "model.conv_lowering": Field(
+    "auto",
+    _one_of(*conv_lowering.LOWERINGS),
+    "conv compute: 'cpu' fast paths (FFT weight gradients, im2col), XLA's convs, "
+    "or 'auto' (cpu fast paths on the CPU backend only)",
+  ),
+  "model.mask_head": Field(
+    False,
+    None,
+    "also predict the pasted-object map as an extra output channel (needs "
+    "train.paste_prob > 0); scored only with eval.mask_weight > 0",
+  ),
+  "model.ssmctb.placement": Field(
+    "none", _one_of(*ssmctb.PLACEMENTS), "SSMCTB blocks: in skip 4, in every skip, or before the last decoder block"
+  ),
+  "model.ssmctb.dims": Field(2, _one_of(2, 3), "2-D block on the centre skip, or 3-D on the T frames"),
+  "model.ssmctb.kernel_prime": Field(1, _at_least(1), "k': side of each live corner sub-kernel"),
+  "model.ssmctb.distance": Field(1, _at_least(0), "d: distance of the corners from the masked centre"),
+  "model.ssmctb.delta": Field(1.0, _positive, "Huber threshold of the block's self-supervised loss"),
+  "model.ssmctb.weight": Field(0.1, _at_least(0), "lambda: weight of that loss in the total"),
+  "train.batch_size": Field(16, _at_least(1), "global batch, split over all devices"),
+  "train.epochs": Field(10, _at_least(0), "used when train.num_steps is 0"),
+  "train.num_steps": Field(0, _at_least(0), "> 0 overrides train.epochs"),
+  "train.learning_rate": Field(1e-2, _positive, "Adam"),
+  "train.schedule": Field("constant", _one_of(*optim.SCHEDULES), "learning-rate schedule"),
+  "train.warmup_steps": Field(0, _at_least(0), "for warmup_cosine"),
+  "train.grad_clip_norm": Field(0.0, _at_least(0), "0 = no clipping"),
+  "train.seed": Field(0, _at_least(0), "parameter init, rng and data order"),
+  "train.checkpoint_every_steps": Field(500, _at_least(1), "also saved at the end and on SIGTERM"),
+  "train.keep_checkpoints": Field(3, _at_least(1), "newest N are kept"),
+  "train.async_checkpoints": Field(
+    True,
+    None,
+    "write checkpoints while training goes on (a SIGKILL mid-write then "
+    "costs up to interval + write time, not one interval)",
+  ),
+  "train.log_every_steps": Field(50, _at_least(1), "metrics.jsonl / TensorBoard interval"),
+  "train.compute_dtype": Field(
+    "auto", _one_of(*dtypes.COMPUTE_DTYPES), "'auto' = bfloat16 on GPU/TPU, float32 on CPU; params stay float32"
+  ),
+  "train.compilation_cache_dir": Field(
+    "~/.cache/maskedskip_jax/jax", None, "JAX persistent compilation cache; '' = off"
+  ),
+  "train.prefetch": Field(2, _at_least(1), "batches placed on the devices ahead of the step"),
+  "train.motion_weighting": Field(
+    "none", _one_of(*step.MOTION_WEIGHTINGS), "weight the loss by frame-difference motion, per pixel or per patch"
+  ),
+  "train.motion_median": Field(0, _one_of(*motion.MEDIAN_SIZES), "median filter before differencing (0 = off)"),
+  "train.motion_patch": Field(16, _at_least(1), "patch side for motion_weighting='patch'"),
+  "train.motion_uniform_mix": Field(0.0, _fraction, "share of uniform weight mixed into motion weights"),
+  "train.paste_prob": Field(0.0, _fraction, "probability that a training clip gets a pasted object"),
+  "train.paste_source": Field("mixed", _one_of(*anomaly_paste.SOURCES), "pasted objects: other clips or sprites"),
+  "train.mask_loss_weight": Field(1.0, _at_least(0), "weight of the mask head's binary cross-entropy in the loss"),
+  "eval.batch_size": Field(32, _at_least(1), "clips per evaluation batch (global)"),
+  "eval.postprocess": Field("none", _postprocess, "frame-score smoothing, e.g. 'median:window=17'"),
+  "eval.patch": Field(16, _at_least(1), "frame score = max over patch means of this size"),
+  "eval.gaussian_sigma": Field(3.0, _positive, "sigma of the Gaussian row of the post-processing table"),
+  "eval.write_videos": Field(False, None, "also write input | reconstruction | difference videos"),
+  "eval.pixel_metrics": Field(True, None, "pixel AUROC, RBDC and TBDC where the test set has masks"),
+  "eval.pixel_size": Field(64, _at_least(8), "pixel metrics on maps resized to at most this side"),
+  "eval.region_thresholds": Field(20, _at_least(2), "score thresholds swept for RBDC/TBDC"),
+  "eval.hybrid_alpha": Field(1.0, _at_least(0), "frame score = alpha * reconstruction + beta * motion"),
+  "eval.hybrid_beta": Field(0.0, _at_least(0), "0 = reconstruction only (the paper's score)"),
+  "eval.motion_median": Field(0, _one_of(*motion.MEDIAN_SIZES), "median filter for the 'gradient' motion score"),
+  "eval.hybrid_motion": Field(
+    "gradient",
+    _one_of(*hybrid.MOTIONS),
+    "the hybrid's motion term: 'gradient' (centre frame vs neighbours) or a baseline",
+  ),
+  "eval.hybrid_standardise": Field(
+    False, None, "standardise the hybrid's terms by their mean/std on the training videos"
+  ),
+  "eval.mask_weight": Field(
+    0.0, _at_least(0), "frame score += this * the mask head's patch-pooled map (needs model.mask_head)"
+  ),
+  "eval.baselines": Field(
+    ",".join(baselines.BASELINES),
+    _baseline_names,
+    "no-learning baselines scored beside the model (comma-separated; '' = none)",
+  ),
 }
 for _key, _value in synthetic.DEFAULTS.items():
   SCHEMA[f"data.synthetic.{_key}"] = Field(_value, _at_least(0), "synthetic generator parameter")
@@ -187,16 +211,28 @@ def with_values(config, values: dict[str, Any]) -> ml_collections.ConfigDict:
 
 def reference_config(dataset: str) -> ml_collections.ConfigDict:
   """The published code's training setting (SPEC section 1) on `dataset`: the real-dataset configs' base."""
-  return with_values(default_config(), {
-      "data.name": dataset, "data.image_size": (256, 256), "data.channels": 3, "model.variant": "maskedskip_unet",
-      "model.latent_dim": 512, "model.temporal": 3, "train.batch_size": 16, "train.epochs": 10,
-      "train.learning_rate": 1e-2, "train.checkpoint_every_steps": 200, "eval.postprocess": "none"})
+  return with_values(
+    default_config(),
+    {
+      "data.name": dataset,
+      "data.image_size": (256, 256),
+      "data.channels": 3,
+      "model.variant": "maskedskip_unet",
+      "model.latent_dim": 512,
+      "model.temporal": 3,
+      "train.batch_size": 16,
+      "train.epochs": 10,
+      "train.learning_rate": 1e-2,
+      "train.checkpoint_every_steps": 200,
+      "eval.postprocess": "none",
+    },
+  )
 
 
 def flatten(config) -> dict[str, Any]:
   """{'train.batch_size': 16, ...} for a ConfigDict or nested dicts; {} for anything else."""
   out = {}
-  for key, value in (config.items() if hasattr(config, "items") else []):
+  for key, value in config.items() if hasattr(config, "items") else []:
     if isinstance(value, (dict, ml_collections.ConfigDict)):
       out.update({f"{key}.{k}": v for k, v in flatten(value).items()})
     else:
@@ -261,20 +297,29 @@ def validate(config) -> None:
 def _check_together(flat: dict[str, Any]) -> None:
   default_t = models.default_temporal(flat["model.variant"])
   if default_t == 1 and flat["model.temporal"] != 1:
-    raise UserError(f"config key model.temporal: variant {flat['model.variant']!r} sees single frames; "
-                    f"expected 1, got {flat['model.temporal']}")
+    raise UserError(
+      f"config key model.temporal: variant {flat['model.variant']!r} sees single frames; "
+      f"expected 1, got {flat['model.temporal']}"
+    )
   if flat["train.num_steps"] == 0 and flat["train.epochs"] == 0:
     raise UserError("config key train.epochs: expected >= 1 when train.num_steps is 0, got 0")
   if flat["model.mask_head"] and flat["train.paste_prob"] == 0:
     # Without pasted objects every target map is all zeros: the head would learn nothing.
-    raise UserError("config key model.mask_head: needs train.paste_prob > 0 (the head learns from pasted "
-                    "objects' maps), got train.paste_prob=0")
+    raise UserError(
+      "config key model.mask_head: needs train.paste_prob > 0 (the head learns from pasted "
+      "objects' maps), got train.paste_prob=0"
+    )
   if flat["eval.mask_weight"] > 0 and not flat["model.mask_head"]:
-    raise UserError("config key eval.mask_weight: scores from the mask head's map, so it needs "
-                    f"model.mask_head=True; got eval.mask_weight={flat['eval.mask_weight']} without a head")
+    raise UserError(
+      "config key eval.mask_weight: scores from the mask head's map, so it needs "
+      f"model.mask_head=True; got eval.mask_weight={flat['eval.mask_weight']} without a head"
+    )
   if flat["eval.hybrid_alpha"] == flat["eval.hybrid_beta"] == flat["eval.mask_weight"] == 0:
-    raise UserError("config key eval.hybrid_alpha: every frame-score weight (eval.hybrid_alpha, eval.hybrid_beta, "
-                    "eval.mask_weight) is 0; set one above 0 (hybrid_alpha=1 alone is the paper's score)")
+    raise UserError(
+      "config key eval.hybrid_alpha: every frame-score weight (eval.hybrid_alpha, eval.hybrid_beta, "
+      "eval.mask_weight) is 0; set one above 0 (hybrid_alpha=1 alone is the paper's score)"
+    )
   if flat["data.name"] != "synthetic" and not (flat["data.root"] or flat["data.tfds_data_dir"]):
-    raise UserError(f"config key data.root: dataset {flat['data.name']!r} needs its folder "
-                    "(e.g. --config.data.root=/path/to/dataset)")
+    raise UserError(
+      f"config key data.root: dataset {flat['data.name']!r} needs its folder (e.g. --config.data.root=/path/to/dataset)"
+    )

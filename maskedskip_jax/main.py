@@ -22,8 +22,13 @@ from maskedskip_jax import app as app_lib
 from maskedskip_jax.errors import UserError
 
 # Each mode's module, imported only when asked for: evaluation and export pull in more than training needs.
-MODES = {"train_and_eval": None, "train": None, "eval": "maskedskip_jax.eval.evaluate",
-         "export": "maskedskip_jax.deploy.export", "baselines": "maskedskip_jax.eval.baseline_eval"}
+MODES = {
+  "train_and_eval": None,
+  "train": None,
+  "eval": "maskedskip_jax.eval.evaluate",
+  "export": "maskedskip_jax.deploy.export",
+  "baselines": "maskedskip_jax.eval.baseline_eval",
+}
 EXIT_PREEMPTED = app_lib.EXIT_PREEMPTED
 
 _MODE = flags.DEFINE_enum("mode", "train_and_eval", list(MODES), "What to run.")
@@ -43,6 +48,7 @@ def run(config, workdir: str, mode: str, config_name: str | None = None) -> int:
   """Runs `mode`; returns the process exit code."""
   if mode in ("train", "train_and_eval"):
     from maskedskip_jax.train import loop  # pylint: disable=g-import-not-at-top
+
     if loop.train(config, workdir)["preempted"]:
       return EXIT_PREEMPTED
   if mode in ("eval", "train_and_eval"):
@@ -60,6 +66,7 @@ def main(argv: list[str]) -> None:
   # Orbax and JAX log routine events as INFO and WARNING; progress has its own lines.
   app_lib.quiet_logs()
   from maskedskip_jax.train import checkpointing  # pylint: disable=g-import-not-at-top
+
   checkpointing.ignore_closed_loop_reports()
   try:
     config = app_lib.load_config()

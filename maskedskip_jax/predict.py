@@ -9,32 +9,50 @@ import sys
 
 import cv2
 
-from maskedskip_jax.eval import overlay
 from maskedskip_jax import app as app_lib
 from maskedskip_jax.deploy import predict as predict_lib
+from maskedskip_jax.eval import overlay
 from maskedskip_jax.nn import dtypes
 
 
 def main(argv=None) -> int:
   """`python -m maskedskip_jax.predict` and the `maskedskip-predict` console script; returns the exit code."""
-  parser = argparse.ArgumentParser(prog="python -m maskedskip_jax.predict", description=predict_lib.__doc__.split("\n")[0])
+  parser = argparse.ArgumentParser(
+    prog="python -m maskedskip_jax.predict", description=predict_lib.__doc__.split("\n")[0]
+  )
   parser.add_argument("--model", required=True, help="model bundle folder (--mode=export)")
   parser.add_argument("--video", required=True, help="a video file (.mp4, .avi, ...) or a folder of frames")
   parser.add_argument("--out", required=True, help="output folder (new, or an earlier prediction's)")
-  parser.add_argument("--postprocess", default=predict_lib.DEFAULT_POSTPROCESS,
-                      help="smoothing for score_smoothed, e.g. 'median:window=17', 'gaussian:sigma=3', 'none'")
+  parser.add_argument(
+    "--postprocess",
+    default=predict_lib.DEFAULT_POSTPROCESS,
+    help="smoothing for score_smoothed, e.g. 'median:window=17', 'gaussian:sigma=3', 'none'",
+  )
   parser.add_argument("--batch-size", type=int, default=16, help="frames per step")
   parser.add_argument("--no-overlay", action="store_true", help="write scores.csv only")
-  parser.add_argument("--heat-max", type=float, default=overlay.DEFAULT_VMAX,
-                      help="score-map value drawn fully hot in the overlay")
-  parser.add_argument("--dtype", choices=dtypes.COMPUTE_DTYPES, default="auto",
-                      help="compute dtype; auto = bfloat16 on GPU/TPU, float32 on CPU")
+  parser.add_argument(
+    "--heat-max", type=float, default=overlay.DEFAULT_VMAX, help="score-map value drawn fully hot in the overlay"
+  )
+  parser.add_argument(
+    "--dtype",
+    choices=dtypes.COMPUTE_DTYPES,
+    default="auto",
+    help="compute dtype; auto = bfloat16 on GPU/TPU, float32 on CPU",
+  )
   args = parser.parse_args(argv)
   cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)  # our own one-line errors say it better
 
   def work() -> str:
-    result = predict_lib.predict(args.model, args.video, args.out, postprocess=args.postprocess, batch_size=args.batch_size,
-                     write_overlay=not args.no_overlay, vmax=args.heat_max, dtype=args.dtype)
+    result = predict_lib.predict(
+      args.model,
+      args.video,
+      args.out,
+      postprocess=args.postprocess,
+      batch_size=args.batch_size,
+      write_overlay=not args.no_overlay,
+      vmax=args.heat_max,
+      dtype=args.dtype,
+    )
     return f"scored {result['frames']} frames in {result['seconds']:.1f} s -> {result['out_dir']}"
 
   return app_lib.report_errors(work)

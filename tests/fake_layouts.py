@@ -4,8 +4,8 @@ Frame k of every video is a flat image of value `frame_value(k)`, so tests can
 check frame order after reading (JPEG keeps flat images within +-1).
 """
 
+from collections.abc import Sequence
 import os
-from typing import Sequence
 
 import cv2
 import numpy as np
@@ -22,9 +22,9 @@ def frame_image(index: int, size=SIZE, grey: bool = False) -> np.ndarray:
   return np.full(shape, frame_value(index), np.uint8)
 
 
-def write_frames(folder: str, count: int, ext: str = ".jpg", size=SIZE,
-                 grey: bool = False, first: int = 0,
-                 digits: int = 3) -> list[str]:
+def write_frames(
+  folder: str, count: int, ext: str = ".jpg", size=SIZE, grey: bool = False, first: int = 0, digits: int = 3
+) -> list[str]:
   """Writes `count` frames named first, first+1, ... (zero-padded to `digits`)."""
   os.makedirs(folder, exist_ok=True)
   paths = []
@@ -38,8 +38,7 @@ def write_frames(folder: str, count: int, ext: str = ".jpg", size=SIZE,
 def write_avi(path: str, count: int, size=SIZE, fps: int = 25) -> str:
   """An MJPG .avi of `count` flat frames."""
   os.makedirs(os.path.dirname(path), exist_ok=True)
-  writer = cv2.VideoWriter(path, cv2.VideoWriter_fourcc(*"MJPG"), fps,
-                           (size[1], size[0]))
+  writer = cv2.VideoWriter(path, cv2.VideoWriter_fourcc(*"MJPG"), fps, (size[1], size[0]))
   assert writer.isOpened(), path
   for k in range(count):
     writer.write(frame_image(k, size))
@@ -51,7 +50,7 @@ def labels_from_ranges(count: int, ranges: Sequence[tuple[int, int]]):
   """0/1 labels from 1-based inclusive ranges (the convention of the .m files)."""
   labels = np.zeros(count, np.uint8)
   for start, end in ranges:
-    labels[start - 1:end] = 1
+    labels[start - 1 : end] = 1
   return labels
 
 
@@ -64,13 +63,12 @@ def masks_for(labels, size=SIZE) -> np.ndarray:
 
 def summary(videos) -> list:
   """(name, frame count, labels as a list or None) per listed video: two listings compare with ==."""
-  return [(v.name, v.num_frames,
-           None if v.labels is None else v.labels.tolist()) for v in videos]
+  return [(v.name, v.num_frames, None if v.labels is None else v.labels.tolist()) for v in videos]
 
 
-def make_generic(root: str, train=(("01", 5),), test=(("01", 6),),
-                 labels=None, masks: bool = True,
-                 video_files: Sequence[str] = ()) -> str:
+def make_generic(
+  root: str, train=(("01", 5),), test=(("01", 6),), labels=None, masks: bool = True, video_files: Sequence[str] = ()
+) -> str:
   """<root>/{train,test}/<video>/NNN.jpg, <video>.txt labels, <video>_mask.npy.
 
   Args:
@@ -97,10 +95,14 @@ def make_generic(root: str, train=(("01", 5),), test=(("01", 6),),
   return root
 
 
-def make_ucsd(root: str, ped: int = 2, train: Sequence[int] = (4, 5),
-              test: Sequence[int] = (6, 8),
-              gt_lines: Sequence[str] = ("[2:4]", "[1:2, 6:8]"),
-              mask_videos: Sequence[int] = (1,)) -> str:
+def make_ucsd(
+  root: str,
+  ped: int = 2,
+  train: Sequence[int] = (4, 5),
+  test: Sequence[int] = (6, 8),
+  gt_lines: Sequence[str] = ("[2:4]", "[1:2, 6:8]"),
+  mask_videos: Sequence[int] = (1,),
+) -> str:
   """root/UCSDpedN/{Train,Test}/... with 1-based .tif names; returns UCSDpedN.
 
   Args:
@@ -110,11 +112,9 @@ def make_ucsd(root: str, ped: int = 2, train: Sequence[int] = (4, 5),
   """
   base = os.path.join(root, f"UCSDped{ped}")
   for k, count in enumerate(train, 1):
-    write_frames(os.path.join(base, "Train", f"Train{k:03d}"), count,
-                 ext=".tif", grey=True, first=1)
+    write_frames(os.path.join(base, "Train", f"Train{k:03d}"), count, ext=".tif", grey=True, first=1)
   for k, count in enumerate(test, 1):
-    write_frames(os.path.join(base, "Test", f"Test{k:03d}"), count,
-                 ext=".tif", grey=True, first=1)
+    write_frames(os.path.join(base, "Test", f"Test{k:03d}"), count, ext=".tif", grey=True, first=1)
   lines = ["TestVideoFile = {};", "% frame ranges of abnormal events"]
   lines += [f"TestVideoFile{{end+1}}.gt_frame = {g};" for g in gt_lines]
   os.makedirs(os.path.join(base, "Test"), exist_ok=True)
@@ -123,8 +123,7 @@ def make_ucsd(root: str, ped: int = 2, train: Sequence[int] = (4, 5),
   for k in mask_videos:
     folder = os.path.join(base, "Test", f"Test{k:03d}_gt")
     os.makedirs(folder)
-    ranges = [tuple(int(x) for x in r.split(":"))
-              for r in gt_lines[k - 1].strip("[]").split(",")]
+    ranges = [tuple(int(x) for x in r.split(":")) for r in gt_lines[k - 1].strip("[]").split(",")]
     for i, m in enumerate(masks_for(labels_from_ranges(test[k - 1], ranges))):
       cv2.imwrite(os.path.join(folder, f"{i + 1:03d}.bmp"), m * 255)
   return base
@@ -133,6 +132,7 @@ def make_ucsd(root: str, ped: int = 2, train: Sequence[int] = (4, 5),
 def write_avenue_mat(path: str, labels) -> str:
   """An Avenue-style N_label.mat: volLabel, a 1 x n cell of per-frame masks."""
   import scipy.io  # pylint: disable=g-import-not-at-top
+
   masks = masks_for(labels)
   cells = np.empty((1, len(masks)), object)
   for i, m in enumerate(masks):
@@ -142,9 +142,9 @@ def write_avenue_mat(path: str, labels) -> str:
   return path
 
 
-def make_avenue(root: str, train: Sequence[int] = (5,),
-                test: Sequence[int] = (6, 7), labels=None,
-                nested: bool = True) -> str:
+def make_avenue(
+  root: str, train: Sequence[int] = (5,), test: Sequence[int] = (6, 7), labels=None, nested: bool = True
+) -> str:
   """root/Avenue Dataset/{training,testing}_videos/NN.avi + ground_truth_demo.
 
   Args:
@@ -161,14 +161,16 @@ def make_avenue(root: str, train: Sequence[int] = (5,),
   if labels is None:
     labels = {k: [0] * (n - 2) + [1, 1] for k, n in enumerate(test, 1)}
   for k, y in labels.items():
-    write_avenue_mat(os.path.join(root, "ground_truth_demo",
-                                  "testing_label_mask", f"{k}_label.mat"), y)
+    write_avenue_mat(os.path.join(root, "ground_truth_demo", "testing_label_mask", f"{k}_label.mat"), y)
   return root
 
 
-def make_shanghaitech(root: str, train: Sequence[tuple[str, int]] = (
-    ("01_001", 5),), test: Sequence[tuple[str, int]] = (
-        ("01_0014", 6), ("02_0128", 4)), masks: bool = True) -> str:
+def make_shanghaitech(
+  root: str,
+  train: Sequence[tuple[str, int]] = (("01_001", 5),),
+  test: Sequence[tuple[str, int]] = (("01_0014", 6), ("02_0128", 4)),
+  masks: bool = True,
+) -> str:
   """training/videos/*.avi, testing/frames/<video>/NNN.jpg, per-video .npy."""
   for name, count in train:
     write_avi(os.path.join(root, "training", "videos", name + ".avi"), count)
@@ -181,14 +183,16 @@ def make_shanghaitech(root: str, train: Sequence[tuple[str, int]] = (
     y[1:3] = 1
     np.save(os.path.join(root, "testing", "test_frame_mask", name + ".npy"), y)
     if masks:
-      np.save(os.path.join(root, "testing", "test_pixel_mask", name + ".npy"),
-              masks_for(y))
+      np.save(os.path.join(root, "testing", "test_pixel_mask", name + ".npy"), masks_for(y))
   return root
 
 
-def make_frames_layout(root: str, train: Sequence[tuple[str, int]] = (
-    ("01", 5),), test: Sequence[tuple[str, int]] = (("01", 6), ("02", 12)),
-                       digits: int = 1) -> str:
+def make_frames_layout(
+  root: str,
+  train: Sequence[tuple[str, int]] = (("01", 5),),
+  test: Sequence[tuple[str, int]] = (("01", 6), ("02", 12)),
+  digits: int = 1,
+) -> str:
   """<root>/{training,testing}/frames/<video>/<n>.jpg, 0-based, no labels.
 
   digits=1 writes unpadded names (0.jpg ... 11.jpg) to exercise natural sort.
@@ -196,6 +200,5 @@ def make_frames_layout(root: str, train: Sequence[tuple[str, int]] = (
   """
   for split, videos in (("training", train), ("testing", test)):
     for name, count in videos:
-      write_frames(os.path.join(root, split, "frames", name), count,
-                   digits=digits)
+      write_frames(os.path.join(root, split, "frames", name), count, digits=digits)
   return root

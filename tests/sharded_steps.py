@@ -12,11 +12,11 @@ import jax
 import numpy as np
 import optax
 
+from maskedskip_jax.errors import UserError
 from maskedskip_jax.nn import models
 from maskedskip_jax.train import sharding
-from maskedskip_jax.train import step as step_lib
 from maskedskip_jax.train import state as train_state
-from maskedskip_jax.errors import UserError
+from maskedskip_jax.train import step as step_lib
 
 BATCH, STEPS = 8, 4
 
@@ -38,8 +38,12 @@ def run() -> dict[str, np.ndarray]:
   # reduction orders part ways however correct both are.
   tx = optax.sgd(0.5)
   init = functools.partial(train_state.init_state, model=model, tx=tx, input_shape=(1, 1, 32, 32, 1), placement=repl)
-  step = jax.jit(functools.partial(step_lib.train_step, model=model, tx=tx), donate_argnums=0,
-                 in_shardings=(repl, data), out_shardings=(repl, repl))
+  step = jax.jit(
+    functools.partial(step_lib.train_step, model=model, tx=tx),
+    donate_argnums=0,
+    in_shardings=(repl, data),
+    out_shardings=(repl, repl),
+  )
   state, losses, out = init(0), [], {}
   before = {part: jax.tree.map(np.asarray, state[part]) for part in ("params", "batch_stats")}
   for batch in sharding.prefetch(batches(), data, size=2):

@@ -6,13 +6,13 @@ import subprocess
 import sys
 
 import pytest
+import tiny_run
 
+from maskedskip_jax.errors import UserError
 from maskedskip_jax.experiments import ablation as ablate
 from maskedskip_jax.experiments import runs
 from maskedskip_jax.nn import models
 from maskedskip_jax.train import state as train_state
-from maskedskip_jax.errors import UserError
-import tiny_run
 
 VARIANTS = ("maskedskip_unet", "unet")  # one T=3 and one T=1 variant
 TINY = dict(model__latent_dim=8, train__num_steps=3, train__checkpoint_every_steps=3)
@@ -66,9 +66,22 @@ def test_rerun_from_the_command_line_skips_finished_variants(ablation):
   before = [os.stat(p).st_mtime_ns for p in reports]
   flags = tiny_run.overrides(root, **TINY)
   proc = subprocess.run(
-      [sys.executable, "-m", "maskedskip_jax.ablate", f"--config={SYNTHETIC}",
-       f"--workdir={workdir}", f"--variants={','.join(VARIANTS)}", *flags],
-      cwd=tiny_run.REPO, env=tiny_run.env(), capture_output=True, text=True, timeout=120, check=False)
+    [
+      sys.executable,
+      "-m",
+      "maskedskip_jax.ablate",
+      f"--config={SYNTHETIC}",
+      f"--workdir={workdir}",
+      f"--variants={','.join(VARIANTS)}",
+      *flags,
+    ],
+    cwd=tiny_run.REPO,
+    env=tiny_run.env(),
+    capture_output=True,
+    text=True,
+    timeout=120,
+    check=False,
+  )
   assert proc.returncode == 0, proc.stderr[-2000:]
   assert proc.stdout.count("evaluated before, skipped") == len(VARIANTS), proc.stdout
   assert "training and evaluating" not in proc.stdout

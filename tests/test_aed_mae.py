@@ -67,13 +67,15 @@ def test_host_init_has_model_inits_tree_and_scales():
   shapes = aed_mae.variable_shapes(model, (1, HW, HW, C_IN))
   variables = aed_mae.init_variables(model, 7, (1, HW, HW, C_IN))
   assert jax.tree_util.tree_structure(variables) == jax.tree_util.tree_structure(shapes)
-  assert jax.tree_util.tree_map(lambda a: (a.shape, a.dtype), variables) == \
-      jax.tree_util.tree_map(lambda a: (a.shape, a.dtype), shapes)
+  assert jax.tree_util.tree_map(lambda a: (a.shape, a.dtype), variables) == jax.tree_util.tree_map(
+    lambda a: (a.shape, a.dtype), shapes
+  )
   fc1 = np.asarray(variables["params"]["encoder_0"]["mlp"]["fc1"]["conv"]["kernel"])  # fan-in 256
   np.testing.assert_allclose(fc1.std() * 16, 1.0, atol=0.02)
   assert np.abs(fc1).max() <= 2 / 16 / aed_mae.TRUNCATED_STD
-  np.testing.assert_array_equal(aed_mae.init_variables(model, 7, (1, HW, HW, C_IN))["params"]["cls_token"],
-                                variables["params"]["cls_token"])
+  np.testing.assert_array_equal(
+    aed_mae.init_variables(model, 7, (1, HW, HW, C_IN))["params"]["cls_token"], variables["params"]["cls_token"]
+  )
 
 
 def test_bad_inputs_are_user_errors(model, variables):
@@ -151,10 +153,20 @@ def test_backbone_labels():
   assert all(len(g) == 1 for g in groups.values())
   by_label = {lab: sorted(n for n, g in groups.items() if lab in g) for lab in aed_mae.LABELS}
   assert by_label == {
-      "backbone": ["cls_head", "cls_token", "decoder_0", "decoder_embed", "embed", "encoder_0", "encoder_1",
-                   "encoder_2", "encoder_norm", "mask_token"],
-      "teacher_head": ["teacher_1", "teacher_2", "teacher_norm", "teacher_pred"],
-      "student": ["student_0", "student_norm", "student_pred"],
+    "backbone": [
+      "cls_head",
+      "cls_token",
+      "decoder_0",
+      "decoder_embed",
+      "embed",
+      "encoder_0",
+      "encoder_1",
+      "encoder_2",
+      "encoder_norm",
+      "mask_token",
+    ],
+    "teacher_head": ["teacher_1", "teacher_2", "teacher_norm", "teacher_pred"],
+    "student": ["student_0", "student_norm", "student_pred"],
   }
 
 
@@ -175,15 +187,19 @@ def test_stage2_step_moves_only_the_student(model, variables, frames):
   updates, _ = tx.update(grads, opt_state, params)
   new_params = optax.apply_updates(params, updates)
   for name in params:
-    moved = [not np.array_equal(a, b) for a, b in
-             zip(jax.tree_util.tree_leaves(params[name]), jax.tree_util.tree_leaves(new_params[name]))]
+    moved = [
+      not np.array_equal(a, b)
+      for a, b in zip(jax.tree_util.tree_leaves(params[name]), jax.tree_util.tree_leaves(new_params[name]))
+    ]
     if aed_mae.label_of(name) == "student":
       assert any(moved), name
     else:
       assert not any(moved), name
   for name in stats:  # the frozen parts run on their running averages, which therefore stay put
-    same = all(np.array_equal(a, b) for a, b in
-               zip(jax.tree_util.tree_leaves(stats[name]), jax.tree_util.tree_leaves(new_stats[name])))
+    same = all(
+      np.array_equal(a, b)
+      for a, b in zip(jax.tree_util.tree_leaves(stats[name]), jax.tree_util.tree_leaves(new_stats[name]))
+    )
     assert same == (aed_mae.label_of(name) != "student"), name
 
 
@@ -206,8 +222,9 @@ def test_motion_weights_eq1_eq2_by_hand():
   np.testing.assert_allclose(L.motion_weights(previous, frame, 4, median=0), w, atol=1e-6)  # |x_t - x_{t-1}|
   # The anomaly map is added on every channel before the per-token max: token 1 gets (1, 1) -> 1; sum 2.
   anomaly = jnp.zeros((1, 8, 8)).at[0, 0, 5].set(1.0)
-  np.testing.assert_allclose(L.motion_weights(frame, previous, 4, anomaly, median=0),
-                             [[0.15, 0.5, 0.1, 0.25]], atol=1e-6)
+  np.testing.assert_allclose(
+    L.motion_weights(frame, previous, 4, anomaly, median=0), [[0.15, 0.5, 0.1, 0.25]], atol=1e-6
+  )
 
 
 def test_motion_weights_median_filter_and_static_frames():
@@ -246,10 +263,12 @@ def test_stage1_loss_is_eq3_plus_eq5_with_labels_from_the_maps(model, variables,
   anomaly = jnp.zeros((B, HW, HW)).at[1, 4:9, 4:9].set(1.0)
   total, parts = L.stage1_loss(out, target, previous, anomaly, PATCH)
   w = L.motion_weights(target, previous, PATCH, anomaly)
-  np.testing.assert_allclose(parts["reconstruction"],
-                             L.reconstruction_loss(L.with_map(target, anomaly), out["teacher"], w, PATCH), rtol=1e-6)
-  np.testing.assert_allclose(parts["classification"],
-                             L.classification_loss(out["logit"], jnp.asarray([0.0, 1.0])), rtol=1e-6)
+  np.testing.assert_allclose(
+    parts["reconstruction"], L.reconstruction_loss(L.with_map(target, anomaly), out["teacher"], w, PATCH), rtol=1e-6
+  )
+  np.testing.assert_allclose(
+    parts["classification"], L.classification_loss(out["logit"], jnp.asarray([0.0, 1.0])), rtol=1e-6
+  )
   np.testing.assert_allclose(total, parts["reconstruction"] + parts["classification"], rtol=1e-6)
 
 

@@ -15,8 +15,7 @@ def _clips(b=6, t=3, h=32, w=40, c=3, seed=0):
 def test_only_masked_pixels_change_and_target_is_the_clean_centre(source):
   clips = _clips()
   before = clips.copy()
-  clips_in, target, masks = anomaly_paste.paste_anomalies(clips, seed=3, step=7, p=1.0, source=source,
-                                                          max_objects=2)
+  clips_in, target, masks = anomaly_paste.paste_anomalies(clips, seed=3, step=7, p=1.0, source=source, max_objects=2)
   np.testing.assert_array_equal(clips, before)  # the input is never modified
   assert clips_in.shape == clips.shape and clips_in.dtype == clips.dtype
   assert masks.shape == clips.shape[:4] and set(np.unique(masks)) <= {0.0, 1.0}
@@ -47,8 +46,9 @@ def test_p0_changes_nothing():
 
 def test_objects_move_in_a_straight_line():
   clips = _clips(b=40, t=5, h=64, w=64)
-  _, _, masks = anomaly_paste.paste_anomalies(clips, seed=5, step=0, p=1.0, source="sprites",
-                                              size=(0.1, 0.2), speed=(0.02, 0.04))
+  _, _, masks = anomaly_paste.paste_anomalies(
+    clips, seed=5, step=0, p=1.0, source="sprites", size=(0.1, 0.2), speed=(0.02, 0.04)
+  )
   checked = 0
   for m in masks:
     areas = m.sum((1, 2))
@@ -85,8 +85,9 @@ def test_rate_follows_p_and_uint8_clips_work():
   assert clips_in.dtype == np.uint8 and target.dtype == np.uint8
 
 
-@pytest.mark.parametrize("kwargs", [dict(p=1.5), dict(p=0.5, source="ubnormal"), dict(p=0.5, size=(0.5, 0.1)),
-                                    dict(p=0.5, max_objects=0)])
+@pytest.mark.parametrize(
+  "kwargs", [dict(p=1.5), dict(p=0.5, source="ubnormal"), dict(p=0.5, size=(0.5, 0.1)), dict(p=0.5, max_objects=0)]
+)
 def test_bad_settings_raise_user_error(kwargs):
   with pytest.raises(UserError):
     anomaly_paste.paste_anomalies(_clips(), seed=0, step=0, **kwargs)

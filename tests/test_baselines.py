@@ -5,20 +5,19 @@ import os
 
 import numpy as np
 import pytest
-
-from maskedskip_jax.eval import baselines
-from maskedskip_jax import config as config_lib
-from maskedskip_jax.nn import scoring
-from maskedskip_jax.errors import UserError
-
 import tiny_run
+
+from maskedskip_jax import config as config_lib
+from maskedskip_jax.errors import UserError
+from maskedskip_jax.eval import baselines
+from maskedskip_jax.nn import scoring
 
 
 def moving_square(positions, size=32, side=8, value=255):
   """uint8 (N, size, size, 1) black frames with a white side x side square at rows 8.., columns x.."""
   frames = np.zeros((len(positions), size, size, 1), np.uint8)
   for i, x in enumerate(positions):
-    frames[i, 8:8 + side, x:x + side] = value
+    frames[i, 8 : 8 + side, x : x + side] = value
   return frames
 
 
@@ -47,7 +46,7 @@ def textured_video(n_still=12, n_moving=12, size=64):
   frames = np.repeat(background[None], n_still + n_moving, axis=0)
   for i in range(n_moving):
     x = 4 + 3 * i
-    frames[n_still + i, 8:24, x:x + 16] = square
+    frames[n_still + i, 8:24, x : x + 16] = square
   return frames[..., None]
 
 
@@ -87,13 +86,18 @@ def test_config_key_is_validated_in_one_line():
   config.eval.baselines = ""
   config_lib.validate(config)
   config.eval.baselines = "frame_diff,flw"
-  with pytest.raises(UserError, match=r"^config key eval.baselines: expected comma-separated names from "
-                                      r"frame_diff, mog2, flow \(.*\), got 'frame_diff,flw'$"):
+  with pytest.raises(
+    UserError,
+    match=r"^config key eval.baselines: expected comma-separated names from "
+    r"frame_diff, mog2, flow \(.*\), got 'frame_diff,flw'$",
+  ):
     config_lib.validate(config)
 
 
 def test_score_store_gives_one_array_per_video():
-  from test_evaluate import make_store, LENGTHS  # pylint: disable=g-import-not-at-top
+  from test_evaluate import LENGTHS  # pylint: disable=g-import-not-at-top
+  from test_evaluate import make_store  # pylint: disable=g-import-not-at-top
+
   store = make_store()[0]
   got = baselines.score_store(store, "flow,frame_diff", patch=16)
   assert list(got) == ["flow", "frame_diff"]
@@ -104,8 +108,9 @@ def test_score_store_gives_one_array_per_video():
 def test_mode_baselines_writes_its_report_without_a_checkpoint(tmp_path):
   root = tiny_run.make_dataset(str(tmp_path / "data"), num_train=1, num_test=2, frames=12)
   workdir = tmp_path / "work"
-  proc = tiny_run.run_main(str(workdir), tiny_run.overrides(root, "", **{"eval.postprocess": "median:window=3"}),
-                           mode="baselines", timeout=180)
+  proc = tiny_run.run_main(
+    str(workdir), tiny_run.overrides(root, "", **{"eval.postprocess": "median:window=3"}), mode="baselines", timeout=180
+  )
   assert proc.returncode == 0, proc.stderr[-2000:]
   assert sorted(os.listdir(workdir)) == ["baselines"]  # no checkpoints, no training
   out = workdir / "baselines"
@@ -116,8 +121,11 @@ def test_mode_baselines_writes_its_report_without_a_checkpoint(tmp_path):
     assert set(metrics) == {"frame_auc_micro", "frame_auc_macro", "eer", "average_precision"}
     assert 0 <= metrics["frame_auc_micro"] <= 1
   assert report["postprocess"] == "median:window=3" and "mog2" in report["baselines_protocol"]
-  assert [r["postprocess"] for r in report["postprocess_tables"]["flow"]] == ["median:window=3", "none",
-                                                                               "median:window=17"]
+  assert [r["postprocess"] for r in report["postprocess_tables"]["flow"]] == [
+    "median:window=3",
+    "none",
+    "median:window=17",
+  ]
   assert report["postprocess_tables"]["flow"][0]["frame_auc_micro"] == report["baselines"]["flow"]["frame_auc_micro"]
   header = (out / "scores.csv").read_text().splitlines()[0]
   assert header == "video,frame,label,score_frame_diff,score_mog2,score_flow"

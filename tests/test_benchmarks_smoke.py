@@ -3,8 +3,8 @@
 import json
 import os
 import subprocess
-import tarfile
 import sys
+import tarfile
 
 import jax
 import jax.numpy as jnp
@@ -26,17 +26,22 @@ def _uniform(seed, shape):
 @pytest.fixture(scope="module")
 def runs():
   """The scripts at once (each is mostly single-threaded XLA compiling): {script: JSON}."""
-  scripts = {"model_speed.py": [*TINY, "--streaming"],
-             "cpu_ab.py": [*TINY[:6], "--candidates", "base,xla_convs,fused_branches",
-                           "--rounds", "2"]}
+  scripts = {
+    "model_speed.py": [*TINY, "--streaming"],
+    "cpu_ab.py": [*TINY[:6], "--candidates", "base,xla_convs,fused_branches", "--rounds", "2"],
+  }
   try:
-    import torch  # pylint: disable=g-import-not-at-top,unused-import
+    import torch  # noqa: F401  (importability is the question)
+
     scripts["vs_pytorch.py"] = TINY
   except ImportError:
     pass
-  procs = {name: subprocess.Popen([sys.executable, os.path.join(BENCH, name), *args],
-                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-           for name, args in scripts.items()}
+  procs = {
+    name: subprocess.Popen(
+      [sys.executable, os.path.join(BENCH, name), *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    for name, args in scripts.items()
+  }
   out = {}
   for name, proc in procs.items():
     stdout, stderr = proc.communicate(timeout=300)
@@ -86,7 +91,8 @@ def test_vs_pytorch_reports_both_sides_and_ratios(runs):
   # The twin is the same network: the same number of parameters on both sides.
   assert r["jax"]["params"] == r["torch"]["params"] > 0
   assert r["ratio"]["train_time_ratio"] == pytest.approx(
-      r["jax"]["train"]["step_ms_median"] / r["torch"]["train"]["step_ms_median"], rel=1e-2)
+    r["jax"]["train"]["step_ms_median"] / r["torch"]["train"]["step_ms_median"], rel=1e-2
+  )
   _positive(r["ratio"], "train_speedup", "inference_speedup")
   assert r["torch_threads"] >= 1 and r["torch_skips"] == "full3d"
 
@@ -94,6 +100,7 @@ def test_vs_pytorch_reports_both_sides_and_ratios(runs):
 def test_torch_centre_only_skips_equal_full_3d():
   torch = pytest.importorskip("torch")
   import torch_reference  # pylint: disable=g-import-not-at-top
+
   torch.manual_seed(0)
   full = torch_reference.build("maskedskip_unet", 16, 3, 3, "full3d").eval()
   centre = torch_reference.build("maskedskip_unet", 16, 3, 3, "centre").eval()
@@ -112,7 +119,9 @@ def test_torch_centre_only_skips_equal_full_3d():
 
 def test_fused_branches_block_equals_plain_block():
   import fused_branches  # pylint: disable=g-import-not-at-top
+
   from maskedskip_jax.nn import layers  # pylint: disable=g-import-not-at-top
+
   x = _uniform(0, (2, 8, 8, 5))
   # The masked (ed_masks) form exercises the branch masks too; decode differs only after the convs.
   plain = layers.ConvBlock(4, ed_mask=True)
@@ -126,7 +135,8 @@ def test_fused_branches_block_equals_plain_block():
     # Train-mode BatchNorm: the fused block must also give the same batch statistics and gradients.
     def loss(v):
       y, upd = module.apply(v, x, train=True, mutable=["batch_stats"])
-      return jnp.sum(y ** 2), (y, upd)
+      return jnp.sum(y**2), (y, upd)
+
     return jax.jit(jax.value_and_grad(loss, has_aux=True))(variables)
 
   (_, (y_plain, stats_plain)), g_plain = loss_and_grads(plain)
@@ -139,8 +149,13 @@ def test_fused_branches_block_equals_plain_block():
 @pytest.mark.slow  # compiles every stage twice
 def test_gpu_checks_script_packs_each_stage_and_a_warm_cache_compiles_faster(tmp_path):
   """The prepared device script (benchmarks/gpu_checks.sh) in its CPU smoke mode, `speed` stage."""
-  env = {**os.environ, "OUT": str(tmp_path / "out"), "GPU_CHECKS_SMOKE": "1", "PYTHON": sys.executable,
-         "GPU_CHECKS_CACHE": str(tmp_path / "cache")}
+  env = {
+    **os.environ,
+    "OUT": str(tmp_path / "out"),
+    "GPU_CHECKS_SMOKE": "1",
+    "PYTHON": sys.executable,
+    "GPU_CHECKS_CACHE": str(tmp_path / "cache"),
+  }
   script = os.path.join(BENCH, "gpu_checks.sh")
   bad = subprocess.run(["bash", script, "no_such_stage"], env=env, capture_output=True, text=True, timeout=60)
   assert bad.returncode == 2 and "unknown stage no_such_stage" in bad.stdout
@@ -157,6 +172,7 @@ def test_gpu_checks_script_packs_each_stage_and_a_warm_cache_compiles_faster(tmp
     assert any(n.endswith(".xplane.pb") for n in tar.getnames())
     tar.extractall(tmp_path / "trace", filter="data")
   import trace_summary  # pylint: disable=g-import-not-at-top
+
   summary = trace_summary.summarize(trace_summary.find_trace(str(tmp_path / "trace")), top=50, steps=3)
   host = summary["processes"]["/host:CPU"]
   assert all(0 < busy <= host["span_ms"] for busy in host["busy_ms_per_stream"].values())
@@ -172,16 +188,32 @@ def test_torch_train_trains_the_twin_and_scores_its_import_with_the_jax_evaluati
   torch = pytest.importorskip("torch")
   import tiny_run  # pylint: disable=g-import-not-at-top
   import torch_twin  # pylint: disable=g-import-not-at-top
+
   from maskedskip_jax.deploy import bundle  # pylint: disable=g-import-not-at-top
+
   root = tiny_run.make_dataset(str(tmp_path / "data"), num_train=2, num_test=1, frames=12)
   work = tmp_path / "work"
   # configs/ped2.py (RGB: grey frames replicated, as the published loader does) at the tiny size.
-  flags = [f"--config={os.path.join(ROOT, 'configs', 'ped2.py')}", "--config.data.name=generic",
-           f"--config.data.root={root}", "--config.data.image_size=(32,32)", "--config.data.cache_dir=",
-           "--config.model.latent_dim=16", "--config.model.masked_kernels=frozen", "--config.train.batch_size=4",
-           "--config.train.num_steps=3", f"--config.train.compilation_cache_dir={tiny_run.JAX_CACHE}"]
-  proc = subprocess.run([sys.executable, os.path.join(BENCH, "torch_train.py"), *flags, f"--workdir={work}"],
-                        cwd=ROOT, env=tiny_run.env(), capture_output=True, text=True, timeout=600)
+  flags = [
+    f"--config={os.path.join(ROOT, 'configs', 'ped2.py')}",
+    "--config.data.name=generic",
+    f"--config.data.root={root}",
+    "--config.data.image_size=(32,32)",
+    "--config.data.cache_dir=",
+    "--config.model.latent_dim=16",
+    "--config.model.masked_kernels=frozen",
+    "--config.train.batch_size=4",
+    "--config.train.num_steps=3",
+    f"--config.train.compilation_cache_dir={tiny_run.JAX_CACHE}",
+  ]
+  proc = subprocess.run(
+    [sys.executable, os.path.join(BENCH, "torch_train.py"), *flags, f"--workdir={work}"],
+    cwd=ROOT,
+    env=tiny_run.env(),
+    capture_output=True,
+    text=True,
+    timeout=600,
+  )
   assert proc.returncode == 0, proc.stderr[-3000:]
   assert "step 3/3: loss" in proc.stdout
   report = json.loads((work / "eval" / "report.json").read_text())
@@ -210,21 +242,36 @@ def test_torch_train_trains_the_twin_and_scores_its_import_with_the_jax_evaluati
 def test_score_variants_reports_every_variant_and_patch16_is_the_evaluations_score(tmp_path):
   """benchmarks/score_variants.py on a tiny trained run: every variant, and patch16 = --mode=eval's AUCs."""
   import tiny_run  # pylint: disable=g-import-not-at-top
+
   root = tiny_run.make_dataset(str(tmp_path / "data"), num_train=2, num_test=2, frames=20)
   work, out = tmp_path / "work", tmp_path / "variants.json"
   # The reconstruction score alone (synthetic.py's hybrid off), so report.json's headline is what patch16 is.
   flags = tiny_run.overrides(root, **{"eval.hybrid_beta": 0.0})
   trained = tiny_run.run_main(str(work), flags, mode="train_and_eval", timeout=300)
   assert trained.returncode == 0, trained.stderr[-3000:]
-  proc = subprocess.run([sys.executable, os.path.join(BENCH, "score_variants.py"), "--config=configs/synthetic.py",
-                         f"--workdir={work}", f"--json={out}", *flags], cwd=ROOT, env=tiny_run.env(),
-                        capture_output=True, text=True, timeout=300)
+  proc = subprocess.run(
+    [
+      sys.executable,
+      os.path.join(BENCH, "score_variants.py"),
+      "--config=configs/synthetic.py",
+      f"--workdir={work}",
+      f"--json={out}",
+      *flags,
+    ],
+    cwd=ROOT,
+    env=tiny_run.env(),
+    capture_output=True,
+    text=True,
+    timeout=300,
+  )
   assert proc.returncode == 0, proc.stderr[-3000:]
   record = json.loads(out.read_text())
   # Spelled out, not imported: the script defines absl flags that main.py, imported by other tests, also defines.
-  names = ([f"patch{p}" for p in (8, 16, 24, 32)] +
-           [f"{v}_p{p}" for p in (16, 32) for v in ("minus_mean", "div_mean", "pixel_z")] +
-           [f"patch_z_p{p}" for p in (16, 32)])
+  names = (
+    [f"patch{p}" for p in (8, 16, 24, 32)]
+    + [f"{v}_p{p}" for p in (16, 32) for v in ("minus_mean", "div_mean", "pixel_z")]
+    + [f"patch_z_p{p}" for p in (16, 32)]
+  )
   assert set(record["variants"]) == set(names)
   assert record["train_frames"] == 40 and record["test_frames"] == 40 and record["checkpoint_step"] == 6
   assert not list(tmp_path.glob("variants.json.tmp-*"))  # written by temp + rename

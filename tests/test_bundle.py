@@ -8,11 +8,11 @@ import sys
 import jax
 import numpy as np
 import pytest
+from test_streaming import random_variables
 
 from maskedskip_jax.deploy import bundle
-from maskedskip_jax.nn import models
 from maskedskip_jax.errors import UserError
-from test_streaming import random_variables
+from maskedskip_jax.nn import models
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 CONFIG = {"variant": "maskedskip_unet", "latent_dim": 16, "channels": 1, "image_size": (32, 32)}
@@ -55,8 +55,9 @@ def test_round_trip_gives_the_same_outputs(trained, saved):
 def test_same_values_give_identical_bytes(trained, tmp_path):
   _, variables, _ = trained
   # Same values built in a different key order and as numpy: still the same files.
-  shuffled = jax.tree.map(np.asarray, {"batch_stats": variables["batch_stats"],
-                                       "params": dict(reversed(list(variables["params"].items())))})
+  shuffled = jax.tree.map(
+    np.asarray, {"batch_stats": variables["batch_stats"], "params": dict(reversed(list(variables["params"].items())))}
+  )
   a, b = tmp_path / "a", tmp_path / "b"
   bundle.save(str(a), variables, CONFIG, {"checkpoint_step": 7})
   bundle.save(str(b), shuffled, CONFIG, {"checkpoint_step": 7})
@@ -64,13 +65,16 @@ def test_same_values_give_identical_bytes(trained, tmp_path):
     assert (a / name).read_bytes() == (b / name).read_bytes()
 
 
-@pytest.mark.parametrize("damage,needle", [
+@pytest.mark.parametrize(
+  "damage,needle",
+  [
     ("flip", "params.msgpack: sha256 does not match"),
     ("truncate", "params.msgpack: .* bytes, manifest says"),
     ("delete", "params.msgpack: missing"),
     ("config", "model.json: sha256 does not match"),
     ("manifest", "no manifest.json"),
-])
+  ],
+)
 def test_damaged_bundles_are_refused(saved, tmp_path, damage, needle):
   path = copy_bundle(saved, tmp_path / "b")
   params = path / "params.msgpack"
@@ -143,8 +147,14 @@ d = {str(saved.parent)!r}
 y = np.asarray(bundle.load_exported({str(saved)!r})(np.load(d + '/x.npy')))
 assert np.abs(y - np.load(d + '/want.npy')).max() <= 1e-6
 """
-  proc = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=300,
-                        env={**os.environ, "PYTHONPATH": str(ROOT)})
+  proc = subprocess.run(
+    [sys.executable, "-c", script],
+    cwd=ROOT,
+    capture_output=True,
+    text=True,
+    timeout=300,
+    env={**os.environ, "PYTHONPATH": str(ROOT)},
+  )
   assert proc.returncode == 0, proc.stderr
 
 

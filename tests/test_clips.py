@@ -54,10 +54,8 @@ def test_an_epoch_visits_distinct_windows_and_steps_continue_across_epochs():
   assert spe == len(starts) // 4
   epoch0 = np.concatenate([plan.rows(s) for s in range(spe)])
   assert len(set(epoch0.tolist())) == spe * 4
-  np.testing.assert_array_equal(
-      epoch0, clips.epoch_order(len(starts), 3, 0)[:spe * 4])
-  np.testing.assert_array_equal(
-      plan.rows(spe + 1), clips.epoch_order(len(starts), 3, 1)[4:8])
+  np.testing.assert_array_equal(epoch0, clips.epoch_order(len(starts), 3, 0)[: spe * 4])
+  np.testing.assert_array_equal(plan.rows(spe + 1), clips.epoch_order(len(starts), 3, 1)[4:8])
 
 
 def test_a_fresh_plan_gives_the_same_step_batches_in_any_order():
@@ -73,8 +71,7 @@ def test_a_fresh_plan_gives_the_same_step_batches_in_any_order():
 def test_process_shares_are_disjoint_and_make_up_the_global_batch():
   starts = clips.train_windows(LENGTHS, 3)
   whole = clips.TrainPlan(starts, 6, 3, seed=0)
-  shares = [clips.TrainPlan(starts, 6, 3, seed=0, process_index=i,
-                            process_count=2) for i in range(2)]
+  shares = [clips.TrainPlan(starts, 6, 3, seed=0, process_index=i, process_count=2) for i in range(2)]
   for step in range(5):
     a, b = (p.rows(step) for p in shares)
     assert len(a) == len(b) == 3
@@ -103,9 +100,8 @@ def test_eval_plan_centres_every_frame_once_with_edge_replication():
   cat = {k: np.concatenate([b[k] for b in batches]) for k in batches[0]}
   valid = cat["valid"]
   assert plan.num_batches == -(-sum(LENGTHS) // 4)
-  assert valid.sum() == sum(LENGTHS) and valid[:sum(LENGTHS)].all()
-  video, frame, idx = cat["video"][valid], cat["frame"][valid], cat[
-      "indices"][valid]
+  assert valid.sum() == sum(LENGTHS) and valid[: sum(LENGTHS)].all()
+  video, frame, idx = cat["video"][valid], cat["frame"][valid], cat["indices"][valid]
   offsets = clips.offsets_of(LENGTHS)
   expected = [(v, f) for v, n in enumerate(LENGTHS) for f in range(n)]
   assert list(zip(video.tolist(), frame.tolist())) == expected
@@ -114,16 +110,14 @@ def test_eval_plan_centres_every_frame_once_with_edge_replication():
   for v, n in enumerate(LENGTHS):
     rows = idx[video == v] - offsets[v]
     np.testing.assert_array_equal(rows[0], [0, 0, 0, 1, 2])
-    np.testing.assert_array_equal(rows[-1], [n - 3, n - 2, n - 1, n - 1,
-                                             n - 1])
+    np.testing.assert_array_equal(rows[-1], [n - 3, n - 2, n - 1, n - 1, n - 1])
     np.testing.assert_array_equal(rows[2], [0, 1, 2, 3, 4])
   label = cat["label"][valid]
   np.testing.assert_array_equal(label[video == 0], labels[0])
   np.testing.assert_array_equal(label[video == 1], -1)
   np.testing.assert_array_equal(label[video == 2], labels[2])
   # Padding rows say so in every field.
-  assert (cat["video"][~valid] == -1).all() and (cat["label"][~valid] == -1
-                                                 ).all()
+  assert (cat["video"][~valid] == -1).all() and (cat["label"][~valid] == -1).all()
   assert all(len(b["valid"]) == 4 for b in batches)
 
 

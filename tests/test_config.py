@@ -5,17 +5,30 @@ import importlib.util
 import os
 
 import pytest
+import tiny_run
 
 from maskedskip_jax import config as config_lib
 from maskedskip_jax.errors import UserError
 
-import tiny_run
-
 CONFIGS = sorted(glob.glob(os.path.join(tiny_run.REPO, "configs", "*.py")))
-REQUIRED = ("data.name", "data.root", "data.image_size", "data.channels", "model.variant", "model.latent_dim",
-            "model.temporal", "model.masked_kernels", "train.batch_size", "train.epochs", "train.num_steps",
-            "train.learning_rate", "train.seed", "train.checkpoint_every_steps", "train.compute_dtype",
-            "eval.postprocess")
+REQUIRED = (
+  "data.name",
+  "data.root",
+  "data.image_size",
+  "data.channels",
+  "model.variant",
+  "model.latent_dim",
+  "model.temporal",
+  "model.masked_kernels",
+  "train.batch_size",
+  "train.epochs",
+  "train.num_steps",
+  "train.learning_rate",
+  "train.seed",
+  "train.checkpoint_every_steps",
+  "train.compute_dtype",
+  "eval.postprocess",
+)
 
 
 def _load(path):
@@ -43,8 +56,9 @@ def test_every_config_has_the_required_keys_and_validates(path):
   config_lib.validate(config)
 
 
-@pytest.mark.parametrize("path", [p for p in CONFIGS if os.path.basename(p) in
-                                  ("ped1.py", "ped2.py", "avenue.py", "shanghaitech.py")])
+@pytest.mark.parametrize(
+  "path", [p for p in CONFIGS if os.path.basename(p) in ("ped1.py", "ped2.py", "avenue.py", "shanghaitech.py")]
+)
 def test_benchmark_configs_use_the_reference_hyperparameters(path):
   c = _load(path).get_config()
   assert (c.model.latent_dim, tuple(c.data.image_size), c.data.channels, c.model.temporal) == (512, (256, 256), 3, 3)
@@ -73,7 +87,9 @@ def test_unknown_key_is_named_with_a_suggestion():
     config_lib.validate(config)
 
 
-@pytest.mark.parametrize("key, value, expected", [
+@pytest.mark.parametrize(
+  "key, value, expected",
+  [
     ("train.batch_size", "8", "expected int"),
     ("train.batch_size", 0, ">= 1"),
     ("train.learning_rate", "fast", "expected float"),
@@ -91,13 +107,15 @@ def test_unknown_key_is_named_with_a_suggestion():
     ("eval.gaussian_sigma", 0.0, "eval.gaussian_sigma"),
     ("eval.write_videos", "yes", "expected bool"),
     ("eval.region_thresholds", 1, "eval.region_thresholds"),
-])
+  ],
+)
 def test_bad_values_name_the_key_and_what_was_expected(key, value, expected):
   assert expected in _bad(key, value)
 
 
 def test_every_eval_setting_is_a_config_key():
   from maskedskip_jax.eval import evaluate  # pylint: disable=g-import-not-at-top
+
   config = config_lib.default_config()
   config.eval.write_videos, config.eval.pixel_size, config.eval.gaussian_sigma = True, 32, 2.5
   config_lib.validate(config)

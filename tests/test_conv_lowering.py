@@ -18,6 +18,7 @@ def _grads(fn, x, kernel):
   def loss(x, kernel):
     y = fn(x, kernel)
     return jnp.sum(y * jnp.cos(y))  # a non-trivial output gradient
+
   return jax.jit(lambda x, k: (fn(x, k), jax.grad(loss, argnums=(0, 1))(x, k)))(x, kernel)
 
 
@@ -29,7 +30,7 @@ def _float64_weight_grad(x, dy, kh, kw):
   out = np.zeros((kh, kw, x.shape[-1], dy.shape[-1]))
   for i in range(kh):
     for j in range(kw):
-      out[i, j] = np.einsum("nhwc,nhwo->co", xp[:, i:i + h, j:j + w], dy)
+      out[i, j] = np.einsum("nhwc,nhwo->co", xp[:, i : i + h, j : j + w], dy)
   return out
 
 
@@ -106,9 +107,11 @@ def test_model_trains_the_same_under_both_lowerings():
 
   def loss_and_grad(model):
     def loss(params):
-      y, _ = model.apply({"params": params, "batch_stats": variables["batch_stats"]}, x, train=True,
-                         mutable=["batch_stats"])
+      y, _ = model.apply(
+        {"params": params, "batch_stats": variables["batch_stats"]}, x, train=True, mutable=["batch_stats"]
+      )
       return jnp.mean((y - x[:, 1]) ** 2), y
+
     return jax.jit(jax.value_and_grad(loss, has_aux=True))(variables["params"])
 
   (loss_f, y_f), g_f = loss_and_grad(fast)
@@ -123,5 +126,6 @@ def test_model_trains_the_same_under_both_lowerings():
 
 def test_unknown_lowering_is_a_user_error():
   from maskedskip_jax.errors import UserError  # pylint: disable=g-import-not-at-top
+
   with pytest.raises(UserError, match="model.conv_lowering"):
     models.build(conv_lowering="fast")

@@ -11,18 +11,22 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
+import torch_twin  # pylint: disable=g-import-not-at-top
+
 from maskedskip_jax.deploy import bundle  # pylint: disable=g-import-not-at-top
 from maskedskip_jax.deploy import convert_torch
-from maskedskip_jax.nn import models
 from maskedskip_jax.errors import UserError  # pylint: disable=g-import-not-at-top
-import torch_twin  # pylint: disable=g-import-not-at-top
+from maskedskip_jax.nn import models
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 # (variant, latent_dim, channels, temporal, (H, W)): every variant once; the main one
 # grey with T=5 at 64x64, one on non-square frames, to cover the other axes too.
-CASES = [(v, 16, 3, models.default_temporal(v), (32, 48) if v == "unet" else (32, 32))
-         for v in models.VARIANTS if v != "maskedskip_unet"]
+CASES = [
+  (v, 16, 3, models.default_temporal(v), (32, 48) if v == "unet" else (32, 32))
+  for v in models.VARIANTS
+  if v != "maskedskip_unet"
+]
 CASES.append(("maskedskip_unet", 32, 1, 5, (64, 64)))
 
 
@@ -99,8 +103,12 @@ def test_missing_unexpected_and_misshaped_keys_are_all_listed():
   with pytest.raises(UserError) as err:
     convert_torch.convert_state_dict(sd, "maskedskip_unet", 16, 3, 3)
   msg = str(err.value)
-  for needle in ("missing [mconv2.conv.bias]", "unexpected [mconv9.conv.weight]",
-                 "decoder.conv_1.conv_last.weight (8, 9, 1, 1) != (8, 24, 1, 1)", "mconv3.filter_mask"):
+  for needle in (
+    "missing [mconv2.conv.bias]",
+    "unexpected [mconv9.conv.weight]",
+    "decoder.conv_1.conv_last.weight (8, 9, 1, 1) != (8, 24, 1, 1)",
+    "mconv3.filter_mask",
+  ):
     assert needle in msg
   assert "\n" not in msg
 
@@ -161,10 +169,16 @@ from maskedskip_jax.deploy import bundle, convert_torch, reconstruct
 assert 'torch' not in sys.modules, 'importing maskedskip_jax pulled in torch'
 args = ['--variant', 'two_mask', '--latent-dim', '16', '--channels', '3', '--temporal', '3']
 assert convert_torch_cli.main(['--checkpoint', {str(ckpt)!r}, '--out', {str(out)!r}, *args]) == 0
-assert convert_torch_cli.main(['--checkpoint', {str(evil)!r}, '--out', {str(tmp_path / 'b2')!r}, *args]) == 1
+assert convert_torch_cli.main(['--checkpoint', {str(evil)!r}, '--out', {str(tmp_path / "b2")!r}, *args]) == 1
 """
-  proc = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=300,
-                        env={**os.environ, "PYTHONPATH": str(ROOT)})
+  proc = subprocess.run(
+    [sys.executable, "-c", script],
+    cwd=ROOT,
+    capture_output=True,
+    text=True,
+    timeout=300,
+    env={**os.environ, "PYTHONPATH": str(ROOT)},
+  )
   assert proc.returncode == 0, proc.stderr
   errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
   assert len(errors) == 1 and "evil.pt: refused" in errors[0] and "Traceback" not in proc.stderr

@@ -1,29 +1,30 @@
 """Evaluation: every test frame scored once, files under eval/, metrics consistent with what was written."""
 
+from collections.abc import Callable
 import csv
 import dataclasses
 import json
 import os
-from typing import Callable
 
 import cv2
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from test_streaming import centre_clips
+from test_streaming import random_variables
+import tiny_run
 
 from data_pipeline import framestore
+from maskedskip_jax.errors import UserError
 from maskedskip_jax.eval import baselines
 from maskedskip_jax.eval import diagnostics
 from maskedskip_jax.eval import evaluate
 from maskedskip_jax.eval import metrics
-from maskedskip_jax.nn import models
 from maskedskip_jax.eval import plots
 from maskedskip_jax.eval import postprocess
+from maskedskip_jax.nn import models
 from maskedskip_jax.nn import scoring
-from maskedskip_jax.errors import UserError
-from test_streaming import centre_clips, random_variables
-import tiny_run
 
 SIZE = (32, 32)
 LENGTHS = (12, 9, 10)
@@ -50,8 +51,10 @@ def make_store(with_labels=True):
     m = np.zeros((len(y), *MASK_SIZE), np.uint8)
     m[y == 1, 10:30, 8:24] = 255
     masks.append(m)
-  records = [Record(name, y if with_labels else None, (lambda m=m: m) if v != 1 else None)
-             for v, (name, y, m) in enumerate(zip(NAMES, labels, masks))]
+  records = [
+    Record(name, y if with_labels else None, (lambda m=m: m) if v != 1 else None)
+    for v, (name, y, m) in enumerate(zip(NAMES, labels, masks))
+  ]
   return framestore.FrameStore(frames, LENGTHS, records), labels, masks
 
 
@@ -61,10 +64,20 @@ def evaluated(tmp_path_factory):
   variables = random_variables(model)
   store, labels, masks = make_store()
   out = tmp_path_factory.mktemp("run") / "eval"
-  report = evaluate.evaluate_store(model, variables, store, temporal=3, batch_size=5, postprocess="median:window=5",
-                                   out_dir=str(out), write_videos=True, pixel_size=16, region_thresholds=5,
-                                   info={"dataset": "fake", "variant": model.variant, "checkpoint_step": 7},
-                                   progress=False)
+  report = evaluate.evaluate_store(
+    model,
+    variables,
+    store,
+    temporal=3,
+    batch_size=5,
+    postprocess="median:window=5",
+    out_dir=str(out),
+    write_videos=True,
+    pixel_size=16,
+    region_thresholds=5,
+    info={"dataset": "fake", "variant": model.variant, "checkpoint_step": 7},
+    progress=False,
+  )
   # The plain way: the clip centred on frame k of video v, through model.apply.
   clips = centre_clips([store.video_frames(v) for v in range(store.num_videos)], 3)
   recon = jax.jit(lambda v, x: model.apply(v, x, train=False))(variables, clips)
@@ -80,9 +93,19 @@ def read_csv(path):
 def test_scores_csv_has_every_frame_with_its_label_and_score(evaluated):
   _, labels, _, plain_maps, out, _ = evaluated
   rows = read_csv(out / "scores.csv")
-  assert list(rows[0]) == ["video", "frame", "score", "label", "score_postprocessed", "score_frame_diff", "score_mog2",
-                           "score_flow"]
-  assert [(r["video"], int(r["frame"])) for r in rows] == [(n, k) for n, length in zip(NAMES, LENGTHS) for k in range(length)]
+  assert list(rows[0]) == [
+    "video",
+    "frame",
+    "score",
+    "label",
+    "score_postprocessed",
+    "score_frame_diff",
+    "score_mog2",
+    "score_flow",
+  ]
+  assert [(r["video"], int(r["frame"])) for r in rows] == [
+    (n, k) for n, length in zip(NAMES, LENGTHS) for k in range(length)
+  ]
   assert [int(r["label"]) for r in rows] == np.concatenate(labels).tolist()
   np.testing.assert_allclose([float(r["score"]) for r in rows], scoring.frame_scores(plain_maps), atol=1e-5)
 
@@ -94,8 +117,21 @@ def split_by_video(rows, key):
 def test_report_and_postprocessing_table_match_the_csv(evaluated):
   _, labels, _, _, out, _ = evaluated
   on_disk = json.loads((out / "report.json").read_text())
-  for key in ("frame_auc_micro", "frame_auc_macro", "macro_policy", "eer", "average_precision", "num_frames",
-              "num_videos", "postprocess", "checkpoint_step", "variant", "dataset", "postprocess_table", "pixel"):
+  for key in (
+    "frame_auc_micro",
+    "frame_auc_macro",
+    "macro_policy",
+    "eer",
+    "average_precision",
+    "num_frames",
+    "num_videos",
+    "postprocess",
+    "checkpoint_step",
+    "variant",
+    "dataset",
+    "postprocess_table",
+    "pixel",
+  ):
     assert key in on_disk, key
   assert on_disk["num_frames"] == sum(LENGTHS) and on_disk["num_videos"] == 3
   assert on_disk["checkpoint_step"] == 7 and on_disk["dataset"] == "fake"
@@ -105,15 +141,22 @@ def test_report_and_postprocessing_table_match_the_csv(evaluated):
   rows = read_csv(out / "scores.csv")
   raw = split_by_video(rows, "score")
   smoothed = split_by_video(rows, "score_postprocessed")
-  np.testing.assert_allclose(np.concatenate(smoothed),
-                             np.concatenate(postprocess.postprocess(raw, "median:window=5")), atol=1e-6)
+  np.testing.assert_allclose(
+    np.concatenate(smoothed), np.concatenate(postprocess.postprocess(raw, "median:window=5")), atol=1e-6
+  )
   headline = metrics.frame_metrics(smoothed, labels)
   for key in ("frame_auc_micro", "frame_auc_macro", "eer", "average_precision"):
     assert on_disk[key] == pytest.approx(headline[key], abs=1e-6), key
 
   table = {row["postprocess"]: row for row in on_disk["postprocess_table"]}
-  assert list(table) == ["none", "median:window=17", "gaussian:sigma=3.0,taps=25", "minmax", "zscore",
-                         "median:window=5"]
+  assert list(table) == [
+    "none",
+    "median:window=17",
+    "gaussian:sigma=3.0,taps=25",
+    "minmax",
+    "zscore",
+    "median:window=5",
+  ]
   for name, row in table.items():
     want = metrics.frame_metrics(postprocess.postprocess(raw, name), labels)
     assert row["frame_auc_micro"] == pytest.approx(want["frame_auc_micro"], abs=1e-6), name
@@ -146,8 +189,9 @@ def test_baselines_are_scored_and_post_processed_like_the_model(evaluated):
   rows = read_csv(out / "scores.csv")
   for name in baselines.BASELINES:
     raw = baselines.score_store(store, [name])[name]
-    np.testing.assert_allclose(np.concatenate(split_by_video(rows, f"score_{name}")), np.concatenate(raw),
-                               rtol=1e-6, atol=1e-9)
+    np.testing.assert_allclose(
+      np.concatenate(split_by_video(rows, f"score_{name}")), np.concatenate(raw), rtol=1e-6, atol=1e-9
+    )
     want = metrics.frame_metrics(postprocess.postprocess(raw, "median:window=5"), labels)
     assert set(on_disk["baselines"][name]) == {"frame_auc_micro", "frame_auc_macro", "eer", "average_precision"}
     for key, value in on_disk["baselines"][name].items():
@@ -190,8 +234,18 @@ def test_worst_frames_are_the_lowest_scored_anomalous_frames_with_their_own_maps
 def test_no_baselines_when_none_are_asked_for(tmp_path):
   model = models.build("maskedskip_unet", latent_dim=8, channels=1)
   store, _, _ = make_store()
-  report = evaluate.evaluate_store(model, random_variables(model), store, batch_size=5, out_dir=str(tmp_path / "e"),
-                                   pixel_size=16, write_videos=True, progress=False, baselines="", worst_frames=0)
+  report = evaluate.evaluate_store(
+    model,
+    random_variables(model),
+    store,
+    batch_size=5,
+    out_dir=str(tmp_path / "e"),
+    pixel_size=16,
+    write_videos=True,
+    progress=False,
+    baselines="",
+    worst_frames=0,
+  )
   assert report["baselines"] == {}
   assert list(read_csv(tmp_path / "e" / "scores.csv")[0]) == ["video", "frame", "score", "label"]
   assert not (tmp_path / "e" / "worst_frames.png").exists() and (tmp_path / "e" / "plots" / "Test001.png").exists()
@@ -205,8 +259,10 @@ def test_pixel_metrics_at_the_stated_resolution(evaluated):
   assert "16x16" in pixel["protocol"]
   plain = np.split(plain_maps, np.cumsum(LENGTHS)[:-1])
   maps = [plain[v].reshape(-1, 16, 2, 16, 2).mean(axis=(2, 4)) for v in (0, 2)]
-  small = [np.stack([cv2.resize((m != 0).astype(np.float32), (16, 16), interpolation=cv2.INTER_AREA) >= 0.5
-                     for m in masks[v]]) for v in (0, 2)]
+  small = [
+    np.stack([cv2.resize((m != 0).astype(np.float32), (16, 16), interpolation=cv2.INTER_AREA) >= 0.5 for m in masks[v]])
+    for v in (0, 2)
+  ]
   assert pixel["pixel_auroc"] == pytest.approx(metrics.pixel_auroc(maps, small)["pixel_auroc"], abs=1e-4)
   assert pixel["rbdc"] is not None and 0 <= pixel["rbdc"] <= 1 and len(pixel["region"]["thresholds"]) == 5
 
@@ -215,23 +271,35 @@ def test_unlabelled_test_set_is_an_error_and_writes_nothing(tmp_path):
   model = models.build("maskedskip_unet", latent_dim=8, channels=1)
   store, *_ = make_store(with_labels=False)
   with pytest.raises(UserError, match="no frame labels"):
-    evaluate.evaluate_store(model, random_variables(model), store, batch_size=5, out_dir=str(tmp_path / "eval"),
-                            pixel_metrics=False, progress=False)
+    evaluate.evaluate_store(
+      model,
+      random_variables(model),
+      store,
+      batch_size=5,
+      out_dir=str(tmp_path / "eval"),
+      pixel_metrics=False,
+      progress=False,
+    )
   assert os.listdir(tmp_path) == []
 
 
 def test_run_evaluates_the_newest_checkpoint(tmp_path, capsys):
   from maskedskip_jax.train import checkpointing  # pylint: disable=g-import-not-at-top
   from maskedskip_jax.train import state as train_state  # pylint: disable=g-import-not-at-top
+
   root = tiny_run.make_dataset(str(tmp_path / "data"), num_train=1, num_test=2, frames=9)
   config = tiny_run.config(root, "")
   workdir = str(tmp_path / "work")
   model = train_state.build_model(config)
   variables = random_variables(model)
   tx = train_state.build_optimizer(config, 1)
-  state = dict(params=variables["params"], batch_stats=variables["batch_stats"],
-               opt_state=tx.init(variables["params"]), step=jnp.asarray(0, jnp.int32),
-               rng=jax.random.PRNGKey(0))
+  state = dict(
+    params=variables["params"],
+    batch_stats=variables["batch_stats"],
+    opt_state=tx.init(variables["params"]),
+    step=jnp.asarray(0, jnp.int32),
+    rng=jax.random.PRNGKey(0),
+  )
   mngr = checkpointing.manager(workdir, async_save=False)
   for step in (3, 6):
     checkpointing.save(mngr, step, dict(state, step=jnp.asarray(step, jnp.int32)), {"config": {}})
@@ -243,16 +311,26 @@ def test_run_evaluates_the_newest_checkpoint(tmp_path, capsys):
   printed = capsys.readouterr().out
   assert "| post-processing | frame AUC micro |" in printed
   best = max(report["baselines"], key=lambda n: report["baselines"][n]["frame_auc_micro"])
-  assert printed.rstrip().splitlines()[-1].endswith(
+  assert (
+    printed.rstrip()
+    .splitlines()[-1]
+    .endswith(
       f"model {report['frame_auc_micro']:.3f} micro vs best baseline "
-      f"{report['baselines'][best]['frame_auc_micro']:.3f} ({best})")
+      f"{report['baselines'][best]['frame_auc_micro']:.3f} ({best})"
+    )
+  )
   assert len(read_csv(os.path.join(workdir, "eval", "scores.csv"))) == 18
   assert json.loads(open(os.path.join(workdir, "eval", "report.json")).read())["checkpoint_step"] == 6
 
   # The same weights from a bundle give the same scores.
   from maskedskip_jax.deploy import bundle  # pylint: disable=g-import-not-at-top
-  model_dir = bundle.save(str(tmp_path / "bundle"), variables, {"variant": "maskedskip_unet", "latent_dim": 16,
-                                                                "channels": 1}, {"checkpoint_step": 6})
+
+  model_dir = bundle.save(
+    str(tmp_path / "bundle"),
+    variables,
+    {"variant": "maskedskip_unet", "latent_dim": 16, "channels": 1},
+    {"checkpoint_step": 6},
+  )
   again = evaluate.run(config, str(tmp_path / "other"), trained=bundle.load_for_config(config, model_dir))
   assert again["checkpoint_step"] == 6 and again["checkpoint"] == model_dir
   assert again["frame_auc_micro"] == report["frame_auc_micro"]

@@ -8,16 +8,16 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from test_bundle import random_variables
+import tiny_run
 
 from maskedskip_jax import config as config_lib
 from maskedskip_jax.deploy import bundle
-from maskedskip_jax.train import checkpointing
 from maskedskip_jax.deploy import export
 from maskedskip_jax.deploy import stablehlo_export
-from maskedskip_jax.train import state as train_state
 from maskedskip_jax.errors import UserError
-from test_bundle import random_variables
-import tiny_run
+from maskedskip_jax.train import checkpointing
+from maskedskip_jax.train import state as train_state
 
 STEPS = (3, 6)
 
@@ -29,9 +29,13 @@ def _save_checkpoints(config, workdir):
   mngr = checkpointing.manager(workdir, async_save=False)
   for seed, step in enumerate(STEPS):
     variables = random_variables(model, seed)
-    state = dict(params=variables["params"], batch_stats=variables["batch_stats"],
-                 opt_state=tx.init(variables["params"]), step=jnp.asarray(step, jnp.int32),
-                 rng=jax.random.PRNGKey(0))
+    state = dict(
+      params=variables["params"],
+      batch_stats=variables["batch_stats"],
+      opt_state=tx.init(variables["params"]),
+      step=jnp.asarray(step, jnp.int32),
+      rng=jax.random.PRNGKey(0),
+    )
     checkpointing.save(mngr, step, state, {"config": config_lib.to_json(config)})
   mngr.close()
   return variables
@@ -134,8 +138,9 @@ def test_no_checkpoint_is_a_user_error(tmp_path):
 
 
 def test_command_line_without_checkpoint_is_one_line(tmp_path):
-  proc = tiny_run.run_main(str(tmp_path / "work"), tiny_run.overrides(str(tmp_path / "data"), ""), mode="export",
-                           timeout=120)
+  proc = tiny_run.run_main(
+    str(tmp_path / "work"), tiny_run.overrides(str(tmp_path / "data"), ""), mode="export", timeout=120
+  )
   assert proc.returncode == 1, proc.stderr[-2000:]
   assert "Traceback" not in proc.stderr
   errors = [line for line in proc.stderr.splitlines() if line.startswith("error: ")]

@@ -49,10 +49,13 @@ def test_read_frame_drops_alpha(tmp_path):
   np.testing.assert_array_equal(frame_io.read_frame(path)[1, 1], [3, 2, 1])
 
 
-@pytest.mark.parametrize("name,content", [
+@pytest.mark.parametrize(
+  "name,content",
+  [
     ("bad.png", b"not an image at all" * 10),
     ("empty.bmp", b""),
-])
+  ],
+)
 def test_read_frame_rejects_corrupt_image(tmp_path, name, content):
   path = tmp_path / name
   path.write_bytes(content)
@@ -65,14 +68,16 @@ def test_read_frame_rejects_truncated_jpeg(tmp_path):
   with open(path, "rb") as f:
     data = f.read()
   with open(path, "wb") as f:
-    f.write(data[:len(data) // 2])
+    f.write(data[: len(data) // 2])
   with pytest.raises(UserError, match="000.jpg.*truncated"):
     frame_io.read_frame(path)
 
 
-@pytest.mark.parametrize("params", [[], [cv2.IMWRITE_JPEG_PROGRESSIVE, 1], [cv2.IMWRITE_JPEG_RST_INTERVAL, 2],
-                                    [cv2.IMWRITE_JPEG_OPTIMIZE, 1]], ids=["baseline", "progressive", "restarts",
-                                                                        "optimized"])
+@pytest.mark.parametrize(
+  "params",
+  [[], [cv2.IMWRITE_JPEG_PROGRESSIVE, 1], [cv2.IMWRITE_JPEG_RST_INTERVAL, 2], [cv2.IMWRITE_JPEG_OPTIMIZE, 1]],
+  ids=["baseline", "progressive", "restarts", "optimized"],
+)
 def test_read_frame_accepts_every_kind_of_valid_jpeg(tmp_path, params):
   image = (np.random.default_rng(0).random((40, 56, 3)) * 255).astype(np.uint8)
   path = str(tmp_path / "ok.jpg")
@@ -90,7 +95,7 @@ def test_read_frame_rejects_a_jpeg_with_a_damaged_header(tmp_path, damage):
   if damage == "huffman_counts":  # more codes of length 1 than one bit can hold
     data[dht + 5] = 3
   elif damage == "segment_length":  # the table segment claims to run past the file
-    data[dht + 2:dht + 4] = (0xFFFF).to_bytes(2, "big")
+    data[dht + 2 : dht + 4] = (0xFFFF).to_bytes(2, "big")
   else:
     data[dht] = 0x00
   path = tmp_path / "bad.jpg"
@@ -110,14 +115,12 @@ def test_count_and_iterate_container_video(tmp_path):
   video = Video(name="v", num_frames=9, video_path=path)
   frames = list(frame_io.iter_frames(video))
   assert len(frames) == 9
-  assert all(f.shape == (*fake_layouts.SIZE, 3) and f.dtype == np.uint8
-             for f in frames)
+  assert all(f.shape == (*fake_layouts.SIZE, 3) and f.dtype == np.uint8 for f in frames)
   assert [_nearest_index(f, 9) for f in frames] == list(range(9))
 
 
 def test_count_frames_many_matches_single(tmp_path):
-  paths = [fake_layouts.write_avi(str(tmp_path / f"{n}.avi"), n)
-           for n in (3, 5, 4)]
+  paths = [fake_layouts.write_avi(str(tmp_path / f"{n}.avi"), n) for n in (3, 5, 4)]
   assert frame_io.count_frames_many(paths) == [3, 5, 4]
 
 
@@ -126,7 +129,7 @@ def test_truncated_container_names_file_and_frames_read(tmp_path):
   with open(path, "rb") as f:
     data = f.read()
   with open(path, "wb") as f:
-    f.write(data[:len(data) // 2])
+    f.write(data[: len(data) // 2])
   with pytest.raises(UserError, match=r"cut\.avi.*read \d+ frames"):
     frame_io.count_frames(path)
 
@@ -146,13 +149,11 @@ def test_iter_frames_of_container_shorter_than_listed(tmp_path):
 
 
 def test_iter_frames_of_folder_in_path_order(tmp_path):
-  paths = fake_layouts.write_frames(str(tmp_path / "f"), 5, ext=".png",
-                                    grey=True)
+  paths = fake_layouts.write_frames(str(tmp_path / "f"), 5, ext=".png", grey=True)
   video = Video(name="f", num_frames=5, frame_paths=tuple(paths))
   frames = list(frame_io.iter_frames(video))
   assert [f.shape for f in frames] == [fake_layouts.SIZE] * 5
-  np.testing.assert_array_equal(
-      [f[0, 0] for f in frames], [fake_layouts.frame_value(k) for k in range(5)])
+  np.testing.assert_array_equal([f[0, 0] for f in frames], [fake_layouts.frame_value(k) for k in range(5)])
 
 
 def test_iter_frames_names_corrupt_frame(tmp_path):
@@ -177,11 +178,9 @@ def test_video_requires_exactly_one_source():
 
 def test_video_labels_are_checked_and_frozen():
   with pytest.raises(ValueError):
-    Video(name="x", num_frames=2, video_path="a.avi",
-          labels=np.zeros(3, np.uint8))
+    Video(name="x", num_frames=2, video_path="a.avi", labels=np.zeros(3, np.uint8))
   with pytest.raises(ValueError):
-    Video(name="x", num_frames=2, video_path="a.avi",
-          labels=np.zeros(2, np.int64))
+    Video(name="x", num_frames=2, video_path="a.avi", labels=np.zeros(2, np.int64))
   labels = np.array([0, 1], np.uint8)
   video = Video(name="x", num_frames=2, video_path="a.avi", labels=labels)
   labels[0] = 1  # the caller's array stays its own

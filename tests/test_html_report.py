@@ -40,10 +40,20 @@ def evaluated(tmp_path_factory):
   model = models.build("maskedskip_unet", latent_dim=8, channels=1)
   store = make_store()[0]
   out = tmp_path_factory.mktemp("run") / "eval"
-  report = evaluate.evaluate_store(model, random_variables(model), store, temporal=3, batch_size=5,
-                                   postprocess="median:window=5", out_dir=str(out), pixel_size=16,
-                                   region_thresholds=5, info={"dataset": "fake", "checkpoint_step": 7},
-                                   progress=False, worst_frames=2)
+  report = evaluate.evaluate_store(
+    model,
+    random_variables(model),
+    store,
+    temporal=3,
+    batch_size=5,
+    postprocess="median:window=5",
+    out_dir=str(out),
+    pixel_size=16,
+    region_thresholds=5,
+    info={"dataset": "fake", "checkpoint_step": 7},
+    progress=False,
+    worst_frames=2,
+  )
   return out, report
 
 
@@ -97,11 +107,22 @@ def hand_built(tmp_path, **extra):
   plots.plot_roc([0, 0.5, 1], [0, 0.8, 1], 0.75, str(tmp_path / "roc.png"))
   plots.plot_scores(np.linspace(0, 1, 15), labels, str(tmp_path / "plots" / f"{eval_collect.safe_name(name)}.png"))
   metrics = {"frame_auc_micro": 0.123456, "frame_auc_macro": None, "eer": 0.5, "average_precision": 0.9}
-  return {"dataset": "d&d", "variant": "v<1>", "postprocess": "none", **metrics, "per_video_auc": {name: 0.75},
-          "unlabelled_videos": [], "num_frames": 15, "num_videos": 1, "notes": ["a <b>note</b>"],
-          "score_components": {"reconstruction": dict(metrics, frame_auc_micro=0.5)},
-          "baselines": {"flow": dict(metrics, frame_auc_micro=0.25)}, "pixel": None,
-          "checkpoint": f"/runs/{name}", **extra}, name
+  return {
+    "dataset": "d&d",
+    "variant": "v<1>",
+    "postprocess": "none",
+    **metrics,
+    "per_video_auc": {name: 0.75},
+    "unlabelled_videos": [],
+    "num_frames": 15,
+    "num_videos": 1,
+    "notes": ["a <b>note</b>"],
+    "score_components": {"reconstruction": dict(metrics, frame_auc_micro=0.5)},
+    "baselines": {"flow": dict(metrics, frame_auc_micro=0.25)},
+    "pixel": None,
+    "checkpoint": f"/runs/{name}",
+    **extra,
+  }, name
 
 
 def test_every_string_is_escaped(tmp_path):

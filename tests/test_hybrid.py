@@ -2,14 +2,14 @@
 
 import numpy as np
 import pytest
+from test_evaluate import make_store
+from test_streaming import random_variables
 
+from maskedskip_jax.errors import UserError
 from maskedskip_jax.eval import baselines
 from maskedskip_jax.eval import evaluate
 from maskedskip_jax.eval import hybrid
 from maskedskip_jax.nn import models
-from maskedskip_jax.errors import UserError
-from test_evaluate import make_store
-from test_streaming import random_variables
 
 
 def test_standardised_hybrid_against_hand_computed_values():
@@ -49,8 +49,17 @@ def test_standardised_flow_hybrid_in_an_evaluation(tmp_path):
   train_store, _, _ = make_store(with_labels=False)
   common = dict(batch_size=5, pixel_size=16, progress=False, baselines="flow", worst_frames=0)
   plain = evaluate.evaluate_store(model, variables, store, out_dir=str(tmp_path / "plain"), **common)
-  report = evaluate.evaluate_store(model, variables, store, out_dir=str(tmp_path / "hybrid"), hybrid_beta=1.0,
-                                   hybrid_motion="flow", hybrid_standardise=True, train_store=train_store, **common)
+  report = evaluate.evaluate_store(
+    model,
+    variables,
+    store,
+    out_dir=str(tmp_path / "hybrid"),
+    hybrid_beta=1.0,
+    hybrid_motion="flow",
+    hybrid_standardise=True,
+    train_store=train_store,
+    **common,
+  )
   section = report["frame_score"]
   assert section["hybrid_motion"] == "flow" and section["standardisation"]["recon_std"] > 0
   # The terms alone are reported: the reconstruction's row equals the plain evaluation's headline, the motion
@@ -60,5 +69,6 @@ def test_standardised_flow_hybrid_in_an_evaluation(tmp_path):
   assert components["motion (flow)"]["frame_auc_micro"] == report["baselines"]["flow"]["frame_auc_micro"]
   assert "score_components" not in plain
   with pytest.raises(UserError, match="needs the training split"):
-    evaluate.evaluate_store(model, variables, store, out_dir=str(tmp_path / "none"), hybrid_beta=1.0,
-                            hybrid_standardise=True, **common)
+    evaluate.evaluate_store(
+      model, variables, store, out_dir=str(tmp_path / "none"), hybrid_beta=1.0, hybrid_standardise=True, **common
+    )

@@ -96,10 +96,12 @@ def test_convblock_shapes_and_last_block_skips_bn2_at_apply():
   y, upd = dec.apply(v, x, train=True, mutable=["batch_stats"])
   assert y.shape == (2, 16, 16, 3)
   # bn2 is never applied: its running stats are untouched by a training step.
-  np.testing.assert_array_equal(np.asarray(upd["batch_stats"]["batch_norm_2"]["mean"]),
-                                np.asarray(v["batch_stats"]["batch_norm_2"]["mean"]))
-  assert np.any(np.asarray(upd["batch_stats"]["batch_norm_1"]["mean"])
-                != np.asarray(v["batch_stats"]["batch_norm_1"]["mean"]))
+  np.testing.assert_array_equal(
+    np.asarray(upd["batch_stats"]["batch_norm_2"]["mean"]), np.asarray(v["batch_stats"]["batch_norm_2"]["mean"])
+  )
+  assert np.any(
+    np.asarray(upd["batch_stats"]["batch_norm_1"]["mean"]) != np.asarray(v["batch_stats"]["batch_norm_1"]["mean"])
+  )
 
 
 def test_torch_default_init_bounds():

@@ -36,8 +36,7 @@ def _imports(path: str) -> list[tuple[str, str | None]]:
   for node in ast.walk(tree):
     if isinstance(node, ast.Import):
       out += [(a.name, None) for a in node.names if a.name.split(".")[0] in PACKAGES]
-    elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module and \
-        node.module.split(".")[0] in PACKAGES:
+    elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module and node.module.split(".")[0] in PACKAGES:
       for a in node.names:
         child = f"{node.module}.{a.name}"
         out.append((child, None) if child in MODULES else (node.module, a.name))
@@ -59,7 +58,7 @@ def test_no_import_cycles():
     state[node] = "open"
     for nxt in sorted(graph[node]):
       if state.get(nxt) == "open":
-        cycles.append(stack[stack.index(nxt):] + [nxt])
+        cycles.append(stack[stack.index(nxt) :] + [nxt])
       elif nxt not in state:
         visit(nxt, stack + [nxt])
     state[node] = "done"
@@ -71,8 +70,11 @@ def test_no_import_cycles():
 
 
 def test_data_pipeline_never_imports_maskedskip_jax():
-  offenders = {name: sorted(m for m in deps if m.startswith("maskedskip_jax"))
-               for name, deps in _graph().items() if name.startswith("data_pipeline")}
+  offenders = {
+    name: sorted(m for m in deps if m.startswith("maskedskip_jax"))
+    for name, deps in _graph().items()
+    if name.startswith("data_pipeline")
+  }
   assert not {k: v for k, v in offenders.items() if v}
 
 
@@ -91,8 +93,13 @@ def test_no_module_uses_another_modules_private_names():
           if f"{node.module}.{a.name}" in MODULES:
             aliases[a.asname or a.name] = f"{node.module}.{a.name}"
     for node in ast.walk(tree):
-      if (isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id in aliases
-          and node.attr.startswith("_") and not node.attr.startswith("__")):
+      if (
+        isinstance(node, ast.Attribute)
+        and isinstance(node.value, ast.Name)
+        and node.value.id in aliases
+        and node.attr.startswith("_")
+        and not node.attr.startswith("__")
+      ):
         offenders.append(f"{name}: {aliases[node.value.id]}.{node.attr}")
   assert not offenders, offenders
 

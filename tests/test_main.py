@@ -5,12 +5,11 @@ import subprocess
 import sys
 
 import pytest
+import tiny_run
 
 from maskedskip_jax import app as app_lib
 from maskedskip_jax import main
 from maskedskip_jax.errors import UserError
-
-import tiny_run
 
 
 def _run(*args, workdir="unused"):
@@ -27,7 +26,9 @@ def _one_line_error(proc, *fragments):
   return lines[0]
 
 
-@pytest.mark.parametrize("args, fragments", [
+@pytest.mark.parametrize(
+  "args, fragments",
+  [
     (["--config.train.batch_sz=8"], ["unknown config key train.batch_sz", "did you mean train.batch_size"]),
     (["--config.train.batch_sz", "8"], ["unknown config key train.batch_sz"]),
     (["--noconfig.model.centre_onl"], ["unknown config key model.centre_onl"]),
@@ -44,7 +45,8 @@ def _one_line_error(proc, *fragments):
     (["--config=configs/no_such_config.py"], ["configs/no_such_config.py not found"]),
     (["--mode=serve"], ["--mode"]),
     (["stray"], ["unexpected arguments stray"]),
-])
+  ],
+)
 def test_bad_command_lines_fail_with_one_line(args, fragments, tmp_path):
   proc = _run(*args, workdir=str(tmp_path / "run"))
   _one_line_error(proc, *fragments)
@@ -52,8 +54,15 @@ def test_bad_command_lines_fail_with_one_line(args, fragments, tmp_path):
 
 
 def test_the_default_config_also_reports_unknown_keys_in_one_line():
-  proc = subprocess.run([sys.executable, "-m", "maskedskip_jax.main", "--config.train.batch_sz=8"], cwd=tiny_run.REPO,
-                        env=tiny_run.env(), capture_output=True, text=True, timeout=120, check=False)
+  proc = subprocess.run(
+    [sys.executable, "-m", "maskedskip_jax.main", "--config.train.batch_sz=8"],
+    cwd=tiny_run.REPO,
+    env=tiny_run.env(),
+    capture_output=True,
+    text=True,
+    timeout=120,
+    check=False,
+  )
   _one_line_error(proc, "unknown config key train.batch_sz")
 
 

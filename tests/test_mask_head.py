@@ -8,29 +8,30 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from test_models import REFERENCE_COUNTS
+from test_models import _init_shapes
+from test_streaming import LENGTHS
+from test_streaming import SIZE
+from test_streaming import centre_clips
+from test_streaming import random_variables
+import tiny_run
 
 from data_pipeline import anomaly_paste
+from maskedskip_jax import config as config_lib
 from maskedskip_jax.deploy import bundle
 from maskedskip_jax.deploy import export
-from maskedskip_jax import config as config_lib
+from maskedskip_jax.errors import UserError
 from maskedskip_jax.eval import evaluate
-from maskedskip_jax.nn import scoring
-from maskedskip_jax.eval import streaming
 from maskedskip_jax.eval import hybrid
-from maskedskip_jax.nn import models
-from maskedskip_jax.train import optim
-from maskedskip_jax.deploy import reconstruct
+from maskedskip_jax.eval import streaming
 from maskedskip_jax.nn import inference
+from maskedskip_jax.nn import models
+from maskedskip_jax.nn import scoring
 from maskedskip_jax.train import compile_cache
 from maskedskip_jax.train import loop
-from maskedskip_jax.train import step as step_lib
+from maskedskip_jax.train import optim
 from maskedskip_jax.train import state as train_state
-from maskedskip_jax.errors import UserError
-from test_models import REFERENCE_COUNTS, _init_shapes
-from maskedskip_jax.eval import streaming
-from maskedskip_jax.nn import scoring
-from test_streaming import LENGTHS, SIZE, centre_clips, random_variables
-import tiny_run
+from maskedskip_jax.train import step as step_lib
 
 compile_cache.enable(tiny_run.JAX_CACHE)
 
@@ -47,12 +48,14 @@ def _pasted_batch(step):
   return {"clips": jnp.asarray(clips), "target": jnp.asarray(target), "anomaly_map": jnp.asarray(masks[:, 1])}
 
 
-@functools.lru_cache(maxsize=None)  # one compile of the step for the module: the weight is an argument
+@functools.cache  # one compile of the step for the module: the weight is an argument
 def _setup():
   model = models.build("maskedskip_unet", latent_dim=16, channels=1, mask_head=True)
   tx = optim.make_optimizer(1e-2)
   state = train_state.init_state(0, model=model, tx=tx, input_shape=(1, T, H, W, 1))
-  step = jax.jit(lambda s, b, w: step_lib.train_step(s, b, model=model, tx=tx, loss=step_lib.LossOptions(mask_loss_weight=w)))
+  step = jax.jit(
+    lambda s, b, w: step_lib.train_step(s, b, model=model, tx=tx, loss=step_lib.LossOptions(mask_loss_weight=w))
+  )
   return model, state, step
 
 
@@ -88,8 +91,9 @@ def test_reconstruction_and_mask_are_one_sigmoid_output():
   model = models.build("maskedskip_unet", latent_dim=8, channels=3, mask_head=True)
   variables = random_variables(model)
   x = _clips(1, batch=2, channels=3)
-  recon, state = model.apply(variables, x, capture_intermediates=lambda m, _: m.name == "decoder_4",
-                             mutable=["intermediates"])
+  recon, state = model.apply(
+    variables, x, capture_intermediates=lambda m, _: m.name == "decoder_4", mutable=["intermediates"]
+  )
   logits = state["intermediates"]["decoder_4"]["__call__"][0]
   assert logits.shape == (2, H, W, 4)
   out = jax.nn.sigmoid(logits)
@@ -104,8 +108,13 @@ def test_loss_adds_the_weighted_mask_bce():
   batch = _pasted_batch(0)
   anomaly_map = np.asarray(batch["anomaly_map"])
   assert 0 < anomaly_map.mean() < 0.5 and set(np.unique(anomaly_map)) == {0.0, 1.0}
-  (recon, mask), _ = model.apply({"params": state["params"], "batch_stats": state["batch_stats"]}, batch["clips"],
-                                 train=True, return_mask=True, mutable=["batch_stats"])
+  (recon, mask), _ = model.apply(
+    {"params": state["params"], "batch_stats": state["batch_stats"]},
+    batch["clips"],
+    train=True,
+    return_mask=True,
+    mutable=["batch_stats"],
+  )
   diff = np.asarray(batch["target"], np.float64) - np.asarray(recon, np.float64)
   norm = float(np.mean(np.sqrt(np.sum(diff * diff, axis=-1) + 1e-12)))
   bce = _bce(anomaly_map, np.asarray(mask))
@@ -124,8 +133,13 @@ def test_training_with_the_head_learns_where_the_pasted_object_is():
   for k in range(100):
     state, _ = step(state, _pasted_batch(k), 1.0)
   after = float(step(state, held_out, 1.0)[1]["mask_loss"])
-  (_, mask), _ = model.apply({"params": state["params"], "batch_stats": state["batch_stats"]}, held_out["clips"],
-                             train=True, return_mask=True, mutable=["batch_stats"])
+  (_, mask), _ = model.apply(
+    {"params": state["params"], "batch_stats": state["batch_stats"]},
+    held_out["clips"],
+    train=True,
+    return_mask=True,
+    mutable=["batch_stats"],
+  )
   mask, anomaly_map = np.asarray(mask), np.asarray(held_out["anomaly_map"])
   share = anomaly_map.mean()
   constant = _bce(anomaly_map, np.full_like(mask, share))  # the best map that ignores the image
@@ -139,8 +153,9 @@ def test_config_keys_and_the_head_needs_pasting():
   with pytest.raises(UserError, match=r"model\.mask_head.*train\.paste_prob") as e:
     config_lib.validate(config_lib.with_values(config, {"model.mask_head": True}))
   assert "\n" not in str(e.value)
-  good = config_lib.with_values(config, {"model.mask_head": True, "train.paste_prob": 0.25,
-                                           "train.mask_loss_weight": 2})
+  good = config_lib.with_values(
+    config, {"model.mask_head": True, "train.paste_prob": 0.25, "train.mask_loss_weight": 2}
+  )
   config_lib.validate(good)
   assert train_state.build_model(good).mask_head and step_lib.LossOptions.from_config(good).mask_loss_weight == 2.0
   assert "model.mask_head" in train_state.MUST_MATCH
@@ -221,8 +236,14 @@ def test_bundle_round_trip_rebuilds_the_head_and_old_bundles_still_load(tmp_path
 
 def test_tiny_run_with_the_head_trains_evaluates_and_exports(tmp_path):
   root = tiny_run.make_dataset(str(tmp_path / "data"), num_train=1, num_test=1, frames=9)
-  config = tiny_run.config(root, model__latent_dim=8, model__mask_head=True, train__paste_prob=0.5,
-                           train__num_steps=3, train__checkpoint_every_steps=3)
+  config = tiny_run.config(
+    root,
+    model__latent_dim=8,
+    model__mask_head=True,
+    train__paste_prob=0.5,
+    train__num_steps=3,
+    train__checkpoint_every_steps=3,
+  )
   workdir = str(tmp_path / "run")
   assert loop.train(config, workdir)["step"] == 3
   with open(os.path.join(workdir, "metrics.jsonl")) as f:
@@ -232,8 +253,11 @@ def test_tiny_run_with_the_head_trains_evaluates_and_exports(tmp_path):
   assert report["num_frames"] == 9 and 0 <= report["frame_auc_micro"] <= 1
   assert report["frame_score"]["formula"] == "reconstruction" and report["frame_score"]["mask_weight"] == 0
   # Scored by the head's map alone, the headline is what every mask-head report lists as mask_head_score.
-  by_map = evaluate.run(config_lib.with_values(config, {"eval.hybrid_alpha": 0.0, "eval.mask_weight": 1.0}),
-                        workdir, out_dir=str(tmp_path / "by_map"))
+  by_map = evaluate.run(
+    config_lib.with_values(config, {"eval.hybrid_alpha": 0.0, "eval.mask_weight": 1.0}),
+    workdir,
+    out_dir=str(tmp_path / "by_map"),
+  )
   assert by_map["frame_score"]["formula"] == "hybrid_alpha * reconstruction + mask_weight * mask head"
   assert by_map["frame_auc_micro"] == report["mask_head_score"]["frame_auc_micro"]
   # The head changes the checkpoint's shapes: a config without it is another experiment.

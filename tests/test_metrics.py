@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from sklearn import metrics as skm
 
-from maskedskip_jax.eval import metrics
 from maskedskip_jax.errors import UserError
+from maskedskip_jax.eval import metrics
 
 
 def test_hand_computed_auc_ap_eer():
@@ -70,12 +70,15 @@ def test_single_class_set_gives_none_with_note():
   assert r["macro_policy"].startswith("mean over videos with both classes; 2 single-class videos excluded: [0, 1]")
 
 
-@pytest.mark.parametrize("scores,labels", [
+@pytest.mark.parametrize(
+  "scores,labels",
+  [
     ([np.zeros(3)], [np.zeros(4)]),
     ([np.zeros(2)], [np.array([0, 2])]),
     ([np.array([0.0, np.nan])], [np.array([0, 1])]),
     ([np.zeros(2), np.zeros(2)], [np.zeros(2)]),
-])
+  ],
+)
 def test_bad_inputs_are_user_errors(scores, labels):
   with pytest.raises(UserError):
     metrics.frame_metrics(scores, labels)

@@ -16,7 +16,9 @@ def test_records_and_tensorboard_events(tmp_path):
   log.write(2, {"loss": float("nan"), "clips_per_s": 11.0})
   log.close()
   assert metrics_log.read(str(tmp_path / metrics_log.METRICS_FILE)) == [
-      {"step": 1, "loss": 0.5, "clips_per_s": 10.0}, {"step": 2, "loss": "nan", "clips_per_s": 11.0}]
+    {"step": 1, "loss": 0.5, "clips_per_s": 10.0},
+    {"step": 2, "loss": "nan", "clips_per_s": 11.0},
+  ]
   events = glob.glob(str(tmp_path / "tensorboard" / "events.out.tfevents.*"))
   assert len(events) == 1 and b"loss" in open(events[0], "rb").read()
 

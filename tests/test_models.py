@@ -9,25 +9,25 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from test_streaming import random_variables
 
+from maskedskip_jax.errors import UserError
 from maskedskip_jax.nn import layers
 from maskedskip_jax.nn import losses
 from maskedskip_jax.nn import models
 from maskedskip_jax.nn import ssmctb
 from maskedskip_jax.train import optim
-from maskedskip_jax.errors import UserError
-from test_streaming import random_variables
 
 REFERENCE_COUNTS = {
-    "maskedskip_unet": 115_811_792,
-    "autoencoder": 75_938_064,
-    "unet": 89_600_528,
-    "conv3d_skip_unet": 115_811_792,
-    "masked2d_skip_unet": 98_338_256,
-    "ed_masks_skip_unet": 115_811_792,
-    "one_mask": 96_678_928,
-    "two_mask": 106_312_976,
-    "three_mask": 112_260_496,
+  "maskedskip_unet": 115_811_792,
+  "autoencoder": 75_938_064,
+  "unet": 89_600_528,
+  "conv3d_skip_unet": 115_811_792,
+  "masked2d_skip_unet": 98_338_256,
+  "ed_masks_skip_unet": 115_811_792,
+  "one_mask": 96_678_928,
+  "two_mask": 106_312_976,
+  "three_mask": 112_260_496,
 }
 
 
@@ -75,24 +75,30 @@ def test_skip_zeroing_variants_ignore_shallow_skips():
   assert {k for k in three if k.startswith("mconv")} == {"mconv2", "mconv3", "mconv4"}
 
 
-@pytest.mark.parametrize("shape,needle", [
+@pytest.mark.parametrize(
+  "shape,needle",
+  [
     ((1, 3, 40, 32, 1), "multiples of 16"),
     ((1, 5, 32, 32, 1), "T=3"),
     ((1, 3, 32, 32, 3), "channels"),
     ((3, 32, 32, 1), "(batch, T, H, W, C)"),
-])
+  ],
+)
 def test_bad_input_shapes_raise_user_error(shape, needle):
   model = models.build("maskedskip_unet", latent_dim=16, channels=1)
   with pytest.raises(UserError, match=needle.replace("(", r"\(").replace(")", r"\)")):
     model.init(jax.random.key(0), jnp.zeros(shape))
 
 
-@pytest.mark.parametrize("kwargs,needle", [
+@pytest.mark.parametrize(
+  "kwargs,needle",
+  [
     (dict(temporal=4), "odd"),
     (dict(variant="unet", temporal=3), "single frames"),
     (dict(channels=2), "channels"),
     (dict(variant="nope"), "known: maskedskip_unet"),
-])
+  ],
+)
 def test_bad_build_arguments(kwargs, needle):
   args = dict(variant="maskedskip_unet", latent_dim=16)
   args.update(kwargs)
@@ -122,6 +128,7 @@ def _train_steps(masked_kernels, variant="maskedskip_unet", steps=3):
     def loss_fn(p):
       y, upd = model.apply({"params": p, "batch_stats": stats}, x, train=True, mutable=["batch_stats"])
       return losses.norm_loss(x[:, model.temporal // 2], y), upd["batch_stats"]
+
     (loss, stats), g = jax.value_and_grad(loss_fn, has_aux=True)(params)
     upd, opt = tx.update(g, opt, params)
     return optax.apply_updates(params, upd), stats, opt, g
@@ -136,11 +143,13 @@ def _train_steps(masked_kernels, variant="maskedskip_unet", steps=3):
 def test_frozen_mode_keeps_masked_kernels_bit_identical_while_biases_move():
   before, after, _ = _train_steps("frozen")
   for i in range(1, 5):
-    np.testing.assert_array_equal(np.asarray(after[f"mconv{i}"]["masked_kernel"]),
-                                  np.asarray(before[f"mconv{i}"]["masked_kernel"]))
+    np.testing.assert_array_equal(
+      np.asarray(after[f"mconv{i}"]["masked_kernel"]), np.asarray(before[f"mconv{i}"]["masked_kernel"])
+    )
     assert np.any(np.asarray(after[f"mconv{i}"]["bias"]) != np.asarray(before[f"mconv{i}"]["bias"]))
-  assert np.any(np.asarray(after["encoder_1"]["convs_0"]["kernel"])
-                != np.asarray(before["encoder_1"]["convs_0"]["kernel"]))
+  assert np.any(
+    np.asarray(after["encoder_1"]["convs_0"]["kernel"]) != np.asarray(before["encoder_1"]["convs_0"]["kernel"])
+  )
 
 
 @pytest.mark.parametrize("variant", ["maskedskip_unet", "ed_masks_skip_unet"])
@@ -149,15 +158,15 @@ def test_train_mode_moves_masked_kernels_but_masked_taps_stay_zero(variant):
   model = models.build(variant, latent_dim=8, channels=1)
   labels = models.masked_kernel_labels(after)
   leaves = jax.tree_util.tree_leaves_with_path(after)
-  masked = [(p, a) for (p, a), l in zip(leaves, jax.tree_util.tree_leaves(labels)) if l == "masked"]
+  masked = [(p, a) for (p, a), label in zip(leaves, jax.tree_util.tree_leaves(labels)) if label == "masked"]
   assert len(masked) == (4 if variant == "maskedskip_unet" else 4 + 8 * 3)
   for i in range(1, 5):
     k = np.asarray(after[f"mconv{i}"]["masked_kernel"])
     t, ks = model.temporal, k.shape[1]
     m = models.SKIP_MASKS[i - 1]
     lo = (ks - m) // 2
-    assert np.all(k[t // 2, lo:lo + m, lo:lo + m] == 0)
-    assert np.all(np.asarray(grads[-1][f"mconv{i}"]["masked_kernel"])[t // 2, lo:lo + m, lo:lo + m] == 0)
+    assert np.all(k[t // 2, lo : lo + m, lo : lo + m] == 0)
+    assert np.all(np.asarray(grads[-1][f"mconv{i}"]["masked_kernel"])[t // 2, lo : lo + m, lo : lo + m] == 0)
     assert np.any(k != np.asarray(before[f"mconv{i}"]["masked_kernel"]))
 
 
@@ -194,7 +203,7 @@ def test_host_init_matches_flax_init_layout_and_torch_distributions(variant):
       m = models.SKIP_MASKS[i - 1]
       lo = (k.shape[-3] - m) // 2
       centre = k[model.temporal // 2] if k.ndim == 5 else k
-      assert np.all(centre[lo:lo + m, lo:lo + m] == 0)
+      assert np.all(centre[lo : lo + m, lo : lo + m] == 0)
       assert np.count_nonzero(k == 0) == m * m * k.shape[-2] * k.shape[-1]
   if variant == "ed_masks_skip_unet":
     k7 = np.asarray(v["params"]["encoder_2"]["convs_2"]["masked_kernel"])
@@ -203,8 +212,9 @@ def test_host_init_matches_flax_init_layout_and_torch_distributions(variant):
   assert np.all(np.asarray(bn["var"]) == 1) and np.all(np.asarray(bn["mean"]) == 0)
   same = models.init_variables(model, 3, shape)
   other = models.init_variables(model, 4, shape)
-  k = lambda t: np.asarray(t["params"]["encoder_1"]["convs_0"][
-      "masked_kernel" if variant == "ed_masks_skip_unet" else "kernel"])
+  k = lambda t: np.asarray(
+    t["params"]["encoder_1"]["convs_0"]["masked_kernel" if variant == "ed_masks_skip_unet" else "kernel"]
+  )
   np.testing.assert_array_equal(k(v), k(same))
   assert np.any(k(v) != k(other))
 
@@ -235,8 +245,10 @@ def test_variable_paths_and_shapes_are_those_checkpoints_were_written_with():
   assert set(models.VARIANTS) <= set(cases)
 
 
-@pytest.mark.parametrize("variant", ["maskedskip_unet", "masked2d_skip_unet", "ed_masks_skip_unet",
-                                     "conv3d_skip_unet", "two_mask", "autoencoder"])
+@pytest.mark.parametrize(
+  "variant",
+  ["maskedskip_unet", "masked2d_skip_unet", "ed_masks_skip_unet", "conv3d_skip_unet", "two_mask", "autoencoder"],
+)
 def test_kernel_masks_are_the_modules_masks(variant):
   model = models.build(variant, latent_dim=16, channels=1, temporal=None if variant != "two_mask" else 5)
   s, t = models.spec(variant), model.temporal
@@ -271,13 +283,16 @@ def test_kernel_masks_include_ssmctb_blocks():
   assert ("mconv4",) in masks
 
 
-@pytest.mark.parametrize("variant,kwargs", [
+@pytest.mark.parametrize(
+  "variant,kwargs",
+  [
     ("maskedskip_unet", dict(mask_head=True)),
     ("autoencoder", dict(ssmctb={"placement": "latent_skip"})),
     ("masked2d_skip_unet", {}),
     ("conv3d_skip_unet", dict(temporal=5, ssmctb={"placement": "all_skips", "dims": 3})),
     ("unet", dict(ssmctb={"placement": "decoder"})),
-])
+  ],
+)
 def test_decode_after_encode_is_the_model(variant, kwargs):
   model = models.build(variant, latent_dim=8, channels=1, **kwargs)
   b, t = 2, model.temporal

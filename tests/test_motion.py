@@ -5,9 +5,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from maskedskip_jax.errors import UserError
 from maskedskip_jax.nn import losses
 from maskedskip_jax.nn import motion
-from maskedskip_jax.errors import UserError
 
 BG, FG = 0.2, 0.9
 
@@ -16,7 +16,7 @@ def _square_clip(xs, size=16, side=4, top=6, channels=3):
   """One clip (1, T, size, size, C): a bright side x side square at column xs[t] of frame t."""
   clip = np.full((1, len(xs), size, size, channels), BG, np.float32)
   for t, x in enumerate(xs):
-    clip[0, t, top:top + side, x:x + side] = FG
+    clip[0, t, top : top + side, x : x + side] = FG
   return clip
 
 
@@ -86,12 +86,16 @@ def test_weighted_loss_reduces_to_norm_loss_and_ignores_zero_weight_pixels():
   target = jax.random.uniform(key1, (2, 8, 8, 3))
   recon = jax.random.uniform(key2, (2, 8, 8, 3))
   ones = jnp.ones((2, 8, 8))
-  np.testing.assert_allclose(motion.motion_weighted_norm_loss(target, recon, ones),
-                             losses.norm_loss(target, recon), rtol=1e-6)
+  np.testing.assert_allclose(
+    motion.motion_weighted_norm_loss(target, recon, ones), losses.norm_loss(target, recon), rtol=1e-6
+  )
   weights = ones.at[:, :4].set(0.0)
   spoiled = recon.at[:, :4].set(5.0)  # huge errors only where the weight is zero
-  np.testing.assert_allclose(motion.motion_weighted_norm_loss(target, spoiled, weights),
-                             motion.motion_weighted_norm_loss(target, recon, weights), rtol=1e-6)
+  np.testing.assert_allclose(
+    motion.motion_weighted_norm_loss(target, spoiled, weights),
+    motion.motion_weighted_norm_loss(target, recon, weights),
+    rtol=1e-6,
+  )
 
 
 def test_motion_and_hybrid_frame_scores_jit():

@@ -26,9 +26,11 @@ NOTEBOOKS = ("quickstart.ipynb", "train_tpu.ipynb")
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 # Credentials that must never be saved in a notebook (Google API keys, GitHub and AWS tokens, private keys, or a
 # secret assigned to a variable).
-_SECRETS = re.compile(r"AIza[0-9A-Za-z_\-]{35}|gh[pousr]_[0-9A-Za-z]{30,}|AKIA[0-9A-Z]{16}"
-                      r"|-----BEGIN [A-Z ]*PRIVATE KEY"
-                      r"|(?i:(?:api_?key|secret|token|password)\s*=\s*[\"'][^\"']+[\"'])")
+_SECRETS = re.compile(
+  r"AIza[0-9A-Za-z_\-]{35}|gh[pousr]_[0-9A-Za-z]{30,}|AKIA[0-9A-Z]{16}"
+  r"|-----BEGIN [A-Z ]*PRIVATE KEY"
+  r"|(?i:(?:api_?key|secret|token|password)\s*=\s*[\"'][^\"']+[\"'])"
+)
 # Cell metadata Colab adds on execution: the user's name and id, timings.
 _COLAB_RUN_KEYS = ("executionInfo", "outputId")
 
@@ -61,8 +63,13 @@ def _execute(name, env):
 
 
 def _outputs(nb, output_type=None):
-  return [o for cell in nb.cells if cell.cell_type == "code" for o in cell.outputs
-          if output_type is None or o.output_type == output_type]
+  return [
+    o
+    for cell in nb.cells
+    if cell.cell_type == "code"
+    for o in cell.outputs
+    if output_type is None or o.output_type == output_type
+  ]
 
 
 def _text(nb):
@@ -81,6 +88,7 @@ def _report(workdir):
 
 def _check_bundle(bundle_dir):
   from maskedskip_jax.deploy import bundle  # pylint: disable=g-import-not-at-top
+
   assert os.path.isfile(os.path.join(bundle_dir, "manifest.json")), f"no bundle in {bundle_dir}"
   bundle.verify(bundle_dir)  # every file matches its checksum
 
@@ -126,9 +134,13 @@ def _check_train_tpu(nb, work):
 
 def test_notebooks_execute_in_smoke_mode(tmp_path):
   work = str(tmp_path / "work")
-  env = dict(os.environ, MASKEDSKIP_SMOKE="1", MASKEDSKIP_WORK=work,
-             PYTHONPATH=os.pathsep.join(filter(None, [REPO, os.environ.get("PYTHONPATH")])),
-             PATH=os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", ""))
+  env = dict(
+    os.environ,
+    MASKEDSKIP_SMOKE="1",
+    MASKEDSKIP_WORK=work,
+    PYTHONPATH=os.pathsep.join(filter(None, [REPO, os.environ.get("PYTHONPATH")])),
+    PATH=os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", ""),
+  )
   env.pop("XLA_FLAGS", None)  # one CPU device, as a user's machine has
   _check_quickstart(_execute("quickstart.ipynb", env), work)
   _check_train_tpu(_execute("train_tpu.ipynb", env), work)

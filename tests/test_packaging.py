@@ -15,8 +15,12 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PACKAGES = ("maskedskip_jax", "data_pipeline")
 # Distribution names of import names that differ, for when the distribution is not installed
 # here (an optional extra); installed ones are looked up in the environment's metadata.
-NOT_INSTALLED_NAMES = {"tensorflow": "tensorflow-cpu", "tensorflow_datasets": "tensorflow-datasets",
-                       "cv2": "opencv-python-headless", "sklearn": "scikit-learn"}
+NOT_INSTALLED_NAMES = {
+  "tensorflow": "tensorflow-cpu",
+  "tensorflow_datasets": "tensorflow-datasets",
+  "cv2": "opencv-python-headless",
+  "sklearn": "scikit-learn",
+}
 
 
 def _names(requirements) -> set[str]:

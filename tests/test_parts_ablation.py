@@ -9,13 +9,13 @@ import sys
 import jax
 import numpy as np
 import pytest
-
-from maskedskip_jax.experiments import runs
-from maskedskip_jax import config as config_lib
-from maskedskip_jax.experiments import parts as parts_ablation
-from maskedskip_jax.train import state as train_state
-from maskedskip_jax.errors import UserError
 import tiny_run
+
+from maskedskip_jax import config as config_lib
+from maskedskip_jax.errors import UserError
+from maskedskip_jax.experiments import parts as parts_ablation
+from maskedskip_jax.experiments import runs
+from maskedskip_jax.train import state as train_state
 
 TINY = dict(model__latent_dim=8, train__num_steps=3, train__checkpoint_every_steps=3)
 PARTS = ("motion_loss", "hybrid_score")  # one training part, one scoring part: two trainings, four rows
@@ -72,8 +72,9 @@ def test_a_training_part_changes_training_and_a_scoring_part_only_the_scores(par
 
 def test_table_names_each_arm_and_how_it_was_trained(parts):
   _, _, workdir, result = parts
-  lines = [line for line in open(os.path.join(workdir, parts_ablation.PARTS_MD)).read().splitlines()
-           if line.startswith("| ")]
+  lines = [
+    line for line in open(os.path.join(workdir, parts_ablation.PARTS_MD)).read().splitlines() if line.startswith("| ")
+  ]
   assert lines[0].startswith("| arm | T | params | frame AUC micro |")
   assert [line.split("|")[1].strip() for line in lines[1:]] == list(ARMS)
   assert lines[3].rstrip().endswith(f"| (as {BASE}) |")
@@ -86,9 +87,22 @@ def test_rerun_from_the_command_line_skips_finished_arms(parts):
   reports = [os.path.join(workdir, arm, "eval", "report.json") for arm in ARMS]
   before = [os.stat(p).st_mtime_ns for p in reports]
   proc = subprocess.run(
-      [sys.executable, "-m", "maskedskip_jax.ablate", f"--config={tiny_run.SYNTHETIC_CONFIG}",
-       f"--workdir={workdir}", f"--parts={','.join(PARTS)}", *tiny_run.overrides(root, **TINY)],
-      cwd=tiny_run.REPO, env=tiny_run.env(), capture_output=True, text=True, timeout=120, check=False)
+    [
+      sys.executable,
+      "-m",
+      "maskedskip_jax.ablate",
+      f"--config={tiny_run.SYNTHETIC_CONFIG}",
+      f"--workdir={workdir}",
+      f"--parts={','.join(PARTS)}",
+      *tiny_run.overrides(root, **TINY),
+    ],
+    cwd=tiny_run.REPO,
+    env=tiny_run.env(),
+    capture_output=True,
+    text=True,
+    timeout=120,
+    check=False,
+  )
   assert proc.returncode == 0, proc.stderr[-2000:]
   assert proc.stdout.count("evaluated before, skipped") == len(ARMS), proc.stdout
   assert [os.stat(p).st_mtime_ns for p in reports] == before

@@ -7,23 +7,23 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from test_evaluate import make_store
+from test_streaming import random_variables
+import tiny_run
 
 from data_pipeline import anomaly_paste
 from maskedskip_jax import config as config_lib
+from maskedskip_jax.errors import UserError
 from maskedskip_jax.eval import evaluate
 from maskedskip_jax.nn import losses
 from maskedskip_jax.nn import models
 from maskedskip_jax.nn import motion
-from maskedskip_jax.train import optim
 from maskedskip_jax.nn import ssmctb
 from maskedskip_jax.train import compile_cache
-from maskedskip_jax.train import step as step_lib
-from maskedskip_jax.train import state as train_state
 from maskedskip_jax.train import inputs as train_data
-from maskedskip_jax.errors import UserError
-from test_evaluate import make_store
-from test_streaming import random_variables
-import tiny_run
+from maskedskip_jax.train import optim
+from maskedskip_jax.train import state as train_state
+from maskedskip_jax.train import step as step_lib
 
 compile_cache.enable(tiny_run.JAX_CACHE)
 
@@ -32,23 +32,32 @@ def _clips(seed=0, batch=2, t=3, size=32):
   rng = np.random.default_rng(seed)
   clips = rng.random((batch, t, size, size, 1), dtype=np.float32) * 0.2 + 0.4
   for k in range(t):  # a bright square moving right: motion where it is
-    clips[:, k, 8:16, 4 + 3 * k:12 + 3 * k] = 0.95
+    clips[:, k, 8:16, 4 + 3 * k : 12 + 3 * k] = 0.95
   return clips
 
 
 # Each placement compiles its own train step: the default run keeps the cheapest, -m slow runs them all.
-@pytest.mark.parametrize("placement", [pytest.param("latent_skip", marks=pytest.mark.slow),
-                                       pytest.param("all_skips", marks=pytest.mark.slow), "decoder"])
+@pytest.mark.parametrize(
+  "placement",
+  [pytest.param("latent_skip", marks=pytest.mark.slow), pytest.param("all_skips", marks=pytest.mark.slow), "decoder"],
+)
 def test_ssmctb_blocks_sit_where_configured_and_their_loss_joins_the_step(placement):
   model = models.build("maskedskip_unet", latent_dim=16, channels=1, ssmctb={"placement": placement})
-  names = {"latent_skip": {"ssmctb_skip4"}, "decoder": {"ssmctb_decoder"},
-           "all_skips": {f"ssmctb_skip{i}" for i in range(1, 5)}}[placement]
+  names = {
+    "latent_skip": {"ssmctb_skip4"},
+    "decoder": {"ssmctb_decoder"},
+    "all_skips": {f"ssmctb_skip{i}" for i in range(1, 5)},
+  }[placement]
   tx = optim.make_optimizer(1e-3)
   state = train_state.init_state(0, model=model, tx=tx, input_shape=(1, 3, 32, 32, 1))
   assert {k for k in state["params"] if k.startswith("ssmctb")} == names
   batch = {"clips": jnp.asarray(_clips())}
-  recon, upd = model.apply({"params": state["params"], "batch_stats": state["batch_stats"]}, batch["clips"],
-                           train=True, mutable=["batch_stats", ssmctb.LOSS_COLLECTION])
+  recon, upd = model.apply(
+    {"params": state["params"], "batch_stats": state["batch_stats"]},
+    batch["clips"],
+    train=True,
+    mutable=["batch_stats", ssmctb.LOSS_COLLECTION],
+  )
   ssl = float(ssmctb.total_ssl_loss(upd))
   want = float(losses.norm_loss(batch["clips"][:, 1], recon)) + ssl
   before = jax.tree.map(np.asarray, state["params"])
@@ -85,12 +94,15 @@ def test_motion_weighted_step_uses_the_motion_weights(weighting):
   state = train_state.init_state(0, model=model, tx=tx, input_shape=(1, 3, 32, 32, 1))
   clips = jnp.asarray(_clips())
   options = step_lib.LossOptions(motion_weighting=weighting, motion_median=3, motion_patch=8, motion_uniform_mix=0.1)
-  recon, _ = model.apply({"params": state["params"], "batch_stats": state["batch_stats"]}, clips, train=True,
-                         mutable=["batch_stats"])
+  recon, _ = model.apply(
+    {"params": state["params"], "batch_stats": state["batch_stats"]}, clips, train=True, mutable=["batch_stats"]
+  )
   weights = motion.motion_weights(clips, median=3, patch=8 if weighting == "patch" else None, uniform_mix=0.1)
   want = float(motion.motion_weighted_norm_loss(clips[:, 1], recon, weights))
   plain = float(losses.norm_loss(clips[:, 1], recon))
-  _, metrics = jax.jit(functools.partial(step_lib.train_step, model=model, tx=tx, loss=options))(state, {"clips": clips})
+  _, metrics = jax.jit(functools.partial(step_lib.train_step, model=model, tx=tx, loss=options))(
+    state, {"clips": clips}
+  )
   np.testing.assert_allclose(float(metrics["loss"]), want, rtol=1e-5)
   assert abs(want - plain) > 1e-4 * plain  # the weighting changed the loss
 
@@ -122,10 +134,15 @@ def test_pasted_step_reconstructs_the_clean_centre():
   tx = optim.make_optimizer(1e-3)
   state = train_state.init_state(0, model=model, tx=tx, input_shape=(1, 3, 32, 32, 1))
   clips = _clips()
-  pasted = next(train_data.with_pasted_anomalies(iter([{"clips": clips}]), start=0, seed=0, p=1.0, source="sprites",
-                                            row_offset=0))
-  recon, _ = model.apply({"params": state["params"], "batch_stats": state["batch_stats"]},
-                         jnp.asarray(pasted["clips"]), train=True, mutable=["batch_stats"])
+  pasted = next(
+    train_data.with_pasted_anomalies(iter([{"clips": clips}]), start=0, seed=0, p=1.0, source="sprites", row_offset=0)
+  )
+  recon, _ = model.apply(
+    {"params": state["params"], "batch_stats": state["batch_stats"]},
+    jnp.asarray(pasted["clips"]),
+    train=True,
+    mutable=["batch_stats"],
+  )
   want = float(losses.norm_loss(jnp.asarray(clips[:, 1]), recon))
   batch = {k: jnp.asarray(v) for k, v in pasted.items()}
   _, metrics = jax.jit(functools.partial(step_lib.train_step, model=model, tx=tx))(state, batch)
@@ -147,17 +164,19 @@ def test_hybrid_frame_score_is_written_to_the_report(tmp_path):
   store, _, _ = make_store()
   kw = dict(temporal=3, batch_size=5, pixel_metrics=False, progress=False)
   plain = evaluate.evaluate_store(model, variables, store, out_dir=str(tmp_path / "plain"), **kw)
-  hybrid = evaluate.evaluate_store(model, variables, store, out_dir=str(tmp_path / "hybrid"), hybrid_alpha=0.5,
-                                   hybrid_beta=2.0, **kw)
+  hybrid = evaluate.evaluate_store(
+    model, variables, store, out_dir=str(tmp_path / "hybrid"), hybrid_alpha=0.5, hybrid_beta=2.0, **kw
+  )
   assert plain["frame_score"]["formula"] == "reconstruction"
   assert hybrid["frame_score"]["hybrid_beta"] == 2.0 and hybrid["frame_score"]["hybrid_alpha"] == 0.5
   import csv  # pylint: disable=g-import-not-at-top
+
   rows = {name: list(csv.DictReader(open(tmp_path / name / "scores.csv"))) for name in ("plain", "hybrid")}
   offset = 0
   for v in range(store.num_videos):
     n = store.num_frames(v)
-    recon = np.array([float(r["score"]) for r in rows["plain"][offset:offset + n]])
-    got = np.array([float(r["score"]) for r in rows["hybrid"][offset:offset + n]])
+    recon = np.array([float(r["score"]) for r in rows["plain"][offset : offset + n]])
+    got = np.array([float(r["score"]) for r in rows["hybrid"][offset : offset + n]])
     want = 0.5 * recon + 2.0 * motion.video_motion_scores(store.video_frames(v))
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-7)
     offset += n

@@ -8,8 +8,8 @@ import cv2
 import numpy as np
 import pytest
 
-from maskedskip_jax.eval import plots
 from maskedskip_jax.errors import UserError
+from maskedskip_jax.eval import plots
 
 
 def test_plot_roc_writes_png(tmp_path):
@@ -47,8 +47,14 @@ def colour_pixels(path, rgb):
 def test_plot_roc_draws_extra_curves_beside_the_first(tmp_path):
   one, more = tmp_path / "one.png", tmp_path / "more.png"
   plots.plot_roc([0, 0.2, 1], [0, 0.8, 1], 0.8, str(one))
-  plots.plot_roc([0, 0.2, 1], [0, 0.8, 1], 0.8, str(more), label="model",
-                 curves=[([0, 0.5, 1], [0, 0.5, 1], 0.5, "frame_diff"), ([0, 0.1, 1], [0, 0.3, 1], None, "flow")])
+  plots.plot_roc(
+    [0, 0.2, 1],
+    [0, 0.8, 1],
+    0.8,
+    str(more),
+    label="model",
+    curves=[([0, 0.5, 1], [0, 0.5, 1], 0.5, "frame_diff"), ([0, 0.1, 1], [0, 0.3, 1], None, "flow")],
+  )
   orange, green = (255, 127, 14), (44, 160, 44)  # matplotlib's second and third colours
   assert colour_pixels(more, orange) > colour_pixels(one, orange) + 100
   assert colour_pixels(more, green) > colour_pixels(one, green) + 100
@@ -104,9 +110,12 @@ def test_bad_shapes_are_user_errors(tmp_path):
 def test_no_pyplot_and_no_tensorflow(tmp_path):
   # Drawing on the Agg canvas directly never imports pyplot, so a notebook's inline backend survives; and the
   # evaluation modules must import without TensorFlow.
-  code = ("import sys; from maskedskip_jax.eval import plots, metrics, postprocess, region_metrics; from maskedskip_jax.nn import scoring; "
-          f"plots.plot_roc([0, 1], [0, 1], 0.5, {str(tmp_path / 'r.png')!r}); "
-          "print(sorted(m for m in ('matplotlib.pyplot', 'tensorflow') if m in sys.modules))")
+  code = (
+    "import sys; from maskedskip_jax.eval import plots, metrics, postprocess, region_metrics; "
+    "from maskedskip_jax.nn import scoring; "
+    f"plots.plot_roc([0, 1], [0, 1], 0.5, {str(tmp_path / 'r.png')!r}); "
+    "print(sorted(m for m in ('matplotlib.pyplot', 'tensorflow') if m in sys.modules))"
+  )
   root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
   out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=root)
   assert out.stdout.strip() == "[]"

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from maskedskip_jax.eval import postprocess as pp
 from maskedskip_jax.errors import UserError
+from maskedskip_jax.eval import postprocess as pp
 
 
 def test_gaussian_impulse_stays_centred_and_sums_to_one():
@@ -109,8 +109,18 @@ def test_parse_method_and_describe():
   assert pp.describe(pp.parse_chain("gaussian:sigma=3+zscore")) == "gaussian:sigma=3.0,taps=25+zscore"
 
 
-@pytest.mark.parametrize("spec", ["smooth", "median:window=4", "median:size=3", "gaussian:sigma=0",
-                                  "gaussian:sigma", "median:window=abc", "gaussian:taps=6"])
+@pytest.mark.parametrize(
+  "spec",
+  [
+    "smooth",
+    "median:window=4",
+    "median:size=3",
+    "gaussian:sigma=0",
+    "gaussian:sigma",
+    "median:window=abc",
+    "gaussian:taps=6",
+  ],
+)
 def test_bad_specs_are_user_errors(spec):
   with pytest.raises(UserError):
     pp.postprocess([np.zeros(5)], spec)

@@ -10,17 +10,18 @@ import cv2
 import jax
 import numpy as np
 import pytest
+from test_streaming import centre_clips
+from test_streaming import random_variables
 
 from data_pipeline import framestore
 from maskedskip_jax import predict as predict_cli
 from maskedskip_jax.deploy import bundle
-from maskedskip_jax.eval import overlay
 from maskedskip_jax.deploy import predict
+from maskedskip_jax.errors import UserError
+from maskedskip_jax.eval import overlay
 from maskedskip_jax.eval import postprocess
 from maskedskip_jax.nn import models
 from maskedskip_jax.nn import scoring
-from maskedskip_jax.errors import UserError
-from test_streaming import centre_clips, random_variables
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 FRAME_SIZE = (40, 56)  # (H, W) of the user's video: neither the model's size nor its aspect ratio
@@ -32,7 +33,7 @@ def scene(k: int) -> np.ndarray:
   img = np.zeros((h, w, 3), np.uint8)
   img[..., 0] = np.linspace(30, 200, w, dtype=np.uint8)[None, :]
   img[..., 1] = np.linspace(60, 120, h, dtype=np.uint8)[:, None]
-  img[10:22, 3 * k:3 * k + 12] = (250, 250, 40)
+  img[10:22, 3 * k : 3 * k + 12] = (250, 250, 40)
   return img
 
 
@@ -65,8 +66,9 @@ def model_bundle(tmp_path_factory):
   model = models.build("maskedskip_unet", latent_dim=8, channels=1)
   variables = random_variables(model, seed=5)
   path = tmp_path_factory.mktemp("bundle") / "model"
-  bundle.save(str(path), variables, {"variant": "maskedskip_unet", "latent_dim": 8, "channels": 1,
-                                     "image_size": (32, 32)})
+  bundle.save(
+    str(path), variables, {"variant": "maskedskip_unet", "latent_dim": 8, "channels": 1, "image_size": (32, 32)}
+  )
   return str(path), model, variables
 
 
@@ -79,8 +81,9 @@ def test_video_file_gives_one_row_and_one_overlay_frame_per_frame(model_bundle, 
   assert list(rows[0]) == ["frame", "score", "score_smoothed"]
   assert [int(r["frame"]) for r in rows] == list(range(11))
   scores = np.array([float(r["score"]) for r in rows])
-  np.testing.assert_allclose([float(r["score_smoothed"]) for r in rows],
-                             postprocess.postprocess([scores], "gaussian:sigma=3")[0], atol=1e-6)
+  np.testing.assert_allclose(
+    [float(r["score_smoothed"]) for r in rows], postprocess.postprocess([scores], "gaussian:sigma=3")[0], atol=1e-6
+  )
   # The same frames prepared as training prepares them (RGB -> grey, resized), scored clip by clip.
   decoded = read_video(video)
   frames = np.stack([framestore.convert(f, (32, 32), 1) for f in decoded])
@@ -130,8 +133,12 @@ def test_errors_are_one_line_and_write_nothing(model_bundle, tmp_path, capsys):
   short = write_mp4(tmp_path / "short.mp4", 2)
   expect_error(capsys, ["--model", path, "--video", str(short), "--out", str(out)], out, "at least T=3")
   expect_error(capsys, ["--model", str(tmp_path / "nope"), "--video", str(short), "--out", str(out)], out, "nope")
-  expect_error(capsys, ["--model", path, "--video", str(short), "--out", str(out), "--postprocess", "blur"], out,
-               "unknown method 'blur'")
+  expect_error(
+    capsys,
+    ["--model", path, "--video", str(short), "--out", str(out), "--postprocess", "blur"],
+    out,
+    "unknown method 'blur'",
+  )
   busy = tmp_path / "busy"
   busy.mkdir()
   (busy / "keep.txt").write_text("mine")
@@ -148,9 +155,24 @@ def test_wrong_channel_count_is_refused():
 def test_command_line_error_has_no_traceback(tmp_path):
   text = tmp_path / "notes.txt"
   text.write_text("hello")
-  run = subprocess.run([sys.executable, "-m", "maskedskip_jax.predict", "--model", str(tmp_path / "missing"),
-                        "--video", str(text), "--out", str(tmp_path / "out")], cwd=ROOT, capture_output=True,
-                       text=True, timeout=120, check=False)
+  run = subprocess.run(
+    [
+      sys.executable,
+      "-m",
+      "maskedskip_jax.predict",
+      "--model",
+      str(tmp_path / "missing"),
+      "--video",
+      str(text),
+      "--out",
+      str(tmp_path / "out"),
+    ],
+    cwd=ROOT,
+    capture_output=True,
+    text=True,
+    timeout=120,
+    check=False,
+  )
   assert run.returncode == 1
   assert run.stderr.strip().startswith("error: ") and "Traceback" not in run.stderr
   assert not (tmp_path / "out").exists()

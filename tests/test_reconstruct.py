@@ -9,12 +9,11 @@ import sys
 import jax
 import numpy as np
 import pytest
+from test_bundle import random_variables  # pylint: disable=g-bad-import-order
 
 from maskedskip_jax import reconstruct as reconstruct_cli
 from maskedskip_jax.deploy import bundle
-from maskedskip_jax.deploy import reconstruct
 from maskedskip_jax.nn import models
-from test_bundle import random_variables  # pylint: disable=g-bad-import-order
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 N, T, H, W, C = 5, 3, 32, 32, 1
@@ -31,16 +30,23 @@ def tiny(tmp_path_factory):
 
 
 def run_cli(*args):
-  return subprocess.run([sys.executable, "-m", "maskedskip_jax.reconstruct", *map(str, args)], cwd=ROOT,
-                        capture_output=True, text=True, timeout=300, env={**os.environ, "PYTHONPATH": str(ROOT)})
+  return subprocess.run(
+    [sys.executable, "-m", "maskedskip_jax.reconstruct", *map(str, args)],
+    cwd=ROOT,
+    capture_output=True,
+    text=True,
+    timeout=300,
+    env={**os.environ, "PYTHONPATH": str(ROOT)},
+  )
 
 
 def test_cli_end_to_end(tiny, tmp_path):
   model, variables, path, clips = tiny
   np.save(tmp_path / "clips.npy", clips)
   # Batch 2 over 5 clips: the last batch is padded, and must not leak into the output.
-  proc = run_cli("--model", path, "--input", tmp_path / "clips.npy", "--output", tmp_path / "recon.npy",
-                 "--batch-size", 2)
+  proc = run_cli(
+    "--model", path, "--input", tmp_path / "clips.npy", "--output", tmp_path / "recon.npy", "--batch-size", 2
+  )
   assert proc.returncode == 0, proc.stderr
   recon = np.load(tmp_path / "recon.npy")
   assert recon.shape == (N, H, W, C) and recon.dtype == np.float32
@@ -78,7 +84,9 @@ def _write_bad(tmp_path, kind, clips):
   return path
 
 
-@pytest.mark.parametrize("kind,needle", [
+@pytest.mark.parametrize(
+  "kind,needle",
+  [
     ("ndim", r"expected clips of shape \(N, T, H, W, C\)"),
     ("temporal", "expected T=3"),
     ("channels", "expected 1 channels, got 3"),
@@ -86,7 +94,8 @@ def _write_bad(tmp_path, kind, clips):
     ("range", r"values must lie in \[0, 1\]"),
     ("pickle", "not a plain .npy array"),
     ("not_npy", "not a plain .npy array"),
-])
+  ],
+)
 def test_bad_inputs_fail_cleanly(tiny, tmp_path, capsys, kind, needle):
   _, _, path, clips = tiny
   bad = _write_bad(tmp_path, kind, clips)
@@ -101,6 +110,10 @@ def test_bad_inputs_fail_cleanly(tiny, tmp_path, capsys, kind, needle):
 def test_damaged_bundle_fails_cleanly(tiny, tmp_path, capsys):
   _, _, path, clips = tiny
   np.save(tmp_path / "clips.npy", clips)
-  assert reconstruct_cli.main(["--model", str(tmp_path / "nope"), "--input", str(tmp_path / "clips.npy"),
-                           "--output", str(tmp_path / "r.npy")]) == 1
+  assert (
+    reconstruct_cli.main(
+      ["--model", str(tmp_path / "nope"), "--input", str(tmp_path / "clips.npy"), "--output", str(tmp_path / "r.npy")]
+    )
+    == 1
+  )
   assert "no such model bundle directory" in capsys.readouterr().err

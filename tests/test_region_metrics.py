@@ -3,14 +3,14 @@
 import numpy as np
 import pytest
 
-from maskedskip_jax.eval import region_metrics as rm
 from maskedskip_jax.errors import UserError
+from maskedskip_jax.eval import region_metrics as rm
 
 
 def _moving_square(frames=5, size=32, side=4):
   masks = np.zeros((frames, size, size), np.uint8)
   for t in range(frames):
-    masks[t, 4 + t:4 + t + side, 4 + t:4 + t + side] = 1
+    masks[t, 4 + t : 4 + t + side, 4 + t : 4 + t + side] = 1
   return masks
 
 
@@ -39,7 +39,7 @@ def test_false_positives_per_frame_shape_the_area(extra_blobs, want):
   masks = _moving_square()
   maps = masks.astype(np.float32)
   for b in range(extra_blobs):
-    maps[:, 24:27, 2 + 8 * b:5 + 8 * b] = 1.0
+    maps[:, 24:27, 2 + 8 * b : 5 + 8 * b] = 1.0
   r = rm.region_metrics([maps], [masks], thresholds=[0.5])
   assert r["fp_per_frame"] == [float(extra_blobs)]
   assert r["rbdc"] == pytest.approx(want) and r["tbdc"] == pytest.approx(want)
@@ -64,8 +64,8 @@ def _track_video(frames, hit_frames):
 
 
 def test_track_detected_at_ten_percent_of_its_regions():
-  a = _track_video(10, [3])        # 1 of 10 regions: track detected
-  b = _track_video(30, [0, 7])     # 2 of 30: not detected
+  a = _track_video(10, [3])  # 1 of 10 regions: track detected
+  b = _track_video(30, [0, 7])  # 2 of 30: not detected
   r = rm.region_metrics([a[0], b[0]], [a[1], b[1]], thresholds=[0.5])
   assert r["num_gt_tracks"] == 2 and r["num_gt_regions"] == 40
   assert r["region_detection_rate"] == [pytest.approx(3 / 40)] and r["track_detection_rate"] == [0.5]
@@ -81,7 +81,7 @@ def test_iou_threshold_point_one(shift, found):
   masks = np.zeros((1, 20, 40), np.uint8)
   masks[0, 5:15, 5:15] = 1
   maps = np.zeros(masks.shape, np.float32)
-  maps[0, 5:15, 5 + shift:15 + shift] = 1.0
+  maps[0, 5:15, 5 + shift : 15 + shift] = 1.0
   for mode in rm.IOU_MODES:
     r = rm.region_metrics([maps], [masks], thresholds=[0.5], iou=mode)
     assert r["region_detection_rate"] == [1.0 if found else 0.0]

@@ -8,13 +8,12 @@ import time
 import jax
 import numpy as np
 import pytest
+import tiny_run
 
 from maskedskip_jax.train import checkpointing
-from maskedskip_jax.train import metrics_log
 from maskedskip_jax.train import loop
+from maskedskip_jax.train import metrics_log
 from maskedskip_jax.train import state as train_state
-
-import tiny_run
 
 STEPS, EVERY = 24, 3
 
@@ -25,8 +24,9 @@ def dataset(tmp_path_factory):
 
 
 def _flags(dataset):
-  return tiny_run.overrides(dataset, train__num_steps=STEPS, train__checkpoint_every_steps=EVERY,
-                            train__keep_checkpoints=2)
+  return tiny_run.overrides(
+    dataset, train__num_steps=STEPS, train__checkpoint_every_steps=EVERY, train__keep_checkpoints=2
+  )
 
 
 def _finished_steps(workdir):
@@ -54,8 +54,9 @@ def _losses(workdir):
 
 def test_sigterm_then_sigkill_then_resume_is_bit_identical(dataset, tmp_path):
   flags = _flags(dataset)
-  config = tiny_run.config(dataset, train__num_steps=STEPS, train__checkpoint_every_steps=EVERY,
-                           train__keep_checkpoints=2)
+  config = tiny_run.config(
+    dataset, train__num_steps=STEPS, train__checkpoint_every_steps=EVERY, train__keep_checkpoints=2
+  )
   reference = str(tmp_path / "reference")
   assert loop.train(config, reference)["step"] == STEPS  # uninterrupted, in this process
 

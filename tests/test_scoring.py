@@ -5,8 +5,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from maskedskip_jax.nn import scoring
 from maskedskip_jax.errors import UserError
+from maskedskip_jax.nn import scoring
 
 
 def _loop_frame_score(m, patch=16):
@@ -16,7 +16,7 @@ def _loop_frame_score(m, patch=16):
   for offset in {0, patch // 2}:
     for y in range(offset, h - patch + 1, patch):
       for x in range(offset, w - patch + 1, patch):
-        best = max(best, m[y:y + patch, x:x + patch].mean())
+        best = max(best, m[y : y + patch, x : x + patch].mean())
   return best
 
 
@@ -50,7 +50,7 @@ def test_hot_patch_on_aligned_grid():
 def test_hot_patch_on_offset_grid_seen_in_full():
   m = np.zeros((1, 64, 64), np.float32)
   m[0, 24:40, 8:24] = 1.0  # straddles four aligned patches, exactly one offset patch
-  aligned_only = max(m[0, y:y + 16, x:x + 16].mean() for y in range(0, 64, 16) for x in range(0, 64, 16))
+  aligned_only = max(m[0, y : y + 16, x : x + 16].mean() for y in range(0, 64, 16) for x in range(0, 64, 16))
   assert aligned_only == pytest.approx(0.25)
   assert float(scoring.frame_scores(jnp.asarray(m))[0]) == pytest.approx(1.0)
 

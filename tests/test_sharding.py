@@ -7,13 +7,12 @@ import sys
 import jax
 import numpy as np
 import pytest
-
-from maskedskip_jax.train import sharding
-from maskedskip_jax.train import compile_cache
-from maskedskip_jax.errors import UserError
-
 import sharded_steps
 import tiny_run
+
+from maskedskip_jax.errors import UserError
+from maskedskip_jax.train import compile_cache
+from maskedskip_jax.train import sharding
 
 compile_cache.enable(tiny_run.JAX_CACHE)  # reruns skip the compiles
 
@@ -21,8 +20,14 @@ compile_cache.enable(tiny_run.JAX_CACHE)  # reruns skip the compiles
 def test_four_simulated_devices_give_the_losses_and_params_of_one(tmp_path):
   out = tmp_path / "four.npz"
   env = tiny_run.env(XLA_FLAGS="--xla_force_host_platform_device_count=4", JAX_PLATFORMS="cpu")
-  proc = subprocess.run([sys.executable, os.path.join(tiny_run.REPO, "tests", "sharded_steps.py"), str(out)],
-                        env=env, capture_output=True, text=True, timeout=300, check=False)
+  proc = subprocess.run(
+    [sys.executable, os.path.join(tiny_run.REPO, "tests", "sharded_steps.py"), str(out)],
+    env=env,
+    capture_output=True,
+    text=True,
+    timeout=300,
+    check=False,
+  )
   assert proc.returncode == 0, proc.stderr[-3000:]
   four = dict(np.load(out))
   one = sharded_steps.run()
@@ -64,7 +69,9 @@ def test_shardings_are_data_parallel():
   assert sharding.batch_sharding(mesh).spec == jax.sharding.PartitionSpec("data")
 
 
-@pytest.mark.parametrize("env, expected", [
+@pytest.mark.parametrize(
+  "env, expected",
+  [
     ({}, False),
     ({"SLURM_STEP_NUM_TASKS": "1"}, False),
     ({"SLURM_STEP_NUM_TASKS": "4"}, True),
@@ -72,7 +79,8 @@ def test_shardings_are_data_parallel():
     ({"TPU_WORKER_HOSTNAMES": "localhost"}, False),
     ({"TPU_WORKER_HOSTNAMES": "host-0,host-1"}, True),
     ({"JAX_COORDINATOR_ADDRESS": "10.0.0.1:1234"}, True),
-])
+  ],
+)
 def test_multiprocess_launch_is_detected_from_the_environment(env, expected):
   assert sharding.launched_multiprocess(env) is expected
 

@@ -27,17 +27,18 @@ def test_avenue_root_forms(tmp_path, form):
 
 
 def test_avenue_labels_for_a_subset(tmp_path):
-  fake_layouts.make_avenue(str(tmp_path), test=(4, 5, 6),
-                           labels={2: [1, 0, 0, 1, 0]})
+  fake_layouts.make_avenue(str(tmp_path), test=(4, 5, 6), labels={2: [1, 0, 0, 1, 0]})
   videos = avenue.list_videos(str(tmp_path), "test")
-  assert fake_layouts.summary(videos) == [("01", 4, None), ("02", 5, [1, 0, 0, 1, 0]),
-                                           ("03", 6, None)]
+  assert fake_layouts.summary(videos) == [("01", 4, None), ("02", 5, [1, 0, 0, 1, 0]), ("03", 6, None)]
 
 
 def test_avenue_mask_count_mismatch(tmp_path):
   fake_layouts.make_avenue(str(tmp_path), test=(6,), labels={1: [0] * 5})
-  with pytest.raises(UserError, match=r"1_label\.mat: found 5 masks, "
-                     r"expected 6"):
+  with pytest.raises(
+    UserError,
+    match=r"1_label\.mat: found 5 masks, "
+    r"expected 6",
+  ):
     avenue.list_videos(str(tmp_path), "test")
 
 
@@ -53,6 +54,6 @@ def test_avenue_mat_without_vollabel(tmp_path):
 def test_avenue_truncated_video(tmp_path):
   fake_layouts.make_avenue(str(tmp_path), train=(30,), labels={})
   path = tmp_path / "Avenue Dataset" / "training_videos" / "01.avi"
-  path.write_bytes(path.read_bytes()[:path.stat().st_size // 2])
+  path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
   with pytest.raises(UserError, match=r"01\.avi.*read \d+ frames"):
     avenue.list_videos(str(tmp_path), "train")

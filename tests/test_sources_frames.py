@@ -23,8 +23,7 @@ def test_frames_mat_cells_with_multiple_ranges(tmp_path):
   (train,) = frames.list_videos(root, "train")
   assert os.path.basename(train.frame_paths[0]) == "0.jpg"
   one, two = registry.list_videos("frames", root, "test")
-  assert [os.path.basename(p) for p in two.frame_paths] == [
-      f"{k}.jpg" for k in range(12)]
+  assert [os.path.basename(p) for p in two.frame_paths] == [f"{k}.jpg" for k in range(12)]
   np.testing.assert_array_equal(one.labels, [0, 1, 1, 1, 0, 0])
   np.testing.assert_array_equal(two.labels, [1, 1] + [0] * 6 + [1] * 4)
 
@@ -43,8 +42,11 @@ def test_frames_mat_matrix_and_errors(tmp_path):
   for i in range(3):
     gt[0, i] = np.array([[1], [2]])
   scipy.io.savemat(mat, {"gt": gt})
-  with pytest.raises(UserError, match=r"ped2\.mat: found 3 gt entries, "
-                     r"expected 2"):
+  with pytest.raises(
+    UserError,
+    match=r"ped2\.mat: found 3 gt entries, "
+    r"expected 2",
+  ):
     frames.list_videos(root, "test")
 
 
@@ -54,11 +56,13 @@ def test_frames_concatenated_npy(tmp_path):
   path = os.path.join(root, "frame_labels_avenue.npy")
   np.save(path, expected.astype(np.int64)[None])  # (1, total) as published
   one, two = frames.list_videos(root, "test")
-  np.testing.assert_array_equal(np.concatenate([one.labels, two.labels]),
-                                expected)
+  np.testing.assert_array_equal(np.concatenate([one.labels, two.labels]), expected)
   np.save(path, np.zeros(17))
-  with pytest.raises(UserError, match=r"frame_labels_avenue\.npy: found "
-                     r"labels of shape \(17,\), expected \(18,\)"):
+  with pytest.raises(
+    UserError,
+    match=r"frame_labels_avenue\.npy: found "
+    r"labels of shape \(17,\), expected \(18,\)",
+  ):
     frames.list_videos(root, "test")
 
 
@@ -66,8 +70,7 @@ def test_frames_per_video_masks_win(tmp_path):
   root = fake_layouts.make_frames_layout(str(tmp_path / "x"))
   np.save(os.path.join(root, "frame_labels_x.npy"), np.ones(18))
   os.makedirs(os.path.join(root, "testing", "test_frame_mask"))
-  np.save(os.path.join(root, "testing", "test_frame_mask", "01.npy"),
-          np.array([1, 0, 1, 0, 1, 0]))
+  np.save(os.path.join(root, "testing", "test_frame_mask", "01.npy"), np.array([1, 0, 1, 0, 1, 0]))
   one, two = frames.list_videos(root, "test")
   assert one.labels.tolist() == [1, 0, 1, 0, 1, 0]
   assert two.labels is None
@@ -82,8 +85,7 @@ def test_frames_gt_label_json(tmp_path, form):
     with open(path, "w") as f:
       json.dump([y.tolist() for y in per_video], f)
   else:
-    value = (np.concatenate(per_video) if form == "pickle_flat"
-             else per_video)
+    value = np.concatenate(per_video) if form == "pickle_flat" else per_video
     with open(path, "wb") as f:
       pickle.dump(value, f)
   one, two = frames.list_videos(root, "test")
@@ -92,7 +94,6 @@ def test_frames_gt_label_json(tmp_path, form):
 
 
 class _Payload:
-
   def __init__(self, marker):
     self.marker = marker
 

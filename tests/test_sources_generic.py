@@ -12,8 +12,8 @@ from tests import fake_layouts
 
 def test_generic_frames_labels_masks_and_natural_order(tmp_path):
   root = fake_layouts.make_generic(
-      str(tmp_path), train=(("10", 4),), test=(("01", 6),),
-      labels={"01": [0, 1, 1, 0, 0, 1]})
+    str(tmp_path), train=(("10", 4),), test=(("01", 6),), labels={"01": [0, 1, 1, 0, 0, 1]}
+  )
   fake_layouts.write_frames(str(tmp_path / "train" / "2"), 12, digits=1)
   train = generic.list_videos(root, "train")
   assert [v.name for v in train] == ["2", "10"]  # natural, not '10' < '2'
@@ -30,25 +30,27 @@ def test_generic_frames_labels_masks_and_natural_order(tmp_path):
 
 def test_generic_video_files_npy_labels_and_missing_labels(tmp_path):
   root = fake_layouts.make_generic(
-      str(tmp_path), train=(("a", 4), ("b", 7)), test=(("x", 5), ("y", 3)),
-      video_files=("b", "y"), masks=False)
+    str(tmp_path), train=(("a", 4), ("b", 7)), test=(("x", 5), ("y", 3)), video_files=("b", "y"), masks=False
+  )
   os.remove(tmp_path / "test" / "x.txt")
   np.save(tmp_path / "test" / "x.npy", np.array([1, 0, 0, 0, 1]))
   os.remove(tmp_path / "test" / "y.txt")
   train = generic.list_videos(root, "train")
-  assert [(v.name, v.num_frames, v.is_container) for v in train] == [
-      ("a", 4, False), ("b", 7, True)]
+  assert [(v.name, v.num_frames, v.is_container) for v in train] == [("a", 4, False), ("b", 7, True)]
   assert train[1].video_path.endswith("b.avi")
   x, y = generic.list_videos(root, "test")
   np.testing.assert_array_equal(x.labels, [1, 0, 0, 0, 1])
   assert y.labels is None and y.num_frames == 3
 
 
-@pytest.mark.parametrize("content,message", [
+@pytest.mark.parametrize(
+  "content,message",
+  [
     ("0 1 1 0 1", r"01\.txt: found 5 labels, expected 6"),
     ("0 1 1 0 1 1 0", r"01\.txt: found 7 labels, expected 6"),
     ("0 1 2 0 1 1", r"01\.txt: label '2'"),
-])
+  ],
+)
 def test_generic_bad_label_file(tmp_path, content, message):
   root = fake_layouts.make_generic(str(tmp_path))
   (tmp_path / "test" / "01.txt").write_text(content)

@@ -17,8 +17,7 @@ AVENUE_DEV = os.path.join(_DATA, "avenue_dev")
 @pytest.mark.skipif(not os.path.isdir(PED2_DEV), reason="no ped2_dev")
 def test_real_ped2_dev():
   test = registry.list_videos("generic", PED2_DEV, "test")
-  assert [(v.name, v.num_frames) for v in test] == [("01", 180), ("04", 180),
-                                                    ("07", 180)]
+  assert [(v.name, v.num_frames) for v in test] == [("01", 180), ("04", 180), ("07", 180)]
   expected = np.zeros(180, np.uint8)
   expected[60:180] = 1  # UCSDped2.m [61:180], 1-based inclusive
   np.testing.assert_array_equal(test[0].labels, expected)
@@ -30,8 +29,7 @@ def test_real_ped2_dev():
 
 @pytest.mark.skipif(not os.path.isdir(AVENUE_DEV), reason="no avenue_dev")
 def test_real_avenue_dev():
-  mat = os.path.join(AVENUE_DEV, "ground_truth_demo", "testing_label_mask",
-                     "21_label.mat")
+  mat = os.path.join(AVENUE_DEV, "ground_truth_demo", "testing_label_mask", "21_label.mat")
   cells = scipy.io.loadmat(mat)["volLabel"].reshape(-1)
   expected = np.array([np.count_nonzero(m) > 0 for m in cells], np.uint8)
   for root in (AVENUE_DEV, os.path.join(AVENUE_DEV, "Avenue Dataset")):

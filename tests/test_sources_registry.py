@@ -16,7 +16,8 @@ def test_registry_unknown_name_lists_known():
 def test_registry_synthetic_is_generic(tmp_path):
   root = fake_layouts.make_generic(str(tmp_path))
   assert fake_layouts.summary(registry.list_videos("synthetic", root, "test")) == fake_layouts.summary(
-      generic.list_videos(root, "test"))
+    generic.list_videos(root, "test")
+  )
 
 
 @pytest.mark.parametrize("name", registry.KNOWN)

@@ -12,11 +12,9 @@ from tests import fake_layouts
 def test_shanghaitech_layout(tmp_path):
   root = fake_layouts.make_shanghaitech(str(tmp_path))
   (train,) = shanghaitech.list_videos(root, "train")
-  assert (train.name, train.num_frames, train.is_container) == ("01_001", 5,
-                                                                True)
+  assert (train.name, train.num_frames, train.is_container) == ("01_001", 5, True)
   a, b = registry.list_videos("shanghaitech", root, "test")
-  assert fake_layouts.summary([a, b]) == [("01_0014", 6, [0, 1, 1, 0, 0, 0]),
-                                           ("02_0128", 4, [0, 1, 1, 0])]
+  assert fake_layouts.summary([a, b]) == [("01_0014", 6, [0, 1, 1, 0, 0, 0]), ("02_0128", 4, [0, 1, 1, 0])]
   np.testing.assert_array_equal(a.mask_loader().any(axis=(1, 2)), a.labels)
 
 
@@ -28,6 +26,9 @@ def test_shanghaitech_bad_ground_truth(tmp_path):
     shanghaitech.list_videos(root, "test")
   gt = tmp_path / "testing" / "test_frame_mask" / "01_0014.npy"
   np.save(gt, np.zeros(9))
-  with pytest.raises(UserError, match=r"01_0014\.npy: found 9 labels, "
-                     r"expected 6"):
+  with pytest.raises(
+    UserError,
+    match=r"01_0014\.npy: found 9 labels, "
+    r"expected 6",
+  ):
     shanghaitech.list_videos(root, "test")

@@ -4,10 +4,10 @@ import jax
 import numpy as np
 import pytest
 
+from maskedskip_jax.errors import UserError
 from maskedskip_jax.eval import streaming
 from maskedskip_jax.nn import models
 from maskedskip_jax.nn import scoring
-from maskedskip_jax.errors import UserError
 
 SIZE = (32, 32)
 
@@ -58,13 +58,16 @@ def grey_unet():
   return model, variables, videos, *plain_recon(model, variables, videos)
 
 
-@pytest.mark.parametrize("variant,temporal,channels,batch", [
+@pytest.mark.parametrize(
+  "variant,temporal,channels,batch",
+  [
     ("maskedskip_unet", 3, 1, 3),
     ("unet", 1, 1, 4),
     ("autoencoder", 1, 1, 5),
     ("one_mask", 3, 3, 2),
     ("maskedskip_unet", 5, 1, 4),  # h = 2, and 4 frames per step is not a multiple of T
-])
+  ],
+)
 def test_streaming_matches_plain_apply(variant, temporal, channels, batch, grey_unet):
   if (variant, temporal, channels) == ("maskedskip_unet", 3, 1):
     model, variables, videos, clips, want = grey_unet
@@ -87,8 +90,9 @@ def test_streaming_matches_plain_apply(variant, temporal, channels, batch, grey_
 
 def test_streaming_runs_the_model_s_own_skips_with_ssmctb_blocks_and_mask_head():
   # 3-D blocks see the T-frame window of cached features, the decoder block only the centre frame.
-  model = models.build("maskedskip_unet", latent_dim=8, channels=1, mask_head=True,
-                       ssmctb={"placement": "all_skips", "dims": 3})
+  model = models.build(
+    "maskedskip_unet", latent_dim=8, channels=1, mask_head=True, ssmctb={"placement": "all_skips", "dims": 3}
+  )
   variables = random_variables(model)
   rng = np.random.default_rng(2)
   videos = [rng.integers(0, 256, (n, *SIZE, 1), dtype=np.uint8) for n in (4, 2)]

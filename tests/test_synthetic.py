@@ -68,7 +68,7 @@ def test_labels_match_masks_and_both_classes_present(tiny):
     assert masks.reshape(len(masks), -1).mean(1).max() < 0.1
     assert meta["test"][video]["anomalous_frames"] == labels.sum()
     events = meta["test"][video]["events"]
-    assert labels[events[0]["first_frame"]] == 1 and labels[:events[0]["first_frame"]].sum() == 0
+    assert labels[events[0]["first_frame"]] == 1 and labels[: events[0]["first_frame"]].sum() == 0
     kinds |= {e["kind"] for e in events}
   assert kinds == set(synthetic_tracks.ANOMALY_KINDS)
 
@@ -167,8 +167,24 @@ def test_user_errors(tmp_path):
 
 def test_cli(tmp_path, capsys):
   out = tmp_path / "cli"
-  args = ["--out", str(out), "--seed", "1", "--num-train", "1", "--num-test", "1", "--frames-per-video", "8",
-          "--height", "32", "--width", "48", "--workers", "1"]
+  args = [
+    "--out",
+    str(out),
+    "--seed",
+    "1",
+    "--num-train",
+    "1",
+    "--num-test",
+    "1",
+    "--frames-per-video",
+    "8",
+    "--height",
+    "32",
+    "--width",
+    "48",
+    "--workers",
+    "1",
+  ]
   assert synthetic.main(args) == 0
   assert len(os.listdir(out / "train" / "train_00")) == 8
   assert synthetic.main(args) == 1  # refuses to overwrite

@@ -23,8 +23,7 @@ def ped2(tmp_path_factory):
   fake_layouts.make_ucsd(manual, train=(4, 5), test=(6, 8), gt_lines=GT_LINES)
   data_dir = str(tmp / "tfds")
   builder = tfds_builders.UcsdPed2(data_dir=data_dir)
-  builder.download_and_prepare(
-      download_config=tfds.download.DownloadConfig(manual_dir=manual))
+  builder.download_and_prepare(download_config=tfds.download.DownloadConfig(manual_dir=manual))
   return builder, manual, data_dir
 
 
@@ -52,18 +51,14 @@ def test_ucsd_ped2_examples_match_the_source(ped2):
       if video.labels is not None:
         np.testing.assert_array_equal(example["labels"], video.labels)
   test = list(tfds.as_numpy(builder.as_dataset(split="test")))
-  np.testing.assert_array_equal(test[1]["labels"],
-                                fake_layouts.labels_from_ranges(
-                                    8, [(1, 2), (6, 8)]))
+  np.testing.assert_array_equal(test[1]["labels"], fake_layouts.labels_from_ranges(8, [(1, 2), (6, 8)]))
 
 
 def test_load_split_from_tfds_equals_load_split_from_files(ped2, tmp_path):
   _, manual, data_dir = ped2
   for split in ("train", "test"):
     files = pipeline.load_split("ucsd_ped2", manual, split, (8, 12), 3)
-    built = pipeline.load_split("ucsd_ped2", None, split, (8, 12), 3,
-                                cache_dir=str(tmp_path),
-                                tfds_data_dir=data_dir)
+    built = pipeline.load_split("ucsd_ped2", None, split, (8, 12), 3, cache_dir=str(tmp_path), tfds_data_dir=data_dir)
     assert built.video_names == files.video_names
     np.testing.assert_array_equal(built.lengths, files.lengths)
     np.testing.assert_array_equal(built.frames, files.frames)
@@ -73,36 +68,30 @@ def test_load_split_from_tfds_equals_load_split_from_files(ped2, tmp_path):
       if a is not None:
         np.testing.assert_array_equal(a, b)
   with pytest.raises(UserError, match="not built"):
-    pipeline.load_split("ucsd_ped1", None, "test", 8, 3,
-                        tfds_data_dir=data_dir)
+    pipeline.load_split("ucsd_ped1", None, "test", 8, 3, tfds_data_dir=data_dir)
 
 
 def test_synthetic_builder_generates_and_builds(tmp_path):
   config = tfds_builders.SyntheticConfig(
-      name="tiny", workers=1, params=dict(num_train=1, num_test=2,
-                                          frames_per_video=8, height=32,
-                                          width=32))
+    name="tiny", workers=1, params=dict(num_train=1, num_test=2, frames_per_video=8, height=32, width=32)
+  )
   builder = tfds_builders.Synthetic(config=config, data_dir=str(tmp_path))
   builder.download_and_prepare()
   test = list(tfds.as_numpy(builder.as_dataset(split="test")))
   assert [e["frames"].shape for e in test] == [(8, 32, 32, 3)] * 2
   assert all(e["has_labels"] and e["labels"].any() for e in test)
-  generated = [d for d in os.listdir(tmp_path / "downloads")
-               if d.startswith("synthetic-")]
-  videos = registry.list_videos(
-      "synthetic", str(tmp_path / "downloads" / generated[0]), "test")
+  generated = [d for d in os.listdir(tmp_path / "downloads") if d.startswith("synthetic-")]
+  videos = registry.list_videos("synthetic", str(tmp_path / "downloads" / generated[0]), "test")
   for example, video in zip(test, videos):
     np.testing.assert_array_equal(example["labels"], video.labels)
   # A custom config is read back by its full name, through the store.
-  built = pipeline.load_split("synthetic/tiny", None, "test", 16, 3,
-                              tfds_data_dir=str(tmp_path))
-  files = pipeline.load_split(
-      "synthetic", str(tmp_path / "downloads" / generated[0]), "test", 16, 3)
+  built = pipeline.load_split("synthetic/tiny", None, "test", 16, 3, tfds_data_dir=str(tmp_path))
+  files = pipeline.load_split("synthetic", str(tmp_path / "downloads" / generated[0]), "test", 16, 3)
   np.testing.assert_array_equal(built.frames, files.frames)
 
 
 def test_cli_asks_for_the_manual_dir(tmp_path, capsys):
   from data_pipeline.tfds_builders import __main__ as cli  # pylint: disable=g-import-not-at-top
-  assert cli.main(["--dataset", "cuhk_avenue", "--data_dir",
-                   str(tmp_path)]) == 1
+
+  assert cli.main(["--dataset", "cuhk_avenue", "--data_dir", str(tmp_path)]) == 1
   assert "--manual_dir is required" in capsys.readouterr().err

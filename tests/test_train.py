@@ -9,26 +9,26 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-
-from maskedskip_jax.train import checkpointing
-from maskedskip_jax.train import metrics_log
-from maskedskip_jax.nn import models
-from maskedskip_jax.train import compile_cache
-from maskedskip_jax.nn import dtypes
-from maskedskip_jax.train import loop
-from maskedskip_jax.train import step as step_lib
-from maskedskip_jax.train import state as train_state
-from maskedskip_jax.errors import UserError
-
 import tiny_run
+
+from maskedskip_jax.errors import UserError
+from maskedskip_jax.nn import dtypes
+from maskedskip_jax.nn import models
+from maskedskip_jax.train import checkpointing
+from maskedskip_jax.train import compile_cache
+from maskedskip_jax.train import loop
+from maskedskip_jax.train import metrics_log
+from maskedskip_jax.train import state as train_state
+from maskedskip_jax.train import step as step_lib
 
 compile_cache.enable(tiny_run.JAX_CACHE)  # reruns skip the compiles
 
 
-@functools.lru_cache(maxsize=None)  # compile each (mode, lr) once for the whole module
+@functools.cache  # compile each (mode, lr) once for the whole module
 def _setup(masked_kernels="train", lr=1e-2):
   model = models.build("maskedskip_unet", latent_dim=16, channels=1, temporal=3)
   from maskedskip_jax.train import optim  # pylint: disable=g-import-not-at-top
+
   tx = optim.make_optimizer(lr, masked_kernels=masked_kernels)
   state = train_state.init_state(0, model=model, tx=tx, input_shape=(1, 3, 32, 32, 1))
   step = jax.jit(functools.partial(step_lib.train_step, model=model, tx=tx))
@@ -91,7 +91,9 @@ def test_trained_mode_moves_masked_kernels():
   before = state["params"]
   state, _ = step(state, _smooth_batch())
   labels = models.masked_kernel_labels(before)
-  moved = jax.tree.map(lambda a, b, label: label == "masked" and not np.array_equal(a, b), before, state["params"], labels)
+  moved = jax.tree.map(
+    lambda a, b, label: label == "masked" and not np.array_equal(a, b), before, state["params"], labels
+  )
   assert sum(jax.tree.leaves(moved)) == 4
 
 

@@ -34,7 +34,7 @@ def make_dataset(root: str, num_train: int = 2, num_test: int = 1, frames: int =
         # frames BatchNorm amplifies rounding so much that runs cannot be compared.
         img = 40 + 3 * xx + 2 * yy + rng.normal(0, 12, (size, size))
         x, y = (x0 + speed * f) % (size - 8), y0
-        img[y:y + 8, x:x + 8] = 230
+        img[y : y + 8, x : x + 8] = 230
         img = np.clip(img, 0, 255)
         cv2.imwrite(os.path.join(folder, f"{f:03d}.png"), img.astype(np.uint8))
       if split == "test":
@@ -45,22 +45,37 @@ def make_dataset(root: str, num_train: int = 2, num_test: int = 1, frames: int =
 
 
 def settings(root: str, cache_dir: str = JAX_CACHE, **kw) -> dict:
-  s = {"data.name": "generic", "data.root": root, "data.image_size": (32, 32), "data.channels": 1,
-       "data.cache_dir": "", "data.backend": "grain", "model.latent_dim": 16, "model.temporal": 3,
-       "train.batch_size": 4, "train.num_steps": 6, "train.learning_rate": 1e-3, "train.checkpoint_every_steps": 3,
-       "train.log_every_steps": 1, "train.compilation_cache_dir": cache_dir, "train.seed": 0}
+  s = {
+    "data.name": "generic",
+    "data.root": root,
+    "data.image_size": (32, 32),
+    "data.channels": 1,
+    "data.cache_dir": "",
+    "data.backend": "grain",
+    "model.latent_dim": 16,
+    "model.temporal": 3,
+    "train.batch_size": 4,
+    "train.num_steps": 6,
+    "train.learning_rate": 1e-3,
+    "train.checkpoint_every_steps": 3,
+    "train.log_every_steps": 1,
+    "train.compilation_cache_dir": cache_dir,
+    "train.seed": 0,
+  }
   s.update({k.replace("__", "."): v for k, v in kw.items()})
   return s
 
 
 def config(root: str, cache_dir: str = JAX_CACHE, **kw):
   from maskedskip_jax import config as config_lib  # pylint: disable=g-import-not-at-top
+
   return config_lib.with_values(config_lib.default_config(), settings(root, cache_dir, **kw))
 
 
 def synthetic_config(root: str, **kw):
   """configs/synthetic.py with these settings: what the command line gets from overrides(root, **kw)."""
   from maskedskip_jax import config as config_lib  # pylint: disable=g-import-not-at-top
+
   spec = importlib.util.spec_from_file_location("synthetic_config", SYNTHETIC_CONFIG)
   module = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(module)
@@ -82,8 +97,15 @@ def overrides(root: str, cache_dir: str = JAX_CACHE, **kw) -> list[str]:
 
 
 def main_command(workdir: str, flags: list[str], mode: str = "train") -> list[str]:
-  return [sys.executable, "-m", "maskedskip_jax.main", "--config=configs/synthetic.py", f"--workdir={workdir}",
-          f"--mode={mode}", *flags]
+  return [
+    sys.executable,
+    "-m",
+    "maskedskip_jax.main",
+    "--config=configs/synthetic.py",
+    f"--workdir={workdir}",
+    f"--mode={mode}",
+    *flags,
+  ]
 
 
 def env(**extra) -> dict:
@@ -95,10 +117,23 @@ def env(**extra) -> dict:
 
 
 def popen_main(workdir: str, flags: list[str], mode: str = "train", **extra_env) -> subprocess.Popen:
-  return subprocess.Popen(main_command(workdir, flags, mode), cwd=REPO, env=env(**extra_env), stdout=subprocess.PIPE,
-                          stderr=subprocess.PIPE, text=True)
+  return subprocess.Popen(
+    main_command(workdir, flags, mode),
+    cwd=REPO,
+    env=env(**extra_env),
+    stdout=subprocess.PIPE,
+    stderr=subprocess.PIPE,
+    text=True,
+  )
 
 
 def run_main(workdir: str, flags: list[str], mode: str = "train", timeout: float = 240, **extra_env):
-  return subprocess.run(main_command(workdir, flags, mode), cwd=REPO, env=env(**extra_env), capture_output=True,
-                        text=True, timeout=timeout, check=False)
+  return subprocess.run(
+    main_command(workdir, flags, mode),
+    cwd=REPO,
+    env=env(**extra_env),
+    capture_output=True,
+    text=True,
+    timeout=timeout,
+    check=False,
+  )

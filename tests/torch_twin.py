@@ -15,15 +15,15 @@ SKIP_MASKS = (7, 5, 3, 1)
 # variant -> (skip kind, which of skips 1..4 carry signal, encoder/decoder convs masked)
 _ALL = (True, True, True, True)
 VARIANTS = {
-    "maskedskip_unet": ("masked3d", _ALL, False),
-    "autoencoder": ("none", (False,) * 4, False),
-    "unet": ("identity", _ALL, False),
-    "conv3d_skip_unet": ("conv3d", _ALL, False),
-    "masked2d_skip_unet": ("masked2d", _ALL, False),
-    "ed_masks_skip_unet": ("masked3d", _ALL, True),
-    "one_mask": ("masked3d", (False, False, False, True), False),
-    "two_mask": ("masked3d", (False, False, True, True), False),
-    "three_mask": ("masked3d", (False, True, True, True), False),
+  "maskedskip_unet": ("masked3d", _ALL, False),
+  "autoencoder": ("none", (False,) * 4, False),
+  "unet": ("identity", _ALL, False),
+  "conv3d_skip_unet": ("conv3d", _ALL, False),
+  "masked2d_skip_unet": ("masked2d", _ALL, False),
+  "ed_masks_skip_unet": ("masked3d", _ALL, True),
+  "one_mask": ("masked3d", (False, False, False, True), False),
+  "two_mask": ("masked3d", (False, False, True, True), False),
+  "three_mask": ("masked3d", (False, True, True, True), False),
 }
 
 
@@ -32,10 +32,10 @@ def centre_hole(kernel: int, hole: int, temporal: int | None = None) -> torch.Te
   lo = (kernel - hole) // 2
   if temporal is None:
     mask = torch.ones(kernel, kernel)
-    mask[lo:lo + hole, lo:lo + hole] = 0
+    mask[lo : lo + hole, lo : lo + hole] = 0
   else:
     mask = torch.ones(temporal, kernel, kernel)
-    mask[(temporal - 1) // 2, lo:lo + hole, lo:lo + hole] = 0
+    mask[(temporal - 1) // 2, lo : lo + hole, lo : lo + hole] = 0
   return mask
 
 
@@ -80,7 +80,6 @@ class Block(nn.Module):
 
 
 class Encoder(nn.Module):
-
   def __init__(self, channels, widths, masked):
     super().__init__()
     ins = (channels,) + widths[:3]
@@ -96,7 +95,6 @@ class Encoder(nn.Module):
 
 
 class Decoder(nn.Module):
-
   def __init__(self, channels, widths, with_skips, masked):
     super().__init__()
     l1, l2, l3, l4 = widths

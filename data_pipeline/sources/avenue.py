@@ -12,11 +12,11 @@ import os
 
 import numpy as np
 
+from data_pipeline.errors import UserError
 from data_pipeline.sources import folders
 from data_pipeline.sources import labels as labels_lib
 from data_pipeline.sources import matfile
 from data_pipeline.video import Video
-from data_pipeline.errors import UserError
 
 _DATASET = "Avenue Dataset"
 _SPLIT_DIR = {"train": "training_videos", "test": "testing_videos"}
@@ -45,11 +45,11 @@ def read_masks(path: str) -> list[np.ndarray]:
   try:
     masks = matfile.cells(vol)
   except TypeError:
-    raise UserError(f"{path}: volLabel is a {vol.dtype} array of shape "
-                    f"{vol.shape}; expected a 1 x n cell of masks.") from None
+    raise UserError(
+      f"{path}: volLabel is a {vol.dtype} array of shape {vol.shape}; expected a 1 x n cell of masks."
+    ) from None
   if any(m.ndim != 2 for m in masks):
-    raise UserError(f"{path}: volLabel holds non-2-D masks; expected one "
-                    "H x W mask per frame.")
+    raise UserError(f"{path}: volLabel holds non-2-D masks; expected one H x W mask per frame.")
   return masks
 
 
@@ -58,28 +58,23 @@ def _label_file(label_dir: str, name: str) -> str | None:
   names = [f"{name}_label.mat"]
   if name.isdigit():
     names.append(f"{int(name)}_label.mat")
-  return labels_lib.optional_file(
-      *sorted({os.path.join(label_dir, n) for n in names}))
+  return labels_lib.optional_file(*sorted({os.path.join(label_dir, n) for n in names}))
 
 
 def _with_labels(video: Video, path: str) -> Video:
   masks = read_masks(path)
   if len(masks) != video.num_frames:
-    raise UserError(f"{path}: found {len(masks)} masks, expected "
-                    f"{video.num_frames} (frames of {video.video_path}).")
+    raise UserError(f"{path}: found {len(masks)} masks, expected {video.num_frames} (frames of {video.video_path}).")
   frame_labels = np.array([m.any() for m in masks], np.uint8)
   del masks  # several hundred MB for long videos; reloaded on demand
-  return labels_lib.with_ground_truth(
-      video, frame_labels,
-      lambda: labels_lib.stack_masks(read_masks(path), path))
+  return labels_lib.with_ground_truth(video, frame_labels, lambda: labels_lib.stack_masks(read_masks(path), path))
 
 
 def list_videos(root: str, split: str) -> list[Video]:
   """Avenue videos; test videos with a label file get labels and masks."""
   folders.check_split(split)
   base = dataset_dir(root)
-  split_dir = folders.require_dir(os.path.join(base, _SPLIT_DIR[split]),
-                                  f"{split} split")
+  split_dir = folders.require_dir(os.path.join(base, _SPLIT_DIR[split]), f"{split} split")
   videos = folders.scan_split(split_dir, folders=False)
   if split == "train":
     return videos

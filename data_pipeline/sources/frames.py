@@ -1,14 +1,14 @@
 """The community "frames" repackaging (ped1/ped2/avenue/shanghaitech as JPEG folders).
 
-    <root>/training/frames/<video>/0.jpg ...     (0-based frame names)
-    <root>/testing/frames/<video>/0.jpg ...
-    test labels, first found wins:
-      <root>/testing/test_frame_mask/<video>.npy   per-video 0/1
-        (+ optional <root>/testing/test_pixel_mask/<video>.npy, (n, H, W))
-      <root>/<name>.mat            gt: per test video one [start end] pair or
-                                   a 2 x k matrix of pairs (1-based inclusive)
-      <root>/frame_labels_<name>.npy   all test frames concatenated
-      <root>/gt_label.json         JSON, or a numpy pickle despite its name
+<root>/training/frames/<video>/0.jpg ...     (0-based frame names)
+<root>/testing/frames/<video>/0.jpg ...
+test labels, first found wins:
+  <root>/testing/test_frame_mask/<video>.npy   per-video 0/1
+    (+ optional <root>/testing/test_pixel_mask/<video>.npy, (n, H, W))
+  <root>/<name>.mat            gt: per test video one [start end] pair or
+                               a 2 x k matrix of pairs (1-based inclusive)
+  <root>/frame_labels_<name>.npy   all test frames concatenated
+  <root>/gt_label.json         JSON, or a numpy pickle despite its name
 """
 
 import glob
@@ -17,12 +17,12 @@ import os
 
 import numpy as np
 
+from data_pipeline.errors import UserError
 from data_pipeline.sources import folders
 from data_pipeline.sources import labels as labels_lib
 from data_pipeline.sources import matfile
 from data_pipeline.sources import safe_pickle
 from data_pipeline.video import Video
-from data_pipeline.errors import UserError
 
 _SPLIT_DIR = {"train": "training", "test": "testing"}
 
@@ -51,9 +51,11 @@ def _pick(root: str, pattern: str, preferred: str) -> str | None:
   preferred = os.path.join(root, preferred)
   if preferred in found:
     return preferred
-  raise UserError(f"{found[0]}: several candidate label files in {root} "
-                  f"({', '.join(os.path.basename(f) for f in found)}); "
-                  f"keep one or name it {os.path.basename(preferred)}.")
+  raise UserError(
+    f"{found[0]}: several candidate label files in {root} "
+    f"({', '.join(os.path.basename(f) for f in found)}); "
+    f"keep one or name it {os.path.basename(preferred)}."
+  )
 
 
 def _pairs(value: np.ndarray, where: str) -> list[tuple[int, int]]:
@@ -64,8 +66,7 @@ def _pairs(value: np.ndarray, where: str) -> list[tuple[int, int]]:
   if array.size == 2:
     array = array.reshape(2, 1)
   if array.ndim != 2 or array.shape[0] != 2:
-    raise UserError(f"{where}: ranges of shape {array.shape}; expected "
-                    "[start end] or a 2 x k matrix of pairs.")
+    raise UserError(f"{where}: ranges of shape {array.shape}; expected [start end] or a 2 x k matrix of pairs.")
   if array.dtype.kind not in "iuf" or (array != np.round(array)).any():
     raise UserError(f"{where}: ranges must be whole frame numbers.")
   return [(int(s), int(e)) for s, e in array.T]
@@ -80,36 +81,39 @@ def _mat_entries(path: str, num_videos: int) -> list[np.ndarray]:
     return list(gt)
   if gt.ndim == 2 and gt.shape == (2, num_videos):
     return list(gt.T)
-  raise UserError(f"{path}: gt of shape {gt.shape}; expected a cell or "
-                  f"matrix with one entry per test video ({num_videos}).")
+  raise UserError(
+    f"{path}: gt of shape {gt.shape}; expected a cell or matrix with one entry per test video ({num_videos})."
+  )
 
 
 def _from_mat(path: str, videos: list[Video]) -> list[np.ndarray]:
   entries = _mat_entries(path, len(videos))
   if len(entries) != len(videos):
-    raise UserError(f"{path}: found {len(entries)} gt entries, expected "
-                    f"{len(videos)} (one per test video).")
+    raise UserError(f"{path}: found {len(entries)} gt entries, expected {len(videos)} (one per test video).")
   return [
-      labels_lib.ranges_to_labels(
-          _pairs(entry, f"{path} entry {i} ({v.name})"), v.num_frames,
-          f"{path} entry {i} ({v.name})")
-      for i, (entry, v) in enumerate(zip(entries, videos), 1)
+    labels_lib.ranges_to_labels(
+      _pairs(entry, f"{path} entry {i} ({v.name})"), v.num_frames, f"{path} entry {i} ({v.name})"
+    )
+    for i, (entry, v) in enumerate(zip(entries, videos), 1)
   ]
 
 
-def _split_concatenated(values, path: str,
-                        videos: list[Video]) -> list[np.ndarray]:
+def _split_concatenated(values, path: str, videos: list[Video]) -> list[np.ndarray]:
   flat = np.asarray(values)
   if flat.ndim == 2 and flat.shape[0] == 1:
     flat = flat[0]  # saved as (1, total) by some repackagings
   total = sum(v.num_frames for v in videos)
   if flat.ndim != 1 or flat.shape[0] != total:
-    raise UserError(f"{path}: found labels of shape {flat.shape}, expected "
-                    f"({total},): every test frame of {len(videos)} videos "
-                    "in order.")
+    raise UserError(
+      f"{path}: found labels of shape {flat.shape}, expected "
+      f"({total},): every test frame of {len(videos)} videos "
+      "in order."
+    )
   bounds = np.cumsum([0] + [v.num_frames for v in videos])
-  return [labels_lib.as_labels(flat[a:b], v.num_frames, f"{path} ({v.name})")
-          for a, b, v in zip(bounds[:-1], bounds[1:], videos)]
+  return [
+    labels_lib.as_labels(flat[a:b], v.num_frames, f"{path} ({v.name})")
+    for a, b, v in zip(bounds[:-1], bounds[1:], videos)
+  ]
 
 
 def _from_json_or_pickle(path: str, videos: list[Video]) -> list[np.ndarray]:
@@ -125,16 +129,15 @@ def _from_json_or_pickle(path: str, videos: list[Video]) -> list[np.ndarray]:
       values = safe_pickle.load(path)
   if isinstance(values, np.ndarray) and values.dtype == object:
     values = list(values)
-  per_video = (isinstance(values, (list, tuple)) and len(values) == len(videos)
-               and all(np.ndim(x) == 1 for x in values))
+  per_video = isinstance(values, (list, tuple)) and len(values) == len(videos) and all(np.ndim(x) == 1 for x in values)
   if per_video:
-    return [labels_lib.as_labels(x, v.num_frames, f"{path} ({v.name})")
-            for x, v in zip(values, videos)]
+    return [labels_lib.as_labels(x, v.num_frames, f"{path} ({v.name})") for x, v in zip(values, videos)]
   try:
     return _split_concatenated(values, path, videos)
   except ValueError:  # ragged lists
-    raise UserError(f"{path}: expected one label list per test video "
-                    f"({len(videos)}) or all labels concatenated.") from None
+    raise UserError(
+      f"{path}: expected one label list per test video ({len(videos)}) or all labels concatenated."
+    ) from None
 
 
 def _global_labels(root: str, videos: list[Video]) -> list[np.ndarray] | None:
@@ -155,8 +158,7 @@ def list_videos(root: str, split: str) -> list[Video]:
   """Frame-folder videos; test videos labelled from the first label source found."""
   folders.check_split(split)
   folders.require_dir(root, "dataset root")
-  split_dir = folders.require_dir(
-      os.path.join(root, _SPLIT_DIR[split], "frames"), f"{split} split")
+  split_dir = folders.require_dir(os.path.join(root, _SPLIT_DIR[split], "frames"), f"{split} split")
   videos = folders.scan_split(split_dir, files=False)
   if split == "train":
     return videos
@@ -166,5 +168,4 @@ def list_videos(root: str, split: str) -> list[Video]:
   per_video = _global_labels(root, videos)
   if per_video is None:
     return videos
-  return [labels_lib.with_ground_truth(v, y, v.mask_loader)
-          for v, y in zip(videos, per_video)]
+  return [labels_lib.with_ground_truth(v, y, v.mask_loader) for v, y in zip(videos, per_video)]

@@ -1,9 +1,9 @@
 """The generic layout (also written by the synthetic generator).
 
-    <root>/train/<video>/<frames>   or   <root>/train/<video>.avi|.mp4
-    <root>/test/<video>/<frames>    or   <root>/test/<video>.avi|.mp4
-    <root>/test/<video>.txt         one 0/1 per frame (or <video>.npy, (n,))
-    <root>/test/<video>_mask.npy    optional uint8 (n, H, W), nonzero = anomalous
+<root>/train/<video>/<frames>   or   <root>/train/<video>.avi|.mp4
+<root>/test/<video>/<frames>    or   <root>/test/<video>.avi|.mp4
+<root>/test/<video>.txt         one 0/1 per frame (or <video>.npy, (n,))
+<root>/test/<video>_mask.npy    optional uint8 (n, H, W), nonzero = anomalous
 """
 
 import os

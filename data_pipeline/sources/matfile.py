@@ -13,11 +13,11 @@ def load_variable(path: str, key: str) -> np.ndarray:
     raise UserError(f"{path}: ground-truth .mat file not found.")
   # scipy is only needed by sources with .mat ground truth; keep imports light.
   import scipy.io  # pylint: disable=g-import-not-at-top
+
   try:
     contents = scipy.io.loadmat(path, variable_names=[key])
   except NotImplementedError:
-    raise UserError(f"{path}: MATLAB v7.3 (HDF5) files are not supported; "
-                    "re-save it with save(..., '-v7').") from None
+    raise UserError(f"{path}: MATLAB v7.3 (HDF5) files are not supported; re-save it with save(..., '-v7').") from None
   except Exception as e:  # scipy raises many types for damaged files
     raise UserError(f"{path}: not a readable .mat file ({e}).") from None
   if key not in contents:

@@ -12,12 +12,14 @@ import numpy as np
 
 from data_pipeline.errors import UserError
 
-_ALLOWED = frozenset({
+_ALLOWED = frozenset(
+  {
     ("numpy.core.multiarray", "_reconstruct"),
     ("numpy._core.multiarray", "_reconstruct"),
     ("numpy", "ndarray"),
     ("numpy", "dtype"),
-})
+  }
+)
 
 
 class _Refused(pickle.UnpicklingError):
@@ -34,7 +36,6 @@ def _reconstruct():
 
 
 class _NumpyOnlyUnpickler(pickle.Unpickler):
-
   def find_class(self, module, name):
     if (module, name) not in _ALLOWED:
       raise _Refused(f"{module}.{name}")
@@ -57,7 +58,6 @@ def load(path: str):
     # latin1 lets numpy arrays pickled by Python 2 load their raw bytes.
     return _NumpyOnlyUnpickler(io.BytesIO(data), encoding="latin1").load()
   except _Refused as e:
-    raise UserError(f"{path}: refused to unpickle: it calls {e}; only numpy "
-                    "arrays are allowed.") from None
+    raise UserError(f"{path}: refused to unpickle: it calls {e}; only numpy arrays are allowed.") from None
   except Exception as e:  # damaged pickles raise many types
     raise UserError(f"{path}: not a readable numpy pickle ({e}).") from None

@@ -7,3 +7,5 @@ from data_pipeline.tfds_builders.builders import SyntheticConfig
 from data_pipeline.tfds_builders.builders import UcsdPed1
 from data_pipeline.tfds_builders.builders import UcsdPed2
 from data_pipeline.tfds_builders.builders import VideoAnomalyBuilder
+
+__all__ = ["CuhkAvenue", "Shanghaitech", "Synthetic", "SyntheticConfig", "UcsdPed1", "UcsdPed2", "VideoAnomalyBuilder"]

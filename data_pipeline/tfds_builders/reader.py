@@ -13,13 +13,13 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from data_pipeline import tfdata
-from data_pipeline import tfds_builders  # pylint: disable=unused-import
 from data_pipeline.errors import UserError
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
 class TfdsVideo:
   """A video of a built TFDS split; duck-types `data_pipeline.video.Video`."""
+
   name: str
   num_frames: int
   index: int  # Position in the split (the builders disable shuffling).
@@ -41,14 +41,16 @@ def list_videos(name: str, split: str, data_dir: str):
   try:
     builder = tfds.builder(name, data_dir=data_dir)
   except tfds.core.registered.DatasetNotFoundError:
-    raise UserError(f"TFDS dataset {name!r}: no builder; expected one of "
-                    "ucsd_ped1, ucsd_ped2, cuhk_avenue, shanghaitech, "
-                    "synthetic.") from None
+    raise UserError(
+      f"TFDS dataset {name!r}: no builder; expected one of ucsd_ped1, ucsd_ped2, cuhk_avenue, shanghaitech, synthetic."
+    ) from None
   if not builder.is_prepared():
-    raise UserError(f"{data_dir}: TFDS dataset {name!r} is not built there; "
-                    "build it with `python3 -m data_pipeline.tfds_builders "
-                    f"--dataset {name} --data_dir {data_dir} "
-                    "--manual_dir ...`.")
+    raise UserError(
+      f"{data_dir}: TFDS dataset {name!r} is not built there; "
+      "build it with `python3 -m data_pipeline.tfds_builders "
+      f"--dataset {name} --data_dir {data_dir} "
+      "--manual_dir ...`."
+    )
   if split not in builder.info.splits:
     raise UserError(f"TFDS dataset {name!r}: no split {split!r}.")
   skip = {"frames": tfds.decode.SkipDecoding()}
@@ -56,19 +58,19 @@ def list_videos(name: str, split: str, data_dir: str):
   stamp = f"{builder.info.full_name}@{os.stat(info_file).st_mtime_ns}"
 
   def dataset(split_spec):
-    return builder.as_dataset(split=split_spec, decoders=skip,
-                              shuffle_files=False)
+    return builder.as_dataset(split=split_spec, decoders=skip, shuffle_files=False)
 
   records = []
   for i, example in enumerate(tfds.as_numpy(dataset(split))):
     labels = example["labels"] if example["has_labels"] else None
-    records.append(TfdsVideo(name=example["name"].decode(),
-                             num_frames=len(example["frames"]), index=i,
-                             labels=labels, fingerprint=stamp))
+    records.append(
+      TfdsVideo(
+        name=example["name"].decode(), num_frames=len(example["frames"]), index=i, labels=labels, fingerprint=stamp
+      )
+    )
 
   def read(record):
-    (example,) = tfds.as_numpy(dataset(f"{split}[{record.index}:"
-                                       f"{record.index + 1}]"))
+    (example,) = tfds.as_numpy(dataset(f"{split}[{record.index}:{record.index + 1}]"))
     return map(_decode_png, example["frames"])
 
   tag = ("tfds", name, os.path.abspath(data_dir), split, stamp)

@@ -16,9 +16,6 @@ import dataclasses
 import hashlib
 import json
 import os
-import secrets
-import shutil
-import tempfile
 
 from flax import serialization
 import jax
@@ -53,11 +50,13 @@ def _plain_tree(tree) -> dict:
 def _architecture(model_config: Mapping) -> dict:
   # Imported here so that load_exported() works without the model code.
   from maskedskip_jax.nn import models  # pylint: disable=g-import-not-at-top
+
   config = dict(model_config)
   unknown = sorted(set(config) - set(ARCH_KEYS) - set(_RUNTIME_KEYS) - {"image_size"})
   if unknown:
-    raise UserError(f"model config: unknown keys {unknown}; architecture keys are {list(ARCH_KEYS)} "
-                    "(put anything else in metadata)")
+    raise UserError(
+      f"model config: unknown keys {unknown}; architecture keys are {list(ARCH_KEYS)} (put anything else in metadata)"
+    )
   if "variant" not in config:
     raise UserError("model config: 'variant' is required")
   model = models.build(**{k: config[k] for k in ARCH_KEYS if k in config})
@@ -68,6 +67,7 @@ def _architecture(model_config: Mapping) -> dict:
 
 def _build(arch: Mapping, **kwargs):
   from maskedskip_jax.nn import models  # pylint: disable=g-import-not-at-top
+
   return models.build(**{k: tuple(v) if isinstance(v, list) else v for k, v in arch.items()}, **kwargs)
 
 
@@ -113,8 +113,9 @@ def _write_dir(out_dir: str, files: Mapping[str, bytes]) -> None:
         os.fsync(f.fileno())
 
 
-def save(out_dir: str, variables: Mapping, model_config: Mapping, metadata: Mapping | None = None,
-         example_shape=None) -> str:
+def save(
+  out_dir: str, variables: Mapping, model_config: Mapping, metadata: Mapping | None = None, example_shape=None
+) -> str:
   """Writes a bundle for `variables` ({'params', 'batch_stats'}) of the model `model_config` describes.
 
   `model_config` holds `models.build` arguments (at least 'variant') and optionally
@@ -130,26 +131,37 @@ def save(out_dir: str, variables: Mapping, model_config: Mapping, metadata: Mapp
   if example_shape is not None:
     example_shape = tuple(int(d) for d in example_shape)
     from maskedskip_jax.nn import models  # pylint: disable=g-import-not-at-top
+
     models.check_input_shape(model, example_shape)
     image_size = image_size or example_shape[2:4]
   doc = {
-      "format": FORMAT, "format_version": FORMAT_VERSION, **arch,
-      "image_size": None if image_size is None else [int(d) for d in image_size],
-      "metadata": dict(metadata or {}),
-      "export": None,
+    "format": FORMAT,
+    "format_version": FORMAT_VERSION,
+    **arch,
+    "image_size": None if image_size is None else [int(d) for d in image_size],
+    "metadata": dict(metadata or {}),
+    "export": None,
   }
   files = {PARAMS_FILE: serialization.msgpack_serialize(tree)}
   if example_shape is not None:
     apply_fn = lambda v, x: model.apply(v, x, train=False)
     files[EXPORT_FILE] = stablehlo_export.serialize(apply_fn, tree, example_shape)
-    doc["export"] = {"file": EXPORT_FILE, "input_shape": list(example_shape), "dtype": "float32",
-                     "platforms": list(stablehlo_export.PLATFORMS), "returns": "recon (B, H, W, C)"}
+    doc["export"] = {
+      "file": EXPORT_FILE,
+      "input_shape": list(example_shape),
+      "dtype": "float32",
+      "platforms": list(stablehlo_export.PLATFORMS),
+      "returns": "recon (B, H, W, C)",
+    }
   try:
     files[CONFIG_FILE] = _json_bytes(doc)
   except TypeError as e:
     raise UserError(f"{out_dir}: metadata must be JSON-serializable ({e})") from None
-  manifest = {"format": FORMAT, "format_version": FORMAT_VERSION,
-              "files": {n: {"sha256": _sha256(d), "size": len(d)} for n, d in sorted(files.items())}}
+  manifest = {
+    "format": FORMAT,
+    "format_version": FORMAT_VERSION,
+    "files": {n: {"sha256": _sha256(d), "size": len(d)} for n, d in sorted(files.items())},
+  }
   files[MANIFEST_FILE] = _json_bytes(manifest)
   _write_dir(out_dir, files)
   return os.path.abspath(out_dir)
@@ -177,8 +189,10 @@ def _manifest(bundle_dir: str) -> dict:
   if doc.get("format") != FORMAT or not isinstance(files, dict):
     raise UserError(f"{path}: not a {FORMAT} manifest")
   if doc.get("format_version", 0) > FORMAT_VERSION:
-    raise UserError(f"{path}: bundle format {doc.get('format_version')} is newer than this code "
-                    f"reads ({FORMAT_VERSION}); upgrade maskedskip_jax")
+    raise UserError(
+      f"{path}: bundle format {doc.get('format_version')} is newer than this code "
+      f"reads ({FORMAT_VERSION}); upgrade maskedskip_jax"
+    )
   for name in (PARAMS_FILE, CONFIG_FILE):
     if name not in files:
       raise UserError(f"{path}: does not list {name}")
@@ -255,8 +269,9 @@ def load_for_config(config, bundle_dir: str):
 
   The model computes in the config's compute dtype; the tuple is what `eval.evaluate.run(trained=...)` takes.
   """
-  model, variables, model_config = load(bundle_dir, expect_variant=config.model.variant,
-                                        dtype=dtypes.compute_dtype(config.train.compute_dtype))
+  model, variables, model_config = load(
+    bundle_dir, expect_variant=config.model.variant, dtype=dtypes.compute_dtype(config.train.compute_dtype)
+  )
   for key, want in (("channels", config.data.channels), ("temporal", config.model.temporal)):
     if model_config[key] != want:
       raise UserError(f"{bundle_dir}: the bundle's model has {key}={model_config[key]}, the config says {want}")

@@ -8,25 +8,27 @@ variant, so every Flax leaf has exactly one source and nothing is imported by
 accident. torch is an optional extra, imported only when a `.pt` file is read.
 """
 
-import argparse
 import hashlib
 import os
 import re
-import sys
 
+from flax import traverse_util
 import jax
 import jax.numpy as jnp
 import numpy as np
-from flax import traverse_util
 
 from maskedskip_jax.deploy import bundle
+from maskedskip_jax.errors import UserError
 from maskedskip_jax.nn import layers
 from maskedskip_jax.nn import models
-from maskedskip_jax.errors import UserError
 
 _TORCH_LEAF = {
-    "kernel": "weight", "masked_kernel": "weight", "bias": "bias", "scale": "weight",
-    "mean": "running_mean", "var": "running_var",
+  "kernel": "weight",
+  "masked_kernel": "weight",
+  "bias": "bias",
+  "scale": "weight",
+  "mean": "running_mean",
+  "var": "running_var",
 }
 # Wrappers that training scripts put around the state_dict, and prefixes that
 # nn.DataParallel / torch.compile put in front of every key.
@@ -84,8 +86,7 @@ def _listing(label: str, items: list[str]) -> str:
   return f"{label} [{shown}{more}]"
 
 
-def convert_state_dict(state_dict: dict, variant: str, latent_dim: int, channels: int,
-                       temporal: int) -> dict:
+def convert_state_dict(state_dict: dict, variant: str, latent_dim: int, channels: int, temporal: int) -> dict:
   """Reference state_dict (key -> numpy array) -> {'params': ..., 'batch_stats': ...} numpy trees.
 
   Raises UserError listing every missing, unexpected or mis-shaped key.
@@ -96,16 +97,26 @@ def convert_state_dict(state_dict: dict, variant: str, latent_dim: int, channels
   known = {key for key, _ in leaves.values()} | optional
   missing = sorted(key for key, _ in leaves.values() if key not in arrays)
   unexpected = sorted(k for k in arrays if k not in known)
-  bad = [f"{key} {arrays[key].shape} != {shape}" for key, shape in leaves.values()
-         if key in arrays and arrays[key].shape != shape]
-  bad += [f"{key} (not the expected {'x'.join(map(str, mask.shape))} centre-square mask)"
-          for key, mask in masks.items()
-          if key in arrays and (arrays[key].shape != mask.shape or not np.array_equal(arrays[key], mask))]
+  bad = [
+    f"{key} {arrays[key].shape} != {shape}"
+    for key, shape in leaves.values()
+    if key in arrays and arrays[key].shape != shape
+  ]
+  bad += [
+    f"{key} (not the expected {'x'.join(map(str, mask.shape))} centre-square mask)"
+    for key, mask in masks.items()
+    if key in arrays and (arrays[key].shape != mask.shape or not np.array_equal(arrays[key], mask))
+  ]
   if missing or unexpected or bad:
-    found = [_listing(label, items) for label, items in
-             (("missing", missing), ("unexpected", unexpected), ("wrong shape or value", sorted(bad))) if items]
-    raise UserError(f"state_dict does not fit {variant} (latent_dim={latent_dim}, channels={channels}, "
-                    f"temporal={model.temporal}): {'; '.join(found)}")
+    found = [
+      _listing(label, items)
+      for label, items in (("missing", missing), ("unexpected", unexpected), ("wrong shape or value", sorted(bad)))
+      if items
+    ]
+    raise UserError(
+      f"state_dict does not fit {variant} (latent_dim={latent_dim}, channels={channels}, "
+      f"temporal={model.temporal}): {'; '.join(found)}"
+    )
   out = {}
   for path, (key, _) in leaves.items():
     value = arrays[key].astype(np.float32)
@@ -122,6 +133,7 @@ def convert_state_dict(state_dict: dict, variant: str, latent_dim: int, channels
 
 def _to_numpy(path: str, key: str, value) -> np.ndarray:
   import torch  # pylint: disable=g-import-not-at-top
+
   if not isinstance(value, torch.Tensor):
     raise UserError(f"{path}: state_dict entry {key!r} is a {type(value).__name__}, expected a tensor")
   value = value.detach().cpu()
@@ -147,8 +159,10 @@ def load_torch_state_dict(path: str) -> dict[str, np.ndarray]:
     # Torch words it "Unsupported global: GLOBAL x" or, for a blocked module,
     # "unsupported GLOBAL x whose module y is blocked".
     if m := re.search(r"unsupported global:? (?:GLOBAL )?(\S+)", text, re.IGNORECASE):
-      raise UserError(f"{path}: refused: the checkpoint references code ({m[1]}); only plain tensor "
-                      "state_dicts are read, and code in a checkpoint is never run") from None
+      raise UserError(
+        f"{path}: refused: the checkpoint references code ({m[1]}); only plain tensor "
+        "state_dicts are read, and code in a checkpoint is never run"
+      ) from None
     m = re.search(r"WeightsUnpickler error:\s*(.+)", text)
     reason = m[1].strip() if m else " ".join(text.split())[:200]
     reason = re.split(r"[^.]*weights_only", reason)[0].strip() or type(e).__name__
@@ -162,7 +176,7 @@ def load_torch_state_dict(path: str) -> dict[str, np.ndarray]:
     raise UserError(f"{path}: expected a state_dict (a dict of tensors), got {type(obj).__name__}")
   for prefix in _KEY_PREFIXES:
     if all(isinstance(k, str) and k.startswith(prefix) for k in obj):
-      obj = {k[len(prefix):]: v for k, v in obj.items()}
+      obj = {k[len(prefix) :]: v for k, v in obj.items()}
   return {str(k): _to_numpy(path, str(k), v) for k, v in obj.items()}
 
 
@@ -174,17 +188,25 @@ def _sha256(path: str) -> str:
   return digest.hexdigest()
 
 
-def convert_checkpoint(checkpoint: str, out_dir: str, variant: str, latent_dim: int = 512,
-                       channels: int = 3, temporal: int | None = None,
-                       image_size: tuple[int, int] | None = None, export_batch: int = 0) -> str:
+def convert_checkpoint(
+  checkpoint: str,
+  out_dir: str,
+  variant: str,
+  latent_dim: int = 512,
+  channels: int = 3,
+  temporal: int | None = None,
+  image_size: tuple[int, int] | None = None,
+  export_batch: int = 0,
+) -> str:
   """Reads `checkpoint`, converts it and writes a model bundle to `out_dir`."""
   temporal = models.default_temporal(variant) if temporal is None else temporal
   variables = convert_state_dict(load_torch_state_dict(checkpoint), variant, latent_dim, channels, temporal)
   config = dict(variant=variant, latent_dim=latent_dim, channels=channels, temporal=temporal)
   if image_size:
     config["image_size"] = list(image_size)
-  metadata = dict(source="pytorch_reference", checkpoint=os.path.basename(checkpoint),
-                  checkpoint_sha256=_sha256(checkpoint))
+  metadata = dict(
+    source="pytorch_reference", checkpoint=os.path.basename(checkpoint), checkpoint_sha256=_sha256(checkpoint)
+  )
   example_shape = None
   if export_batch:
     if not image_size:

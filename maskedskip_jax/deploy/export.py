@@ -12,17 +12,15 @@ export that fails leaves the previous one as it was.
 
 import dataclasses
 import os
-from typing import Any
 
 import jax
-import numpy as np
 
-from maskedskip_jax.deploy import bundle
 from maskedskip_jax import config as config_lib
+from maskedskip_jax.deploy import bundle
+from maskedskip_jax.errors import UserError
 from maskedskip_jax.train import compile_cache
 from maskedskip_jax.train import sharding
 from maskedskip_jax.train import state as train_state
-from maskedskip_jax.errors import UserError
 
 EXPORT_DIR = "export"
 DEFAULT_BATCH_SIZE = 1
@@ -47,9 +45,11 @@ def _batch_size(config, batch_size: int | None) -> int:
 def _config_name() -> str | None:
   """The --config file's name when this runs under main.py's flags, else None."""
   from absl import flags  # pylint: disable=g-import-not-at-top
+
   if "config" not in flags.FLAGS or not flags.FLAGS.is_parsed():
     return None
   from ml_collections import config_flags  # pylint: disable=g-import-not-at-top
+
   path = config_flags.get_config_filename(flags.FLAGS["config"])
   return os.path.splitext(os.path.basename(path.split(":")[0]))[0] or None
 
@@ -66,13 +66,24 @@ def run(config, workdir: str, *, batch_size: int | None = None, config_name: str
   out_dir = export_dir(workdir)
   if jax.process_index() != 0:
     return out_dir  # every process restored the same weights; process 0 writes
-  model_config = {"variant": model.variant, "latent_dim": model.latent_dim, "channels": model.channels,
-                  "temporal": model.temporal, "skip_kernels": model.skip_kernels, "skip_masks": model.skip_masks,
-                  "ssmctb": dataclasses.asdict(model.ssmctb), "mask_head": model.mask_head,
-                  "image_size": list(config.data.image_size)}
-  metadata = {"checkpoint_step": step, "dataset": config.data.name,
-              "config_name": config_name if config_name is not None else _config_name(),
-              "masked_kernels": config.model.masked_kernels, "training_config": config_lib.to_json(config, exclude=_PRIVATE_KEYS)}
+  model_config = {
+    "variant": model.variant,
+    "latent_dim": model.latent_dim,
+    "channels": model.channels,
+    "temporal": model.temporal,
+    "skip_kernels": model.skip_kernels,
+    "skip_masks": model.skip_masks,
+    "ssmctb": dataclasses.asdict(model.ssmctb),
+    "mask_head": model.mask_head,
+    "image_size": list(config.data.image_size),
+  }
+  metadata = {
+    "checkpoint_step": step,
+    "dataset": config.data.name,
+    "config_name": config_name if config_name is not None else _config_name(),
+    "masked_kernels": config.model.masked_kernels,
+    "training_config": config_lib.to_json(config, exclude=_PRIVATE_KEYS),
+  }
   example_shape = (batch, model.temporal, *config.data.image_size, model.channels)
   path = bundle.save(out_dir, sharding.host_copy(variables), model_config, metadata, example_shape=example_shape)
   print(f"exported checkpoint step {step} ({model.variant}, input {example_shape}) -> {path}")

@@ -13,18 +13,16 @@ import contextlib
 import csv
 import itertools
 import os
-import shutil
 import sys
-import tempfile
 import time
 
 import cv2
 import numpy as np
 
 from maskedskip_jax import atomic
+from maskedskip_jax.errors import UserError
 from maskedskip_jax.eval import overlay
 from maskedskip_jax.eval import postprocess as postprocess_lib
-from maskedskip_jax.errors import UserError
 from maskedskip_jax.nn import dtypes
 from maskedskip_jax.train import console
 
@@ -40,6 +38,7 @@ def open_frames(path: str):
   """
   from data_pipeline import frame_io  # pylint: disable=g-import-not-at-top
   from data_pipeline.sources import folders  # pylint: disable=g-import-not-at-top
+
   if os.path.isdir(path):
     paths = folders.frame_files(path)
     return (frame_io.read_frame(p) for p in paths), len(paths), 25.0
@@ -70,6 +69,7 @@ def open_frames(path: str):
 def prepare(frame: np.ndarray, image_size, channels: int, where: str) -> np.ndarray:
   """A decoded frame as the model's uint8 (H, W, C) input: resized, grey<->RGB converted as in training."""
   from data_pipeline import framestore  # pylint: disable=g-import-not-at-top
+
   frame = np.asarray(frame)
   if not (frame.ndim == 2 or (frame.ndim == 3 and frame.shape[2] in (1, 3))) or frame.dtype != np.uint8:
     got = frame.shape[2] if frame.ndim == 3 else f"shape {frame.shape}"
@@ -92,13 +92,23 @@ def _check_out_dir(out_dir: str) -> None:
     raise UserError(f"{out_dir}: exists and is not a folder")
   extra = set(os.listdir(out_dir)) - set(OUTPUT_FILES)
   if extra:
-    raise UserError(f"{out_dir}: exists and holds other files ({sorted(extra)[0]}, ...); "
-                    "pass an empty or new --out folder")
+    raise UserError(
+      f"{out_dir}: exists and holds other files ({sorted(extra)[0]}, ...); pass an empty or new --out folder"
+    )
 
 
-def predict(model_dir: str, video: str, out_dir: str, *, postprocess: str = DEFAULT_POSTPROCESS,
-            batch_size: int = 16, write_overlay: bool = True, vmax: float = overlay.DEFAULT_VMAX,
-            dtype: str = "auto", progress: bool = True) -> dict:
+def predict(
+  model_dir: str,
+  video: str,
+  out_dir: str,
+  *,
+  postprocess: str = DEFAULT_POSTPROCESS,
+  batch_size: int = 16,
+  write_overlay: bool = True,
+  vmax: float = overlay.DEFAULT_VMAX,
+  dtype: str = "auto",
+  progress: bool = True,
+) -> dict:
   """Scores every frame of `video` and writes OUT_DIR; returns {'frames', 'seconds', 'out_dir', 'postprocess'}."""
   steps = postprocess_lib.parse_chain(postprocess)
   if batch_size < 1:
@@ -109,6 +119,7 @@ def predict(model_dir: str, video: str, out_dir: str, *, postprocess: str = DEFA
   _check_out_dir(out_dir)
   from maskedskip_jax.deploy import bundle  # pylint: disable=g-import-not-at-top
   from maskedskip_jax.eval import streaming  # pylint: disable=g-import-not-at-top
+
   model, variables, config = bundle.load(model_dir, dtype=dtypes.compute_dtype(dtype))
   image_size = config.get("image_size")
   if not image_size:
@@ -133,10 +144,13 @@ def predict(model_dir: str, video: str, out_dir: str, *, postprocess: str = DEFA
 
   begin = time.perf_counter()
   # The video is closed (exits run in reverse) before its folder is renamed into place.
-  with atomic.directory(out_dir) as tmp, (overlay.VideoSink(os.path.join(tmp, "overlay.mp4"), fps) if write_overlay
-                                          else contextlib.nullcontext()) as sink:
-    scorer = streaming.StreamingScorer(model, variables, image_size, batch_size=batch_size,
-                                       map_size=image_size if write_overlay else None)
+  with (
+    atomic.directory(out_dir) as tmp,
+    overlay.VideoSink(os.path.join(tmp, "overlay.mp4"), fps) if write_overlay else contextlib.nullcontext() as sink,
+  ):
+    scorer = streaming.StreamingScorer(
+      model, variables, image_size, batch_size=batch_size, map_size=image_size if write_overlay else None
+    )
     curve = overlay.ScoreCurve(display[1], max(24, display[0] // 5), total)
     scores = []
     with console.Progress(total or None, unit="frame", desc="predict", disable=not progress) as bar:
@@ -154,7 +168,12 @@ def predict(model_dir: str, video: str, out_dir: str, *, postprocess: str = DEFA
       out.writerow(["frame", "score", "score_smoothed"])
       out.writerows([k, f"{s:.8g}", f"{p:.8g}"] for k, (s, p) in enumerate(zip(scores, smoothed)))
   if total and total != len(scores):
-    print(f"warning: {video}: its header claims {total} frames, {len(scores)} were readable and scored",
-          file=sys.stderr)
-  return {"frames": len(scores), "seconds": time.perf_counter() - begin, "out_dir": out_dir,
-          "postprocess": postprocess_lib.describe(steps)}
+    print(
+      f"warning: {video}: its header claims {total} frames, {len(scores)} were readable and scored", file=sys.stderr
+    )
+  return {
+    "frames": len(scores),
+    "seconds": time.perf_counter() - begin,
+    "out_dir": out_dir,
+    "postprocess": postprocess_lib.describe(steps),
+  }

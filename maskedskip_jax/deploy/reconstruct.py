@@ -8,20 +8,15 @@ statistics) in float32. The input is memory-mapped and the output filled batch b
 batch, so N is not limited by RAM; the output appears only when complete.
 """
 
-import argparse
 import os
-import sys
-import tempfile
-import time
 
-import jax
 import numpy as np
 
 from maskedskip_jax import atomic
 from maskedskip_jax.deploy import bundle
+from maskedskip_jax.errors import UserError
 from maskedskip_jax.nn import inference
 from maskedskip_jax.nn import models
-from maskedskip_jax.errors import UserError
 
 
 def load_clips(path: str, model: models.MaskedSkipUNet) -> np.ndarray:

@@ -17,8 +17,7 @@ from maskedskip_jax.errors import UserError
 PLATFORMS = ("cpu", "cuda", "tpu")
 
 
-def serialize(apply_fn: Callable, variables, input_shape: Sequence[int],
-              platforms: Sequence[str] = PLATFORMS) -> bytes:
+def serialize(apply_fn: Callable, variables, input_shape: Sequence[int], platforms: Sequence[str] = PLATFORMS) -> bytes:
   """apply_fn(variables, clips) -> recon, exported for float32 clips of `input_shape`."""
   var_specs = jax.tree.map(lambda a: jax.ShapeDtypeStruct(np.shape(a), np.asarray(a).dtype), variables)
   clip_spec = jax.ShapeDtypeStruct(tuple(input_shape), np.float32)

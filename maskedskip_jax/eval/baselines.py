@@ -29,8 +29,8 @@ import cv2
 import jax
 import numpy as np
 
-from maskedskip_jax.nn import scoring
 from maskedskip_jax.errors import UserError
+from maskedskip_jax.nn import scoring
 
 BASELINES = ("frame_diff", "mog2", "flow")
 # Frames pooled per call: one compiled shape per frame size, and a long video never holds all its maps at once.
@@ -46,8 +46,10 @@ def parse_names(value: str | Sequence[str]) -> tuple[str, ...]:
     if not name:
       continue
     if name not in BASELINES:
-      raise UserError(f"eval.baselines: unknown baseline {name!r}; expected comma-separated names from "
-                      f"{', '.join(BASELINES)} ('' for none)")
+      raise UserError(
+        f"eval.baselines: unknown baseline {name!r}; expected comma-separated names from "
+        f"{', '.join(BASELINES)} ('' for none)"
+      )
     if name not in names:
       names.append(name)
   return tuple(names)
@@ -55,15 +57,17 @@ def parse_names(value: str | Sequence[str]) -> tuple[str, ...]:
 
 def protocol(patch: int) -> str:
   """The baselines' protocol in one paragraph, for reports."""
-  return (f"no-learning baselines on the test frames exactly as the model sees them, each map pooled like the "
-          f"model's (max mean over {patch}x{patch} patches on the aligned and offset-by-{patch // 2} grids). "
-          "frame_diff: channel mean of |x_t - x_(t-1)| in [0, 1], frame 0 differenced with itself. "
-          "mog2: OpenCV MOG2 (detectShadows=False, history 500, varThreshold 16) foreground fraction; a fresh "
-          "subtractor per video learns the background in a first pass over the whole video (default learning "
-          "rate, no labels), then scores every frame with learningRate=0. flow: Farneback optical flow "
-          "(0.5, 3 levels, window 15, 3 iterations, poly 5 / 1.2) from grey frame t-1 to t, magnitude divided by "
-          "the frame width; frame 0 zero. Scores then get the same post-processing and labelled videos as the "
-          "model's.")
+  return (
+    f"no-learning baselines on the test frames exactly as the model sees them, each map pooled like the "
+    f"model's (max mean over {patch}x{patch} patches on the aligned and offset-by-{patch // 2} grids). "
+    "frame_diff: channel mean of |x_t - x_(t-1)| in [0, 1], frame 0 differenced with itself. "
+    "mog2: OpenCV MOG2 (detectShadows=False, history 500, varThreshold 16) foreground fraction; a fresh "
+    "subtractor per video learns the background in a first pass over the whole video (default learning "
+    "rate, no labels), then scores every frame with learningRate=0. flow: Farneback optical flow "
+    "(0.5, 3 levels, window 15, 3 iterations, poly 5 / 1.2) from grey frame t-1 to t, magnitude divided by "
+    "the frame width; frame 0 zero. Scores then get the same post-processing and labelled videos as the "
+    "model's."
+  )
 
 
 @functools.partial(jax.jit, static_argnums=1)
@@ -154,5 +158,4 @@ def video_scores(name: str, frames, patch: int = 16) -> np.ndarray:
 def score_store(store, names: str | Sequence[str] = BASELINES, patch: int = 16) -> dict[str, list[np.ndarray]]:
   """{name: [float64 (n_v,) scores of video v, ...]} for every video of `store` (a FrameStore)."""
   names = parse_names(names)
-  return {name: [video_scores(name, store.video_frames(v), patch) for v in range(store.num_videos)]
-          for name in names}
+  return {name: [video_scores(name, store.video_frames(v), patch) for v in range(store.num_videos)] for name in names}

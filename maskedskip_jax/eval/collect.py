@@ -12,11 +12,11 @@ from typing import Any
 import cv2
 import numpy as np
 
+from maskedskip_jax.errors import UserError
 from maskedskip_jax.eval import metrics
 from maskedskip_jax.eval import overlay
 from maskedskip_jax.eval import region_metrics
 from maskedskip_jax.eval import streaming
-from maskedskip_jax.errors import UserError
 
 
 def safe_name(name: str) -> str:
@@ -70,8 +70,9 @@ class Collector:
       masks = self.store.masks(self._video)
       if masks is not None:
         if len(masks) != len(self._maps):
-          raise UserError(f"test video {self.store.video_names[self._video]}: {len(masks)} pixel masks for "
-                          f"{len(self._maps)} frames")
+          raise UserError(
+            f"test video {self.store.video_names[self._video]}: {len(masks)} pixel masks for {len(self._maps)} frames"
+          )
         self.maps.append(np.stack(self._maps))
         self.masks.append(np.stack([reduce_mask(m, self.grid) for m in masks]))
     self._maps = []
@@ -80,9 +81,17 @@ class Collector:
 def pixel_report(maps, masks, grid, region_thresholds: int) -> dict[str, Any]:
   pixel = metrics.pixel_auroc(maps, masks)
   region = region_metrics.region_metrics(maps, masks, num_thresholds=region_thresholds)
-  return {**pixel, "rbdc": region["rbdc"], "tbdc": region["tbdc"], "region": region,
-          "num_videos_with_masks": len(maps), "resolution": list(grid),
-          "protocol": (f"score maps and masks at {grid[0]}x{grid[1]} (reduced for speed): maps reduced by area "
-                       "means (antialiased bilinear where sizes do not divide), a mask pixel anomalous when >= 50% "
-                       f"of its area is; RBDC/TBDC over {region_thresholds} evenly spaced thresholds, box IoU >= 0.1, "
-                       "track alpha 0.1, FP/frame range [0, 1]")}
+  return {
+    **pixel,
+    "rbdc": region["rbdc"],
+    "tbdc": region["tbdc"],
+    "region": region,
+    "num_videos_with_masks": len(maps),
+    "resolution": list(grid),
+    "protocol": (
+      f"score maps and masks at {grid[0]}x{grid[1]} (reduced for speed): maps reduced by area "
+      "means (antialiased bilinear where sizes do not divide), a mask pixel anomalous when >= 50% "
+      f"of its area is; RBDC/TBDC over {region_thresholds} evenly spaced thresholds, box IoU >= 0.1, "
+      "track alpha 0.1, FP/frame range [0, 1]"
+    ),
+  }

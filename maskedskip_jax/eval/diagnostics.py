@@ -28,8 +28,14 @@ def video_plots(folder: str, names, labels, scores, method: str, baseline=None) 
   the baseline's on the same min-max scaled axis."""
   for v, name in enumerate(names):
     others = [(baseline[1][v], f"{baseline[0]} baseline")] if baseline else []
-    plots.plot_scores(scores[v], labels[v], os.path.join(folder, f"{eval_collect.safe_name(name)}.png"),
-                      title=f"{name} ({method})", others=others, label="model")
+    plots.plot_scores(
+      scores[v],
+      labels[v],
+      os.path.join(folder, f"{eval_collect.safe_name(name)}.png"),
+      title=f"{name} ({method})",
+      others=others,
+      label="model",
+    )
 
 
 def misses(scores, labels, k: int = WORST_FRAMES) -> list[tuple[int, int]]:
@@ -37,8 +43,12 @@ def misses(scores, labels, k: int = WORST_FRAMES) -> list[tuple[int, int]]:
 
   labels[v] None (an unlabelled video) contributes nothing.
   """
-  found = [(float(s[i]), v, int(i)) for v, (s, y) in enumerate(zip(scores, labels)) if y is not None
-           for i in np.flatnonzero(np.asarray(y) != 0)]
+  found = [
+    (float(s[i]), v, int(i))
+    for v, (s, y) in enumerate(zip(scores, labels))
+    if y is not None
+    for i in np.flatnonzero(np.asarray(y) != 0)
+  ]
   return [(v, i) for _, v, i in sorted(found)[:k]]
 
 
@@ -52,8 +62,9 @@ def clips_of(store, picks, temporal: int) -> np.ndarray:
   return np.stack(out).astype(np.float32) / 255.0
 
 
-def worst_frames(model, variables, store, scores, labels, path: str, k: int = WORST_FRAMES,
-                 method: str = "none") -> str | None:
+def worst_frames(
+  model, variables, store, scores, labels, path: str, k: int = WORST_FRAMES, method: str = "none"
+) -> str | None:
   """Writes `path` (worst_frames.png) for the k worst misses of `scores`; returns it, or None without anomalies."""
   picks = misses(scores, labels, k)
   if not picks:
@@ -63,7 +74,9 @@ def worst_frames(model, variables, store, scores, labels, path: str, k: int = WO
   target = clips[:, (model.temporal - 1) // 2]
   maps = np.asarray(scoring.score_maps(target, recon))
   names = store.video_names
-  rows = [(target[j], recon[j], maps[j], f"{names[v]} frame {c}: score {scores[v][c]:.4g}")
-          for j, (v, c) in enumerate(picks)]
-  return plots.plot_frame_grid(rows, path, title=f"The {len(picks)} labelled-anomalous frames with the lowest "
-                               f"model scores ({method})")
+  rows = [
+    (target[j], recon[j], maps[j], f"{names[v]} frame {c}: score {scores[v][c]:.4g}") for j, (v, c) in enumerate(picks)
+  ]
+  return plots.plot_frame_grid(
+    rows, path, title=f"The {len(picks)} labelled-anomalous frames with the lowest model scores ({method})"
+  )

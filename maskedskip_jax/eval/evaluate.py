@@ -24,30 +24,31 @@ import jax
 import numpy as np
 
 from maskedskip_jax import atomic
+from maskedskip_jax.errors import UserError
 from maskedskip_jax.eval import baseline_eval
 from maskedskip_jax.eval import baselines as baselines_lib
-from maskedskip_jax.eval import diagnostics
 from maskedskip_jax.eval import collect as eval_collect
-from maskedskip_jax.eval import report as eval_report
+from maskedskip_jax.eval import diagnostics
 from maskedskip_jax.eval import html_report
 from maskedskip_jax.eval import hybrid
-from maskedskip_jax.nn import models
 from maskedskip_jax.eval import plots
 from maskedskip_jax.eval import postprocess as postprocess_lib
+from maskedskip_jax.eval import report as eval_report
 from maskedskip_jax.eval import streaming
+from maskedskip_jax.nn import models
 from maskedskip_jax.train import console
 from maskedskip_jax.train import inputs as train_data
-from maskedskip_jax.errors import UserError
 
 # Kept here too: callers read evaluate.settings / DEFAULTS.
 DEFAULTS, settings = eval_report.DEFAULTS, eval_report.settings
 
 
-
 def _scoring_protocol(patch: int) -> dict[str, str]:
-  return {"score_map": "L2 norm over channels of (x - recon) / sqrt(C)",
-          "frame_score": f"max mean over {patch}x{patch} patches on the aligned and offset-by-{patch // 2} grids",
-          "alignment": "a clip's score belongs to its centre frame; every frame scored, video edges replicated"}
+  return {
+    "score_map": "L2 norm over channels of (x - recon) / sqrt(C)",
+    "frame_score": f"max mean over {patch}x{patch} patches on the aligned and offset-by-{patch // 2} grids",
+    "alignment": "a clip's score belongs to its centre frame; every frame scored, video edges replicated",
+  }
 
 
 def _score_all(scorer, store, collect, progress: bool) -> tuple[float, float]:
@@ -68,8 +69,9 @@ def _score_all(scorer, store, collect, progress: bool) -> tuple[float, float]:
 def _standardisation(scorer, train_store, spec: hybrid.Spec) -> hybrid.Standardisation:
   """The hybrid terms' mean and std on the training videos, the model's scores streamed like the test set's."""
   if train_store is None:
-    raise UserError("eval.hybrid_standardise: standardising the hybrid score needs the training split, "
-                    "and none was given")
+    raise UserError(
+      "eval.hybrid_standardise: standardising the hybrid score needs the training split, and none was given"
+    )
   recon = [[] for _ in range(train_store.num_videos)]
   for item in scorer.stream(train_store.video_frames(v) for v in range(train_store.num_videos)):
     recon[item.video].append(item.score)
@@ -77,14 +79,33 @@ def _standardisation(scorer, train_store, spec: hybrid.Spec) -> hybrid.Standardi
   return hybrid.standardisation(recon, frames, spec)
 
 
-def evaluate_store(model, variables, store, *, temporal: int | None = None, batch_size: int = 32,
-                   postprocess: str = "none", out_dir: str, patch: int = 16, gaussian_sigma: float = 3.0,
-                   write_videos: bool = False, pixel_metrics: bool = True, pixel_size: int = 64,
-                   region_thresholds: int = 20, hybrid_alpha: float = 1.0, hybrid_beta: float = 0.0,
-                   motion_median: int = 0, mask_weight: float = 0.0, hybrid_motion: str = "gradient",
-                   hybrid_standardise: bool = False, train_store=None, info: dict[str, Any] | None = None,
-                   progress: bool = True, baselines=baselines_lib.BASELINES,
-                   worst_frames: int = diagnostics.WORST_FRAMES) -> dict[str, Any]:
+def evaluate_store(
+  model,
+  variables,
+  store,
+  *,
+  temporal: int | None = None,
+  batch_size: int = 32,
+  postprocess: str = "none",
+  out_dir: str,
+  patch: int = 16,
+  gaussian_sigma: float = 3.0,
+  write_videos: bool = False,
+  pixel_metrics: bool = True,
+  pixel_size: int = 64,
+  region_thresholds: int = 20,
+  hybrid_alpha: float = 1.0,
+  hybrid_beta: float = 0.0,
+  motion_median: int = 0,
+  mask_weight: float = 0.0,
+  hybrid_motion: str = "gradient",
+  hybrid_standardise: bool = False,
+  train_store=None,
+  info: dict[str, Any] | None = None,
+  progress: bool = True,
+  baselines=baselines_lib.BASELINES,
+  worst_frames: int = diagnostics.WORST_FRAMES,
+) -> dict[str, Any]:
   """Scores every frame of `store` (a FrameStore) and writes the evaluation files to `out_dir`; returns the report.
 
   Headline metrics use `postprocess`; the table covers `eval_report.table_methods(gaussian_sigma, postprocess)`.
@@ -92,12 +113,15 @@ def evaluate_store(model, variables, store, *, temporal: int | None = None, batc
   entries (dataset, variant, checkpoint_step, ...) are copied into the report. The frame score is the
   reconstruction's, or a hybrid with a motion term and/or the mask head's map (`hybrid`; `train_store`, the
   training split, is needed to standardise it); a hybrid's terms alone are reported in `score_components`. A model
-  with a mask head also gets the AUCs of its map alone in the report (`mask_head_score`). `worst_frames`: the misses drawn in worst_frames.png (0 = none).
+  with a mask head also gets the AUCs of its map alone in the report (`mask_head_score`). `worst_frames`: the
+  misses drawn in worst_frames.png (0 = none).
   """
   baselines = baselines_lib.parse_names(baselines)
   if mask_weight > 0 and not model.mask_head:
-    raise UserError(f"eval.mask_weight={mask_weight} scores from the mask head's map, but this {model.variant} "
-                    "model has no mask head (model.mask_head=False)")
+    raise UserError(
+      f"eval.mask_weight={mask_weight} scores from the mask head's map, but this {model.variant} "
+      "model has no mask head (model.mask_head=False)"
+    )
   if temporal is not None and temporal != model.temporal:
     raise UserError(f"eval: the model takes T={model.temporal} frames per clip, but temporal={temporal} was asked")
   steps = postprocess_lib.parse_chain(postprocess)
@@ -107,59 +131,95 @@ def evaluate_store(model, variables, store, *, temporal: int | None = None, batc
   out_dir = os.path.abspath(out_dir)
   grid = tuple(min(int(pixel_size), s) for s in store.image_size)  # never above the model's resolution
   scorer = streaming.StreamingScorer(
-      model, variables, store.image_size, batch_size=batch_size, patch=patch, with_recon=write_videos,
-      map_size=store.image_size if write_videos else grid if pixel_metrics else None)
+    model,
+    variables,
+    store.image_size,
+    batch_size=batch_size,
+    patch=patch,
+    with_recon=write_videos,
+    map_size=store.image_size if write_videos else grid if pixel_metrics else None,
+  )
   with atomic.directory(out_dir) as tmp:
     collect = eval_collect.Collector(store, tmp, grid, write_videos, pixel_metrics)
     compile_seconds, seconds = _score_all(scorer, store, collect, progress)
     mask_scores = [np.asarray(s, np.float64) for s in collect.mask_scores]
-    spec = hybrid.Spec(hybrid_alpha, hybrid_beta, hybrid_motion, motion_median, mask_weight, hybrid_standardise,
-                       patch)
+    spec = hybrid.Spec(hybrid_alpha, hybrid_beta, hybrid_motion, motion_median, mask_weight, hybrid_standardise, patch)
     recon = [np.asarray(s, np.float64) for s in collect.scores]
     base = baseline_eval.evaluate(store, baselines, patch, labels, known, steps)
     motion_terms = None
     if spec.beta > 0:  # a baseline already scored as the motion term (flow is the costly one) is not redone
-      motion_terms = (base[spec.motion].scores if spec.motion in base else
-                      [hybrid.motion_scores(store.video_frames(v), spec) for v in range(store.num_videos)])
+      motion_terms = (
+        base[spec.motion].scores
+        if spec.motion in base
+        else [hybrid.motion_scores(store.video_frames(v), spec) for v in range(store.num_videos)]
+      )
     stats = _standardisation(scorer, train_store, spec) if spec.needs_training_scores else None
     scores = hybrid.combine(recon, motion_terms, mask_scores, spec, stats)
     table = eval_report.table(scores, labels, names, known, eval_report.table_methods(gaussian_sigma, postprocess))
     processed, result = eval_report.frame_results(scores, labels, names, known, steps)
     roc = result.pop("roc_curve")  # drawn in roc.png; scores.csv holds what is needed to redraw it
     result["per_video_auc"] = dict(zip(result.pop("video_names"), result["per_video_auc"]))
-    report = {**(info or {}), "postprocess": method, **result,
-              "unlabelled_videos": [names[v] for v in range(store.num_videos) if labels[v] is None],
-              "postprocess_table": table, "postprocess_table_markdown": eval_report.markdown_table(table),
-              "scoring": _scoring_protocol(patch), "temporal": model.temporal,
-              "frame_score": hybrid.report_section(spec, stats),
-              "image_size": list(store.image_size), "channels": model.channels,
-              "dtype": np.dtype(model.dtype).name, "batch_size": batch_size, "compile_seconds": compile_seconds,
-              "scoring_seconds": seconds, "frames_per_second": store.total_frames / max(seconds, 1e-9),
-              "pixel": None, **baseline_eval.report_section(base, patch, method)}
+    report = {
+      **(info or {}),
+      "postprocess": method,
+      **result,
+      "unlabelled_videos": [names[v] for v in range(store.num_videos) if labels[v] is None],
+      "postprocess_table": table,
+      "postprocess_table_markdown": eval_report.markdown_table(table),
+      "scoring": _scoring_protocol(patch),
+      "temporal": model.temporal,
+      "frame_score": hybrid.report_section(spec, stats),
+      "image_size": list(store.image_size),
+      "channels": model.channels,
+      "dtype": np.dtype(model.dtype).name,
+      "batch_size": batch_size,
+      "compile_seconds": compile_seconds,
+      "scoring_seconds": seconds,
+      "frames_per_second": store.total_frames / max(seconds, 1e-9),
+      "pixel": None,
+      **baseline_eval.report_section(base, patch, method),
+    }
     if not spec.reconstruction_only:
       # The hybrid's terms alone, post-processed like the headline: the reconstruction's row is always there.
       terms = {"reconstruction": recon, **({f"motion ({spec.motion})": motion_terms} if motion_terms else {})}
       report["score_components"] = {
-          name: {k: v for k, v in eval_report.frame_results(t, labels, names, known, steps)[1].items() if k in eval_report.HEADLINE}
-          for name, t in terms.items()}
+        name: {
+          k: v
+          for k, v in eval_report.frame_results(t, labels, names, known, steps)[1].items()
+          if k in eval_report.HEADLINE
+        }
+        for name, t in terms.items()
+      }
     if model.mask_head:
       alone = eval_report.frame_results(mask_scores, labels, names, known, postprocess_lib.parse_chain("none"))[1]
       report["mask_head_score"] = {k: alone[k] for k in eval_report.HEADLINE}
     if pixel_metrics and collect.maps:
       report["pixel"] = eval_collect.pixel_report(collect.maps, collect.masks, grid, region_thresholds)
-    columns = {"score": scores, "label": eval_report.label_column(labels),
-               **({"score_postprocessed": processed} if method != "none" else {}), **baseline_eval.csv_columns(base)}
+    columns = {
+      "score": scores,
+      "label": eval_report.label_column(labels),
+      **({"score_postprocessed": processed} if method != "none" else {}),
+      **baseline_eval.csv_columns(base),
+    }
     eval_report.write_csv(os.path.join(tmp, "scores.csv"), names, columns)
     if roc is not None:
-      plots.plot_roc(roc["fpr"], roc["tpr"], result["frame_auc_micro"], os.path.join(tmp, "roc.png"),
-                     title=f"Frame-level ROC ({method})", label="model" if base else None,
-                     curves=baseline_eval.roc_curves(base))
+      plots.plot_roc(
+        roc["fpr"],
+        roc["tpr"],
+        result["frame_auc_micro"],
+        os.path.join(tmp, "roc.png"),
+        title=f"Frame-level ROC ({method})",
+        label="model" if base else None,
+        curves=baseline_eval.roc_curves(base),
+      )
     best = baseline_eval.best(report["baselines"])
-    diagnostics.video_plots(os.path.join(tmp, "plots"), names, labels, processed, method,
-                            (best, base[best].processed) if best else None)
+    diagnostics.video_plots(
+      os.path.join(tmp, "plots"), names, labels, processed, method, (best, base[best].processed) if best else None
+    )
     if worst_frames > 0:
-      diagnostics.worst_frames(model, variables, store, processed, labels, os.path.join(tmp, "worst_frames.png"),
-                               worst_frames, method)
+      diagnostics.worst_frames(
+        model, variables, store, processed, labels, os.path.join(tmp, "worst_frames.png"), worst_frames, method
+      )
     html_report.write(tmp, report, names)
     atomic.write_json(os.path.join(tmp, "report.json"), report)  # last: its presence means complete
   return report
@@ -169,6 +229,7 @@ def load_model(config, workdir: str):
   """(model, host variables, checkpoint step, source) of the workdir's newest checkpoint."""
   from maskedskip_jax.train import sharding  # pylint: disable=g-import-not-at-top
   from maskedskip_jax.train import state as train_state  # pylint: disable=g-import-not-at-top
+
   model, variables, step = train_state.restore_variables(config, workdir)
   return model, sharding.host_copy(variables), step, os.path.join(os.path.abspath(workdir), "checkpoints", str(step))
 
@@ -180,6 +241,7 @@ def run(config, workdir: str, *, trained=None, out_dir: str | None = None) -> di
   to `out_dir` (default `workdir/eval`): the ablation scores one trained model several ways.
   """
   from maskedskip_jax.train import compile_cache  # pylint: disable=g-import-not-at-top
+
   s = settings(config)
   compile_cache.enable(config.train.compilation_cache_dir)
   model, variables, step, source = trained or load_model(config, workdir)
@@ -187,31 +249,57 @@ def run(config, workdir: str, *, trained=None, out_dir: str | None = None) -> di
     return None  # one writer: every process holds the same model, process 0 scores the test set
   models.check_input_shape(model, (1, model.temporal, *config.data.image_size, config.data.channels))
   store = train_data.load_split(config, workdir, "test", all_processes=False)  # the others have returned
-  train_store = (train_data.load_split(config, workdir, "train", all_processes=False)
-                 if s["hybrid_standardise"] and s["hybrid_beta"] > 0 else None)
-  info = {"dataset": config.data.name, "variant": model.variant, "checkpoint_step": step, "checkpoint": source,
-          "checkpoint_selection": "the newest checkpoint (or the given bundle); never chosen on test data"}
+  train_store = (
+    train_data.load_split(config, workdir, "train", all_processes=False)
+    if s["hybrid_standardise"] and s["hybrid_beta"] > 0
+    else None
+  )
+  info = {
+    "dataset": config.data.name,
+    "variant": model.variant,
+    "checkpoint_step": step,
+    "checkpoint": source,
+    "checkpoint_selection": "the newest checkpoint (or the given bundle); never chosen on test data",
+  }
   out_dir = os.path.abspath(out_dir or os.path.join(workdir, "eval"))
-  report = evaluate_store(model, variables, store, batch_size=s["batch_size"], postprocess=s["postprocess"],
-                          out_dir=out_dir, patch=s["patch"],
-                          gaussian_sigma=s["gaussian_sigma"], write_videos=s["write_videos"],
-                          pixel_metrics=s["pixel_metrics"], pixel_size=s["pixel_size"],
-                          region_thresholds=s["region_thresholds"], hybrid_alpha=s["hybrid_alpha"],
-                          hybrid_beta=s["hybrid_beta"], motion_median=s["motion_median"],
-                          mask_weight=s["mask_weight"], hybrid_motion=s["hybrid_motion"],
-                          hybrid_standardise=s["hybrid_standardise"], train_store=train_store, info=info,
-                          baselines=s["baselines"])
+  report = evaluate_store(
+    model,
+    variables,
+    store,
+    batch_size=s["batch_size"],
+    postprocess=s["postprocess"],
+    out_dir=out_dir,
+    patch=s["patch"],
+    gaussian_sigma=s["gaussian_sigma"],
+    write_videos=s["write_videos"],
+    pixel_metrics=s["pixel_metrics"],
+    pixel_size=s["pixel_size"],
+    region_thresholds=s["region_thresholds"],
+    hybrid_alpha=s["hybrid_alpha"],
+    hybrid_beta=s["hybrid_beta"],
+    motion_median=s["motion_median"],
+    mask_weight=s["mask_weight"],
+    hybrid_motion=s["hybrid_motion"],
+    hybrid_standardise=s["hybrid_standardise"],
+    train_store=train_store,
+    info=info,
+    baselines=s["baselines"],
+  )
   print(report["postprocess_table_markdown"])
-  line = (f"eval ({report['postprocess']}): frame AUC micro {report['frame_auc_micro']}, macro "
-          f"{report['frame_auc_macro']}, EER {report['eer']}, AP {report['average_precision']}")
+  line = (
+    f"eval ({report['postprocess']}): frame AUC micro {report['frame_auc_micro']}, macro "
+    f"{report['frame_auc_macro']}, EER {report['eer']}, AP {report['average_precision']}"
+  )
   if report["pixel"]:
     p = report["pixel"]
     line += f"; pixel AUROC {p['pixel_auroc']}, RBDC {p['rbdc']}, TBDC {p['tbdc']} at {p['resolution']}"
   print(f"{line}; {report['num_frames']} frames at {report['frames_per_second']:.0f} frames/s -> {out_dir}")
   if report["baselines"]:
     each = ", ".join(f"{n} {eval_report.cell(m['frame_auc_micro'])}" for n, m in report["baselines"].items())
-    print(f"baselines ({report['postprocess']}), frame AUC micro: {each}; "
-          f"{baseline_eval.comparison(report['frame_auc_micro'], report['baselines'])}")
+    print(
+      f"baselines ({report['postprocess']}), frame AUC micro: {each}; "
+      f"{baseline_eval.comparison(report['frame_auc_micro'], report['baselines'])}"
+    )
   if report.get("score_components"):
     each = ", ".join(f"{n} {eval_report.cell(m['frame_auc_micro'])}" for n, m in report["score_components"].items())
     print(f"the frame score's terms alone ({report['postprocess']}), frame AUC micro: {each}")

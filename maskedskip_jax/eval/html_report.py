@@ -23,14 +23,49 @@ from maskedskip_jax.eval import report as eval_report
 
 FILENAME = "report.html"
 # Protocol entries shown in this order when present; anything not listed (and not shown elsewhere) follows.
-_PROTOCOL = ("dataset", "variant", "checkpoint", "checkpoint_step", "checkpoint_selection", "postprocess", "scoring",
-             "frame_score", "baselines_protocol", "temporal", "image_size", "channels", "dtype", "batch_size",
-             "compile_seconds", "scoring_seconds", "frames_per_second")
+_PROTOCOL = (
+  "dataset",
+  "variant",
+  "checkpoint",
+  "checkpoint_step",
+  "checkpoint_selection",
+  "postprocess",
+  "scoring",
+  "frame_score",
+  "baselines_protocol",
+  "temporal",
+  "image_size",
+  "channels",
+  "dtype",
+  "batch_size",
+  "compile_seconds",
+  "scoring_seconds",
+  "frames_per_second",
+)
 # Shown in their own sections, or only a machine reads them.
-_ELSEWHERE = {"frame_auc_micro", "frame_auc_macro", "eer", "average_precision", "per_video_auc", "baselines",
-              "score_components", "mask_head_score", "pixel", "postprocess_table", "postprocess_table_markdown",
-              "postprocess_tables", "markdown", "threshold", "num_frames", "num_videos", "unlabelled_videos",
-              "macro_policy", "notes", "num_anomalous_frames", "eer_threshold"}
+_ELSEWHERE = {
+  "frame_auc_micro",
+  "frame_auc_macro",
+  "eer",
+  "average_precision",
+  "per_video_auc",
+  "baselines",
+  "score_components",
+  "mask_head_score",
+  "pixel",
+  "postprocess_table",
+  "postprocess_table_markdown",
+  "postprocess_tables",
+  "markdown",
+  "threshold",
+  "num_frames",
+  "num_videos",
+  "unlabelled_videos",
+  "macro_policy",
+  "notes",
+  "num_anomalous_frames",
+  "eer_threshold",
+}
 _STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 70em; padding: 0 1em; color: #222; }
 h1 { font-size: 1.5em; } h2 { font-size: 1.2em; margin-top: 2em; border-bottom: 1px solid #ccc; }
@@ -109,8 +144,10 @@ def _headline(report: dict[str, Any]) -> list[str]:
     counts.append(f"{report['num_frames']} frames" + (f" ({anomalous} anomalous)" if anomalous is not None else ""))
   if "num_videos" in report:
     counts.append(f"{report['num_videos']} video{'' if report['num_videos'] == 1 else 's'}")
-  notes = [f"Labelled test set: {', '.join(counts)}." if counts else "",
-           "AUC and AP: higher is better; EER: lower is better."]
+  notes = [
+    f"Labelled test set: {', '.join(counts)}." if counts else "",
+    "AUC and AP: higher is better; EER: lower is better.",
+  ]
   if report.get("eer_threshold") is not None:
     notes.append(f"The model's EER is reached at score {report['eer_threshold']:.6g}.")
   notes += report.get("notes") or []
@@ -128,8 +165,11 @@ def _headline(report: dict[str, Any]) -> list[str]:
 def _tables(report: dict[str, Any]) -> list[str]:
   out = []
   if report.get("postprocess_table"):
-    out += ["<h2>Post-processing</h2>", '<p class="note">The model\'s raw scores under each post-processing.</p>',
-            _metric_rows([(r["postprocess"], r) for r in report["postprocess_table"]], "post-processing")]
+    out += [
+      "<h2>Post-processing</h2>",
+      '<p class="note">The model\'s raw scores under each post-processing.</p>',
+      _metric_rows([(r["postprocess"], r) for r in report["postprocess_table"]], "post-processing"),
+    ]
   if report.get("postprocess_tables"):
     out.append("<h2>Post-processing</h2>")
     for name, rows in report["postprocess_tables"].items():
@@ -139,9 +179,10 @@ def _tables(report: dict[str, Any]) -> list[str]:
 
 def _video_index(shown, aucs) -> str:
   """An index of the videos, each linking to its plot, with its AUC: the worst ones are found at a glance."""
-  cells = "".join(f'<tr><td><a href="#video-{i}">{_e(name)}</a></td>'
-                  f'<td class="num">{_e(eval_report.cell(aucs.get(name)))}</td></tr>'
-                  for i, (name, _) in enumerate(shown))
+  cells = "".join(
+    f'<tr><td><a href="#video-{i}">{_e(name)}</a></td><td class="num">{_e(eval_report.cell(aucs.get(name)))}</td></tr>'
+    for i, (name, _) in enumerate(shown)
+  )
   return f"<table><tr><th>video</th><th>frame AUC</th></tr>{cells}</table>"
 
 
@@ -153,16 +194,20 @@ def _videos(folder: str, report: dict[str, Any], videos) -> list[str]:
   if not shown:
     return []
   aucs = report.get("per_video_auc") or {}
-  note = ("Each video's headline score over time (beside the best baseline's where baselines were scored: both are "
-          "then min-max scaled within the video); labelled-anomalous frames shaded red. Per-video AUC: n/a where a "
-          "video has one class only or no labels.")
+  note = (
+    "Each video's headline score over time (beside the best baseline's where baselines were scored: both are "
+    "then min-max scaled within the video); labelled-anomalous frames shaded red. Per-video AUC: n/a where a "
+    "video has one class only or no labels."
+  )
   threshold = _threshold(report)
   if threshold:
     note += f" The {threshold} applies to the headline score."
   out = ["<h2>Scores over time</h2>", f'<p class="note">{_e(note)}</p>', _video_index(shown, aucs)]
   for i, (name, path) in enumerate(shown):
-    out += [f'<h3 id="video-{i}">{_e(name)}: AUC {_e(eval_report.cell(aucs.get(name)))}</h3>',
-            _image(path, f"{name} score over time")]
+    out += [
+      f'<h3 id="video-{i}">{_e(name)}: AUC {_e(eval_report.cell(aucs.get(name)))}</h3>',
+      _image(path, f"{name} score over time"),
+    ]
   return out
 
 
@@ -186,20 +231,27 @@ def page(folder: str, report: dict[str, Any], videos=None) -> str:
   title = f"{kind}: {report.get('dataset', 'test set')}" + (f", {report['variant']}" if report.get("variant") else "")
   body = [f"<h1>{_e(title)}</h1>"]
   if report.get("checkpoint_step") is not None:
-    body.append(f'<p class="note">Checkpoint step {_e(report["checkpoint_step"])}: '
-                f'{_e(report.get("checkpoint_selection", ""))}</p>')
+    body.append(
+      f'<p class="note">Checkpoint step {_e(report["checkpoint_step"])}: '
+      f"{_e(report.get('checkpoint_selection', ''))}</p>"
+    )
   body += _headline(report) + _tables(report)
   if os.path.isfile(os.path.join(folder, "roc.png")):
     body += ["<h2>ROC curves</h2>", _image(os.path.join(folder, "roc.png"), "frame-level ROC curves")]
   body += _videos(folder, report, videos)
   if os.path.isfile(os.path.join(folder, "worst_frames.png")):
-    body += ["<h2>Worst misses</h2>", '<p class="note">The labelled-anomalous frames the model scored lowest: '
-             "input, reconstruction, and its error map.</p>",
-             _image(os.path.join(folder, "worst_frames.png"), "worst-scored anomalous frames")]
+    body += [
+      "<h2>Worst misses</h2>",
+      '<p class="note">The labelled-anomalous frames the model scored lowest: '
+      "input, reconstruction, and its error map.</p>",
+      _image(os.path.join(folder, "worst_frames.png"), "worst-scored anomalous frames"),
+    ]
   body += _pixel(report) + _protocol(report)
-  return ('<!DOCTYPE html>\n<html xmlns="http://www.w3.org/1999/xhtml" lang="en"><head><meta charset="utf-8" />'
-          f"<title>{_e(title)}</title><style>{_STYLE}</style></head>"
-          "<body>\n" + "\n".join(body) + "\n</body></html>\n")
+  return (
+    '<!DOCTYPE html>\n<html xmlns="http://www.w3.org/1999/xhtml" lang="en"><head><meta charset="utf-8" />'
+    f"<title>{_e(title)}</title><style>{_STYLE}</style></head>"
+    "<body>\n" + "\n".join(body) + "\n</body></html>\n"
+  )
 
 
 def write(out_dir: str, report: dict[str, Any], videos=None) -> str:

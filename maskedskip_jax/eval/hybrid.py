@@ -22,9 +22,9 @@ from typing import Any
 
 import numpy as np
 
+from maskedskip_jax.errors import UserError
 from maskedskip_jax.eval import baselines
 from maskedskip_jax.nn import motion
-from maskedskip_jax.errors import UserError
 
 MOTIONS = ("gradient", *baselines.BASELINES)
 
@@ -32,6 +32,7 @@ MOTIONS = ("gradient", *baselines.BASELINES)
 @dataclasses.dataclass(frozen=True)
 class Spec:
   """The eval.* frame-score settings."""
+
   alpha: float = 1.0
   beta: float = 0.0
   motion: str = "gradient"
@@ -78,6 +79,7 @@ def motion_scores(frames, spec: Spec) -> np.ndarray:
 @dataclasses.dataclass(frozen=True)
 class Standardisation:
   """Mean and standard deviation of R and of M over every frame of the training videos."""
+
   recon_mean: float
   recon_std: float
   motion_mean: float
@@ -90,12 +92,16 @@ class Standardisation:
 def _mean_std(name: str, scores) -> tuple[float, float]:
   flat = np.concatenate([np.asarray(s, np.float64) for s in scores]) if scores else np.zeros(0)
   if flat.size < 2:
-    raise UserError(f"eval.hybrid_standardise: the training videos gave {flat.size} {name} score(s); "
-                    "at least 2 are needed to standardise")
+    raise UserError(
+      f"eval.hybrid_standardise: the training videos gave {flat.size} {name} score(s); "
+      "at least 2 are needed to standardise"
+    )
   std = float(flat.std())
   if not std > 0:
-    raise UserError(f"eval.hybrid_standardise: every training frame has the same {name} score, so it cannot be "
-                    "standardised; turn eval.hybrid_standardise off")
+    raise UserError(
+      f"eval.hybrid_standardise: every training frame has the same {name} score, so it cannot be "
+      "standardised; turn eval.hybrid_standardise off"
+    )
   return float(flat.mean()), std
 
 
@@ -105,8 +111,7 @@ def standardisation(train_recon, train_frames, spec: Spec) -> Standardisation:
   return Standardisation(*_mean_std("reconstruction", train_recon), *_mean_std("motion", train_motion))
 
 
-def combine(recon, motion_terms, mask_terms, spec: Spec,
-            stats: Standardisation | None = None) -> list[np.ndarray]:
+def combine(recon, motion_terms, mask_terms, spec: Spec, stats: Standardisation | None = None) -> list[np.ndarray]:
   """Per-video frame scores from per-video R, M (None when beta is 0) and K (None when mask_weight is 0)."""
   recon = [np.asarray(s, np.float64) for s in recon]
   if spec.reconstruction_only:
@@ -131,7 +136,13 @@ def combine(recon, motion_terms, mask_terms, spec: Spec,
 
 def report_section(spec: Spec, stats: Standardisation | None) -> dict[str, Any]:
   """report.json's `frame_score`."""
-  return {"hybrid_alpha": spec.alpha, "hybrid_beta": spec.beta, "hybrid_motion": spec.motion,
-          "motion_median": spec.motion_median, "mask_weight": spec.mask_weight,
-          "hybrid_standardise": spec.standardise, "formula": spec.formula(),
-          "standardisation": stats.as_dict() if stats is not None else None}
+  return {
+    "hybrid_alpha": spec.alpha,
+    "hybrid_beta": spec.beta,
+    "hybrid_motion": spec.motion,
+    "motion_median": spec.motion_median,
+    "mask_weight": spec.mask_weight,
+    "hybrid_standardise": spec.standardise,
+    "formula": spec.formula(),
+    "standardisation": stats.as_dict() if stats is not None else None,
+  }

@@ -12,8 +12,8 @@ from typing import Any
 import numpy as np
 from sklearn import metrics as skm
 
-from maskedskip_jax.eval import postprocess as _postprocess
 from maskedskip_jax.errors import UserError
+from maskedskip_jax.eval import postprocess as _postprocess
 
 # Re-exported so callers can keep to the `metrics.postprocess(...)` contract of docs/CONTRACTS.md.
 postprocess = _postprocess.postprocess
@@ -25,8 +25,10 @@ def _check_video(v: int, scores: Any, labels: Any) -> tuple[np.ndarray, np.ndarr
   s = np.asarray(scores, dtype=np.float64)
   y = np.asarray(labels)
   if s.ndim != 1 or y.ndim != 1 or len(s) != len(y):
-    raise UserError(f"frame_metrics: video {v} has scores of shape {s.shape} and labels of shape {y.shape}; "
-                    "expected two 1-D arrays of the same length")
+    raise UserError(
+      f"frame_metrics: video {v} has scores of shape {s.shape} and labels of shape {y.shape}; "
+      "expected two 1-D arrays of the same length"
+    )
   if not np.all(np.isfinite(s)):
     raise UserError(f"frame_metrics: video {v} has non-finite scores")
   if not np.all((y == 0) | (y == 1)):
@@ -51,8 +53,9 @@ def eer_from_roc(fpr: np.ndarray, tpr: np.ndarray, thresholds: np.ndarray) -> tu
   return float(eer), float(thresholds[near])
 
 
-def frame_metrics(scores_by_video: Sequence[np.ndarray], labels_by_video: Sequence[np.ndarray],
-                  video_names: Sequence[str] | None = None) -> dict[str, Any]:
+def frame_metrics(
+  scores_by_video: Sequence[np.ndarray], labels_by_video: Sequence[np.ndarray], video_names: Sequence[str] | None = None
+) -> dict[str, Any]:
   """Frame-level metrics over a test set. Higher score = more anomalous; labels are 0/1 per frame.
 
   Returns a JSON-ready dict: frame_auc_micro, frame_auc_macro, macro_policy, per_video_auc (None for
@@ -64,8 +67,7 @@ def frame_metrics(scores_by_video: Sequence[np.ndarray], labels_by_video: Sequen
     raise UserError(f"frame_metrics: {len(scores_by_video)} score arrays but {len(labels_by_video)} label arrays")
   if not scores_by_video:
     raise UserError("frame_metrics: no videos to evaluate")
-  names = [str(n) for n in video_names] if video_names is not None else [str(i) for i in
-                                                                         range(len(scores_by_video))]
+  names = [str(n) for n in video_names] if video_names is not None else [str(i) for i in range(len(scores_by_video))]
   if len(names) != len(scores_by_video):
     raise UserError(f"frame_metrics: {len(names)} video names for {len(scores_by_video)} videos")
   pairs = [_check_video(v, s, y) for v, (s, y) in enumerate(zip(scores_by_video, labels_by_video))]
@@ -86,10 +88,21 @@ def frame_metrics(scores_by_video: Sequence[np.ndarray], labels_by_video: Sequen
 
   s = np.concatenate([p[0] for p in pairs])
   y = np.concatenate([p[1] for p in pairs])
-  report = {"frame_auc_micro": None, "frame_auc_macro": macro, "macro_policy": policy,
-            "per_video_auc": per_video, "eer": None, "eer_threshold": None, "average_precision": None,
-            "num_frames": int(len(y)), "num_videos": len(pairs), "num_anomalous_frames": int(y.sum()),
-            "roc_curve": None, "video_names": names, "notes": notes}
+  report = {
+    "frame_auc_micro": None,
+    "frame_auc_macro": macro,
+    "macro_policy": policy,
+    "per_video_auc": per_video,
+    "eer": None,
+    "eer_threshold": None,
+    "average_precision": None,
+    "num_frames": int(len(y)),
+    "num_videos": len(pairs),
+    "num_anomalous_frames": int(y.sum()),
+    "roc_curve": None,
+    "video_names": names,
+    "notes": notes,
+  }
   if len(y) == 0 or y.min() == y.max():
     notes.append("frame_auc_micro, eer and average_precision are None: all frames have the same label")
     return report
@@ -110,8 +123,10 @@ def _pairs(score_maps_list, masks_list):
       continue
     maps, masks = np.asarray(maps), np.asarray(masks)
     if maps.shape != masks.shape or maps.ndim != 3:
-      raise UserError(f"pixel_auroc: video {v} score maps {maps.shape} and masks {masks.shape} must both be "
-                      "(n, H0, W0); resize the maps with scoring.pixel_maps_to_size first")
+      raise UserError(
+        f"pixel_auroc: video {v} score maps {maps.shape} and masks {masks.shape} must both be "
+        "(n, H0, W0); resize the maps with scoring.pixel_maps_to_size first"
+      )
     yield v, maps, masks != 0
 
 
@@ -129,8 +144,9 @@ def _auc_from_counts(pos: np.ndarray, neg: np.ndarray) -> tuple[float | None, fl
   return (below + 0.5 * same_bin) / (n_pos * n_neg), 0.5 * same_bin / (n_pos * n_neg)
 
 
-def pixel_auroc(score_maps_list: Sequence[np.ndarray], masks_list: Sequence[np.ndarray | None],
-                max_pixels: int = 20_000_000) -> dict[str, Any]:
+def pixel_auroc(
+  score_maps_list: Sequence[np.ndarray], masks_list: Sequence[np.ndarray | None], max_pixels: int = 20_000_000
+) -> dict[str, Any]:
   """Pixel-level AUROC over every pixel of every frame of the videos that have masks (None entries skipped).
 
   Up to `max_pixels` pixels the AUROC is exact (each distinct score its own bin, ties 1/2: the value of
@@ -161,8 +177,14 @@ def pixel_auroc(score_maps_list: Sequence[np.ndarray], masks_list: Sequence[np.n
     values, inverse = np.unique(s, return_inverse=True)
     pos = np.bincount(inverse, weights=y, minlength=len(values))
     auc, _ = _auc_from_counts(pos, np.bincount(inverse, minlength=len(values)) - pos)
-    return {"pixel_auroc": auc, "method": "exact", "error_bound": 0.0, "num_pixels": int(total),
-            "num_anomalous_pixels": int(y.sum()), "num_frames": frames}
+    return {
+      "pixel_auroc": auc,
+      "method": "exact",
+      "error_bound": 0.0,
+      "num_pixels": int(total),
+      "num_anomalous_pixels": int(y.sum()),
+      "num_frames": frames,
+    }
 
   pos = np.zeros(_HIST_BINS, np.float64)
   neg = np.zeros(_HIST_BINS, np.float64)
@@ -174,5 +196,11 @@ def pixel_auroc(score_maps_list: Sequence[np.ndarray], masks_list: Sequence[np.n
       pos += p
       neg += np.bincount(bins, minlength=_HIST_BINS) - p
   auc, bound = _auc_from_counts(pos, neg)
-  return {"pixel_auroc": auc, "method": "histogram", "error_bound": bound, "num_pixels": int(total),
-          "num_anomalous_pixels": int(pos.sum()), "num_frames": frames}
+  return {
+    "pixel_auroc": auc,
+    "method": "histogram",
+    "error_bound": bound,
+    "num_pixels": int(total),
+    "num_anomalous_pixels": int(pos.sum()),
+    "num_frames": frames,
+  }

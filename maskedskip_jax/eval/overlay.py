@@ -99,8 +99,9 @@ class ScoreCurve:
     return strip
 
 
-def overlay_frame(frame: np.ndarray, score_map: np.ndarray, curve: ScoreCurve,
-                  vmax: float = DEFAULT_VMAX) -> np.ndarray:
+def overlay_frame(
+  frame: np.ndarray, score_map: np.ndarray, curve: ScoreCurve, vmax: float = DEFAULT_VMAX
+) -> np.ndarray:
   """The blended frame with the score curve strip underneath; `curve` must already hold this frame's score."""
   return np.concatenate([blend(frame, score_map, vmax), curve.draw()], axis=0)
 

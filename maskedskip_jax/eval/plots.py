@@ -6,12 +6,9 @@ global backend of a notebook, and the figures are freed when they go out of scop
 name in the target folder and moved into place, so a reader never sees half a PNG.
 """
 
-import os
-import tempfile
-
-import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+import numpy as np
 
 from maskedskip_jax import atomic
 from maskedskip_jax.errors import UserError
@@ -30,8 +27,16 @@ def anomalous_intervals(labels: np.ndarray) -> list[tuple[int, int]]:
   return list(zip(np.nonzero(edges == 1)[0].tolist(), (np.nonzero(edges == -1)[0] - 1).tolist()))
 
 
-def plot_roc(fpr, tpr, auc: float | None, path: str, title: str = "Frame-level ROC", label: str | None = None,
-             curves=(), highlight_first: bool = True) -> str:
+def plot_roc(
+  fpr,
+  tpr,
+  auc: float | None,
+  path: str,
+  title: str = "Frame-level ROC",
+  label: str | None = None,
+  curves=(),
+  highlight_first: bool = True,
+) -> str:
   """Writes the ROC curve (with the chance diagonal) to `path` as PNG; returns path.
 
   `label` names the curve in the legend beside its AUC; `curves` are more (fpr, tpr, auc, label) drawn beside it
@@ -45,8 +50,13 @@ def plot_roc(fpr, tpr, auc: float | None, path: str, title: str = "Frame-level R
       raise UserError(f"plot_roc: fpr {x.shape} and tpr {y.shape} must be 1-D of the same length")
     text = f"AUC = {a:.4f}" if a is not None else "AUC undefined"
     first = i == 0 and highlight_first  # the curve the figure is about: thicker, on top
-    ax.plot(x, y, lw=1.5 if first or not curves else 1.0, zorder=3 if first else 2,
-            label=text if name is None else f"{name}, {text}")
+    ax.plot(
+      x,
+      y,
+      lw=1.5 if first or not curves else 1.0,
+      zorder=3 if first else 2,
+      label=text if name is None else f"{name}, {text}",
+    )
   ax.plot([0, 1], [0, 1], ls="--", lw=0.8, color="grey")
   ax.set(xlim=(0, 1), ylim=(0, 1.01), xlabel="False positive rate", ylabel="True positive rate", title=title)
   ax.legend(loc="lower right", fontsize="small" if curves else None)
@@ -91,8 +101,13 @@ def plot_scores(scores, labels, path: str, title: str = "", others=(), label: st
   if len(scores):
     ax.set_xlim(-0.5, len(scores) - 0.5)
   if others:  # beside the axes: several curves would hide each other's data under it
-    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="small", title_fontsize="small",
-              title="each min-max scaled\nto [0, 1] in this video")
+    ax.legend(
+      loc="upper left",
+      bbox_to_anchor=(1.01, 1.0),
+      fontsize="small",
+      title_fontsize="small",
+      title="each min-max scaled\nto [0, 1] in this video",
+    )
   else:
     ax.legend(loc="upper right", fontsize="small")
   fig.tight_layout()
@@ -107,8 +122,9 @@ def plot_frame_grid(rows, path: str, title: str = "", vmax: float | None = None)
   maps = [np.asarray(r[2], np.float32) for r in rows]
   vmax = float(vmax if vmax is not None else max(float(m.max()) for m in maps)) or 1.0
   h, w = maps[0].shape
-  fig = Figure(figsize=(3 * 2.2 * w / max(h, w) + 0.8, len(rows) * 2.2 * h / max(h, w) + 0.9), dpi=100,
-               layout="constrained")
+  fig = Figure(
+    figsize=(3 * 2.2 * w / max(h, w) + 0.8, len(rows) * 2.2 * h / max(h, w) + 0.9), dpi=100, layout="constrained"
+  )
   axes = fig.subplots(len(rows), 3, squeeze=False)
   for i, (frame, recon, _, caption) in enumerate(rows):
     for j, image in enumerate((frame, recon)):

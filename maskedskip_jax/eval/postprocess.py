@@ -23,8 +23,7 @@ import numpy as np
 from maskedskip_jax.errors import UserError
 
 METHODS = ("none", "median", "gaussian", "minmax", "zscore")
-_DEFAULTS = {"none": {}, "median": {"window": 17}, "gaussian": {"sigma": 3.0, "taps": None},
-             "minmax": {}, "zscore": {}}
+_DEFAULTS = {"none": {}, "median": {"window": 17}, "gaussian": {"sigma": 3.0, "taps": None}, "minmax": {}, "zscore": {}}
 
 
 def _median(s: np.ndarray, window: int) -> np.ndarray:
@@ -64,8 +63,7 @@ def _zscore(s: np.ndarray) -> np.ndarray:
 def _check_kwargs(method: str, kwargs: dict[str, Any]) -> dict[str, Any]:
   unknown = sorted(set(kwargs) - set(_DEFAULTS[method]))
   if unknown:
-    raise UserError(f"postprocess: method '{method}' takes {sorted(_DEFAULTS[method]) or 'no options'}, "
-                    f"got {unknown}")
+    raise UserError(f"postprocess: method '{method}' takes {sorted(_DEFAULTS[method]) or 'no options'}, got {unknown}")
   kw = {**_DEFAULTS[method], **kwargs}
   if method == "median":
     window = kw["window"]
@@ -95,8 +93,10 @@ def parse_method(spec: str) -> tuple[str, dict[str, Any]]:
   name, _, options = spec.strip().partition(":")
   name = name.strip().lower()
   if name not in METHODS:
-    raise UserError(f"postprocess: unknown method '{name}'; expected one of {', '.join(METHODS)} "
-                    "(options like 'median:window=17', 'gaussian:sigma=3', chained with '+')")
+    raise UserError(
+      f"postprocess: unknown method '{name}'; expected one of {', '.join(METHODS)} "
+      "(options like 'median:window=17', 'gaussian:sigma=3', chained with '+')"
+    )
   kwargs = {}
   for item in filter(None, (o.strip() for o in options.split(","))):
     key, eq, value = item.partition("=")

@@ -86,7 +86,7 @@ def _tracks(masks: np.ndarray, keep_labels: bool = False):
     comps = [(None, stats) for _, stats in comps]
   else:
     comps = [(labels if len(stats) else None, stats) for labels, stats in comps]
-  return comps, [ids[starts[t]:starts[t + 1]] for t in range(len(comps))], int(ids.max(initial=-1) + 1)
+  return comps, [ids[starts[t] : starts[t + 1]] for t in range(len(comps))], int(ids.max(initial=-1) + 1)
 
 
 def track_ids(masks: np.ndarray) -> tuple[list[np.ndarray], int]:
@@ -111,17 +111,24 @@ def curve_area(fp_per_frame: np.ndarray, rate: np.ndarray, max_fp: float = 1.0) 
   return float(np.sum(np.diff(xs) * (ys[1:] + ys[:-1]) / 2) / max_fp)
 
 
-def region_metrics(score_maps_list: Sequence[np.ndarray], masks_list: Sequence[np.ndarray | None],
-                   thresholds: Sequence[float] | None = None, num_thresholds: int = 50,
-                   iou_threshold: float = 0.1, track_threshold: float = 0.1, iou: str = "box",
-                   max_fp: float = 1.0) -> dict[str, Any]:
+def region_metrics(
+  score_maps_list: Sequence[np.ndarray],
+  masks_list: Sequence[np.ndarray | None],
+  thresholds: Sequence[float] | None = None,
+  num_thresholds: int = 50,
+  iou_threshold: float = 0.1,
+  track_threshold: float = 0.1,
+  iou: str = "box",
+  max_fp: float = 1.0,
+) -> dict[str, Any]:
   """RBDC and TBDC over the videos that have masks (None entries are skipped).
 
   Args:
     score_maps_list: per video, (n, H, W) pixel score maps at the masks' resolution.
     masks_list: per video, (n, H, W) masks (nonzero = anomalous) or None.
     thresholds: score thresholds to sweep; default `num_thresholds` values evenly spaced over [min, max] of the
-      maps. Cost is one connected-components pass per frame and threshold, so keep the sweep modest or compute at a reduced resolution for long test sets.
+      maps. Cost is one connected-components pass per frame and threshold, so keep the sweep modest or compute at
+      a reduced resolution for long test sets.
     iou_threshold: beta, the IoU a detection needs with a GT region (0.1 as in the paper).
     track_threshold: alpha, the fraction of a track's regions that must be detected (0.1).
     iou: 'box' or 'pixel' IoU.
@@ -142,8 +149,10 @@ def region_metrics(score_maps_list: Sequence[np.ndarray], masks_list: Sequence[n
       continue
     maps, masks = np.asarray(maps, np.float32), np.asarray(masks)
     if maps.shape != masks.shape or maps.ndim != 3:
-      raise UserError(f"region_metrics: video {v} score maps {maps.shape} and masks {masks.shape} must both be "
-                      "(n, H, W) of the same size")
+      raise UserError(
+        f"region_metrics: video {v} score maps {maps.shape} and masks {masks.shape} must both be "
+        "(n, H, W) of the same size"
+      )
     videos.append((maps, masks))
   if thresholds is None:
     values = [m for m, _ in videos if m.size]
@@ -187,9 +196,18 @@ def region_metrics(score_maps_list: Sequence[np.ndarray], masks_list: Sequence[n
   # hits / sizes, not hits >= alpha * sizes: 0.1 * 30 rounds above 3, and a 3-of-30 track must count.
   track_rate = (hits / np.maximum(sizes, 1) >= track_threshold).sum(axis=1) / max(num_tracks, 1)
   has_gt = num_regions > 0
-  return {"rbdc": curve_area(fp_rate, region_rate, max_fp) if has_gt else None,
-          "tbdc": curve_area(fp_rate, track_rate, max_fp) if has_gt else None,
-          "thresholds": thresholds.tolist(), "fp_per_frame": fp_rate.tolist(),
-          "region_detection_rate": region_rate.tolist(), "track_detection_rate": track_rate.tolist(),
-          "num_gt_regions": int(num_regions), "num_gt_tracks": int(num_tracks), "num_frames": int(num_frames),
-          "iou": iou, "iou_threshold": iou_threshold, "track_threshold": track_threshold, "max_fp": max_fp}
+  return {
+    "rbdc": curve_area(fp_rate, region_rate, max_fp) if has_gt else None,
+    "tbdc": curve_area(fp_rate, track_rate, max_fp) if has_gt else None,
+    "thresholds": thresholds.tolist(),
+    "fp_per_frame": fp_rate.tolist(),
+    "region_detection_rate": region_rate.tolist(),
+    "track_detection_rate": track_rate.tolist(),
+    "num_gt_regions": int(num_regions),
+    "num_gt_tracks": int(num_tracks),
+    "num_frames": int(num_frames),
+    "iou": iou,
+    "iou_threshold": iou_threshold,
+    "track_threshold": track_threshold,
+    "max_fp": max_fp,
+  }

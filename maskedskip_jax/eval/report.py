@@ -5,18 +5,14 @@ table, scores.csv, and the folder swap that makes a finished result appear all a
 """
 
 import csv
-import json
-import os
-import shutil
-import tempfile
 from typing import Any
 
 import numpy as np
 
 from maskedskip_jax import config as config_lib
+from maskedskip_jax.errors import UserError
 from maskedskip_jax.eval import metrics
 from maskedskip_jax.eval import postprocess as postprocess_lib
-from maskedskip_jax.errors import UserError
 
 # eval.* keys the evaluations read, with the value used when a config lacks them.
 DEFAULTS = {k.split(".", 1)[1]: f.default for k, f in config_lib.SCHEMA.items() if k.startswith("eval.")}
@@ -70,8 +66,7 @@ def markdown_table(rows: list[dict[str, Any]]) -> str:
 def frame_results(scores, labels, names, known, spec):
   """(post-processed scores of every video, metrics.frame_metrics over the labelled videos `known`)."""
   processed = postprocess_lib.postprocess(scores, spec)
-  result = metrics.frame_metrics([processed[v] for v in known], [labels[v] for v in known],
-                                 [names[v] for v in known])
+  result = metrics.frame_metrics([processed[v] for v in known], [labels[v] for v in known], [names[v] for v in known])
   return processed, result
 
 
@@ -80,8 +75,9 @@ def table(scores, labels, names, known, methods) -> list[dict[str, Any]]:
   rows = []
   for spec in methods:
     result = frame_results(scores, labels, names, known, spec)[1]
-    rows.append({"postprocess": postprocess_lib.describe(postprocess_lib.parse_chain(spec)),
-                 **{k: result[k] for k in HEADLINE}})
+    rows.append(
+      {"postprocess": postprocess_lib.describe(postprocess_lib.parse_chain(spec)), **{k: result[k] for k in HEADLINE}}
+    )
   return rows
 
 
@@ -101,7 +97,8 @@ def write_csv(path: str, names, columns: dict[str, list[np.ndarray]]) -> None:
     out.writerow(["video", "frame", *columns])
     for v, name in enumerate(names):
       values = [np.full(lengths[v], -1) if len(col[v]) == 0 else np.asarray(col[v]) for col in columns.values()]
-      texts = [[str(int(x)) for x in a] if np.issubdtype(a.dtype, np.integer) else [f"{x:.8g}" for x in a]
-               for a in values]
+      texts = [
+        [str(int(x)) for x in a] if np.issubdtype(a.dtype, np.integer) else [f"{x:.8g}" for x in a] for a in values
+      ]
       for k in range(lengths[v]):
         out.writerow([name, k, *(t[k] for t in texts)])

@@ -23,9 +23,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from maskedskip_jax.errors import UserError
 from maskedskip_jax.nn import models
 from maskedskip_jax.nn import scoring
-from maskedskip_jax.errors import UserError
 
 
 def encode(model: models.MaskedSkipUNet, variables, frames: jax.Array) -> tuple[jax.Array, ...]:
@@ -42,8 +42,9 @@ def decode_centre(model: models.MaskedSkipUNet, variables, windows, return_mask:
   windows: per level, (B, T, h_i, w_i, c_i) features of the T frames of each clip, as `encode` returns them.
   return_mask: (recon, predicted anomaly map (B, H, W)), for a model with a mask head.
   """
-  return model.apply(variables, tuple(windows), train=False, return_mask=return_mask,
-                     method=models.MaskedSkipUNet.decode)
+  return model.apply(
+    variables, tuple(windows), train=False, return_mask=return_mask, method=models.MaskedSkipUNet.decode
+  )
 
 
 def _resize_maps(maps: jax.Array, size: tuple[int, int]) -> jax.Array:
@@ -66,8 +67,10 @@ def _step(model, patch, with_recon, map_size, variables, ring, frames, write, re
   """
   # Division, as the training pipeline does, so the model sees bit-identical inputs.
   feats = encode(model, variables, frames.astype(jnp.float32) / 255.0)
-  ring = {"frames": ring["frames"].at[write].set(frames),
-          "feats": tuple(r.at[write].set(f.astype(r.dtype)) for r, f in zip(ring["feats"], feats))}
+  ring = {
+    "frames": ring["frames"].at[write].set(frames),
+    "feats": tuple(r.at[write].set(f.astype(r.dtype)) for r, f in zip(ring["feats"], feats)),
+  }
   decoded = decode_centre(model, variables, tuple(r[read] for r in ring["feats"]), return_mask=model.mask_head)
   recon, mask = decoded if model.mask_head else (decoded, None)
   target = ring["frames"][read[:, (model.temporal - 1) // 2]].astype(jnp.float32) / 255.0
@@ -86,6 +89,7 @@ def _step(model, patch, with_recon, map_size, variables, ring, frames, write, re
 class ScoredFrame:
   """One scored frame. recon (H, W, C) float32 and score_map (h, w) float32 are None unless asked for;
   mask_score (the mask head's map, patch-pooled like `score`) is None for a model without the head."""
+
   video: int
   frame: int
   score: float
@@ -109,8 +113,17 @@ class StreamingScorer:
       nothing large leaves the device.
   """
 
-  def __init__(self, model: models.MaskedSkipUNet, variables, image_size, *, batch_size: int = 32, patch: int = 16,
-               with_recon: bool = False, map_size=None):
+  def __init__(
+    self,
+    model: models.MaskedSkipUNet,
+    variables,
+    image_size,
+    *,
+    batch_size: int = 32,
+    patch: int = 16,
+    with_recon: bool = False,
+    map_size=None,
+  ):
     if batch_size < 1:
       raise UserError(f"batch_size: must be a positive integer, got {batch_size}")
     self.model = model
@@ -134,8 +147,10 @@ class StreamingScorer:
     slots = self.ring_size + 1
     frames = jax.ShapeDtypeStruct((1, *self.frame_shape), jnp.float32)
     feats = jax.eval_shape(lambda v, x: encode(self.model, v, x), self.variables, frames)
-    return {"frames": jnp.zeros((slots, *self.frame_shape), jnp.uint8),
-            "feats": tuple(jnp.zeros((slots, *f.shape[1:]), f.dtype) for f in feats)}
+    return {
+      "frames": jnp.zeros((slots, *self.frame_shape), jnp.uint8),
+      "feats": tuple(jnp.zeros((slots, *f.shape[1:]), f.dtype) for f in feats),
+    }
 
   def _run_step(self, ring, frames, write, read):
     return _step(self.model, self.patch, self.with_recon, self.map_size, self.variables, ring, frames, write, read)
@@ -154,8 +169,7 @@ class StreamingScorer:
       for frame in frames:
         frame = np.asarray(frame)
         if frame.shape != self.frame_shape or frame.dtype != np.uint8:
-          raise UserError(f"video {v} frame {k}: expected uint8 {self.frame_shape}, got {frame.dtype} "
-                          f"{frame.shape}")
+          raise UserError(f"video {v} frame {k}: expected uint8 {self.frame_shape}, got {frame.dtype} {frame.shape}")
         yield v, k, frame
         k += 1
       yield v, k, None
@@ -231,14 +245,19 @@ class StreamingScorer:
     """
     h = self.half
     newest = c + h if n is None else n - 1
-    slots = [first_slot if j < 0 else recent[len(recent) - 1 - (newest - min(j, newest))]
-             for j in range(c - h, c + h + 1)]
+    slots = [
+      first_slot if j < 0 else recent[len(recent) - 1 - (newest - min(j, newest))] for j in range(c - h, c + h + 1)
+    ]
     return np.asarray(slots, np.int32)
 
   def _unpack(self, rows, out) -> Iterator[ScoredFrame]:
     out = jax.device_get(out)
     for i, (v, c, _) in enumerate(rows):
-      yield ScoredFrame(v, c, float(out["score"][i]),
-                        out["recon"][i] if "recon" in out else None,
-                        out["score_map"][i] if "score_map" in out else None,
-                        float(out["mask_score"][i]) if "mask_score" in out else None)
+      yield ScoredFrame(
+        v,
+        c,
+        float(out["score"][i]),
+        out["recon"][i] if "recon" in out else None,
+        out["score_map"][i] if "score_map" in out else None,
+        float(out["mask_score"][i]) if "mask_score" in out else None,
+      )

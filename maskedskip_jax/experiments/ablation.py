@@ -38,8 +38,13 @@ def write_table(config, workdir: str, config_name: str | None = None) -> list[di
   if jax.process_index() == 0:
     title = runs.title(config, config_name)
     atomic.write_text(os.path.join(workdir, TABLE_MD), runs.markdown(rows, title))
-    doc = {"title": title, "config_name": config_name, "dataset": config.data.name, "rows": rows,
-           "config": runs.experiment_config(config)}
+    doc = {
+      "title": title,
+      "config_name": config_name,
+      "dataset": config.data.name,
+      "rows": rows,
+      "config": runs.experiment_config(config),
+    }
     atomic.write_json(os.path.join(workdir, TABLE_JSON), doc)
   return rows
 

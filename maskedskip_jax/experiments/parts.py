@@ -6,7 +6,6 @@ Runs share the variants table's workdir, bookkeeping and resume rules: the varia
 its row in the variants table, and a part that changes only the scoring re-scores the model it differs from.
 """
 
-import json
 import os
 from typing import Any
 
@@ -14,22 +13,22 @@ import jax
 
 from maskedskip_jax import atomic
 from maskedskip_jax import config as config_lib
+from maskedskip_jax.errors import UserError
 from maskedskip_jax.eval import evaluate
 from maskedskip_jax.experiments import runs
-from maskedskip_jax.errors import UserError
 
 PARTS_MD, PARTS_JSON = "parts.md", "parts.json"
 # Each part at the setting its paper uses; where the paper gives none, the setting says so.
 PARTS = {
-    "ssmctb": {"model.ssmctb.placement": "latent_skip"},  # SSMCTB paper: k'=1, d=1, on the latent features
-    "motion_loss": {"train.motion_weighting": "patch"},  # AED-MAE Eq. 1-2: token (patch) level weights
-    "paste": {"train.paste_prob": 0.25},  # AED-MAE Sec. 4: a frame is augmented with probability 0.25
-    # The same pasting, plus issue 9's optional mask output channel trained on the pasted maps.
-    "paste_mask_head": {"train.paste_prob": 0.25, "model.mask_head": True},
-    # That model scored by reconstruction + its predicted map (weights 1 and 1; no published value): re-scored,
-    # not retrained. Every mask-head row's report also holds the map's AUCs alone (`mask_head_score`).
-    "mask_head_score": {"train.paste_prob": 0.25, "model.mask_head": True, "eval.mask_weight": 1.0},
-    "hybrid_score": {"eval.hybrid_beta": 1.0},  # alpha = beta = 1: the hybrid-score paper publishes no values
+  "ssmctb": {"model.ssmctb.placement": "latent_skip"},  # SSMCTB paper: k'=1, d=1, on the latent features
+  "motion_loss": {"train.motion_weighting": "patch"},  # AED-MAE Eq. 1-2: token (patch) level weights
+  "paste": {"train.paste_prob": 0.25},  # AED-MAE Sec. 4: a frame is augmented with probability 0.25
+  # The same pasting, plus issue 9's optional mask output channel trained on the pasted maps.
+  "paste_mask_head": {"train.paste_prob": 0.25, "model.mask_head": True},
+  # That model scored by reconstruction + its predicted map (weights 1 and 1; no published value): re-scored,
+  # not retrained. Every mask-head row's report also holds the map's AUCs alone (`mask_head_score`).
+  "mask_head_score": {"train.paste_prob": 0.25, "model.mask_head": True, "eval.mask_weight": 1.0},
+  "hybrid_score": {"eval.hybrid_beta": 1.0},  # alpha = beta = 1: the hybrid-score paper publishes no values
 }
 
 
@@ -40,8 +39,9 @@ def parse_parts(names) -> tuple[str, ...]:
     return tuple(PARTS)
   unknown = [n for n in names if n not in PARTS]
   if unknown or not names:
-    raise UserError(f"--parts: unknown {', '.join(unknown) or '(none given)'}; expected 'all' or some of "
-                    f"{','.join(PARTS)}")
+    raise UserError(
+      f"--parts: unknown {', '.join(unknown) or '(none given)'}; expected 'all' or some of {','.join(PARTS)}"
+    )
   return tuple(p for p in PARTS if p in names)
 
 
@@ -64,11 +64,18 @@ def write_parts_table(config, workdir: str, arms, config_name: str | None = None
   rows = [r for r in (runs.table_row(config, workdir, v, name, o, t) for v, name, o, t in arms) if r is not None]
   if jax.process_index() == 0:
     title = runs.title(config, config_name).replace("Ablation on", "Parts ablation on", 1)
-    title += " Parts: " + "; ".join(f"{p} = {', '.join(f'{k}={v}' for k, v in o.items())}"
-                                     for p, o in PARTS.items()) + "."
+    title += (
+      " Parts: " + "; ".join(f"{p} = {', '.join(f'{k}={v}' for k, v in o.items())}" for p, o in PARTS.items()) + "."
+    )
     atomic.write_text(os.path.join(workdir, PARTS_MD), runs.markdown(rows, title, first="arm"))
-    doc = {"title": title, "config_name": config_name, "dataset": config.data.name, "rows": rows,
-           "parts": PARTS, "config": runs.experiment_config(config)}
+    doc = {
+      "title": title,
+      "config_name": config_name,
+      "dataset": config.data.name,
+      "rows": rows,
+      "parts": PARTS,
+      "config": runs.experiment_config(config),
+    }
     atomic.write_json(os.path.join(workdir, PARTS_JSON), doc)
   return rows
 

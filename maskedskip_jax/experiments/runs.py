@@ -23,9 +23,18 @@ from maskedskip_jax.train import state as train_state
 CONFIG_JSON = "ablation_config.json"
 TIME_FILE = "ablation_time.json"
 # Keys that change where or how fast a run goes, not its numbers (model.variant is what the table varies).
-_RUN_ONLY = ("model.variant", "data.cache_dir", "data.tfds_data_dir", "data.backend", "train.compilation_cache_dir",
-             "train.prefetch", "train.checkpoint_every_steps", "train.keep_checkpoints", "train.log_every_steps",
-             "eval.batch_size")
+_RUN_ONLY = (
+  "model.variant",
+  "data.cache_dir",
+  "data.tfds_data_dir",
+  "data.backend",
+  "train.compilation_cache_dir",
+  "train.prefetch",
+  "train.checkpoint_every_steps",
+  "train.keep_checkpoints",
+  "train.log_every_steps",
+  "eval.batch_size",
+)
 
 
 def parse_variants(names) -> tuple[str, ...]:
@@ -46,6 +55,7 @@ def variant_config(config, variant: str):
   elif config.model.temporal == 1:
     c.model.temporal = models.default_temporal(variant)
   return c
+
 
 def read_json(path: str) -> dict[str, Any] | None:
   if not os.path.isfile(path):
@@ -76,8 +86,10 @@ def check_same_ablation(config, workdir: str) -> None:
     if key not in saved and field is not None and now[key] == json.loads(json.dumps(field.default)):
       continue  # a key added to the schema after this ablation ran, at its default: nothing changed
     if saved.get(key) != now.get(key):
-      raise UserError(f"{path}: this ablation ran with {key}={saved.get(key)!r}, the config says "
-                      f"{now.get(key)!r}; use a new --workdir or the same config")
+      raise UserError(
+        f"{path}: this ablation ran with {key}={saved.get(key)!r}, the config says "
+        f"{now.get(key)!r}; use a new --workdir or the same config"
+      )
 
 
 def count_params(config) -> int:
@@ -93,21 +105,22 @@ def report_path(workdir: str, variant: str) -> str:
 def train_arm(config, vdir: str) -> bool:
   """Trains (or resumes) one variant unless done; returns False when pre-empted. Keeps the time in TIME_FILE."""
   from maskedskip_jax.train import loop  # pylint: disable=g-import-not-at-top
+
   path = os.path.join(vdir, TIME_FILE)
   record = read_json(path) or {"train_seconds": 0.0, "finished": False}
   if record["finished"]:
     return True  # trained before, the evaluation is what was missing
   begin = time.perf_counter()
   result = loop.train(config, vdir)
-  record = {"train_seconds": record["train_seconds"] + time.perf_counter() - begin,
-            "finished": not result["preempted"]}
+  record = {"train_seconds": record["train_seconds"] + time.perf_counter() - begin, "finished": not result["preempted"]}
   if jax.process_index() == 0:
     atomic.write_json(path, record)
   return record["finished"]
 
 
-def table_row(config, workdir: str, variant: str, arm: str | None = None, overrides=None,
-         trained_in: str | None = None) -> dict[str, Any] | None:
+def table_row(
+  config, workdir: str, variant: str, arm: str | None = None, overrides=None, trained_in: str | None = None
+) -> dict[str, Any] | None:
   """The table row of an arm (default: the variant alone) whose evaluation is done, else None."""
   arm = arm or variant
   report = read_json(report_path(workdir, arm))
@@ -116,21 +129,37 @@ def table_row(config, workdir: str, variant: str, arm: str | None = None, overri
   c = config_lib.with_values(variant_config(config, variant), overrides or {})
   timing = read_json(os.path.join(workdir, trained_in or arm, TIME_FILE)) or {}
   extra = {} if overrides is None else {"arm": arm, "overrides": overrides, "trained_in": trained_in or arm}
-  return {"variant": variant, **extra, "temporal": c.model.temporal, "params": count_params(c),
-          **{k: report.get(k) for k in eval_report.HEADLINE}, "train_seconds": timing.get("train_seconds"),
-          "checkpoint_step": report.get("checkpoint_step"), "postprocess": report.get("postprocess"),
-          "num_frames": report.get("num_frames"), "report": os.path.abspath(report_path(workdir, arm))}
+  return {
+    "variant": variant,
+    **extra,
+    "temporal": c.model.temporal,
+    "params": count_params(c),
+    **{k: report.get(k) for k in eval_report.HEADLINE},
+    "train_seconds": timing.get("train_seconds"),
+    "checkpoint_step": report.get("checkpoint_step"),
+    "postprocess": report.get("postprocess"),
+    "num_frames": report.get("num_frames"),
+    "report": os.path.abspath(report_path(workdir, arm)),
+  }
+
 
 def markdown(rows: list[dict[str, Any]], title: str = "", first: str = "variant") -> str:
   """The table; `first` = 'variant', or 'arm' for the parts table (its rows name the parts switched on)."""
+
   def seconds(r):
     if r.get("trained_in", r.get("arm")) != r.get("arm"):
       return f"(as {r['trained_in']})"
     return "n/a" if r["train_seconds"] is None else f"{r['train_seconds']:.0f}"
 
   table = eval_report.headline_markdown(
-      rows, before=[(first, lambda r: str(r[first])), ("T", lambda r: str(r["temporal"])),
-                    ("params", lambda r: f"{r['params']:,}")], after=[("train time (s)", seconds)])
+    rows,
+    before=[
+      (first, lambda r: str(r[first])),
+      ("T", lambda r: str(r["temporal"])),
+      ("params", lambda r: f"{r['params']:,}"),
+    ],
+    after=[("train time (s)", seconds)],
+  )
   lines = ([title, ""] if title else []) + [table]
   return "\n".join(lines) + "\n"
 
@@ -139,13 +168,17 @@ def title(config, config_name: str | None) -> str:
   t = config.train
   steps = f"{t.num_steps} steps" if t.num_steps > 0 else f"{t.epochs} epochs"
   method = postprocess_lib.describe(postprocess_lib.parse_chain(config.eval.postprocess))
-  return (f"Ablation on {config.data.name} (config {config_name or '?'}): {steps}, batch {t.batch_size}, "
-          f"seed {t.seed}, {tuple(config.data.image_size)} x {config.data.channels} channel(s), latent "
-          f"{config.model.latent_dim}; each variant's last checkpoint, frame scores post-processed with "
-          f"'{method}'.")
+  return (
+    f"Ablation on {config.data.name} (config {config_name or '?'}): {steps}, batch {t.batch_size}, "
+    f"seed {t.seed}, {tuple(config.data.image_size)} x {config.data.channels} channel(s), latent "
+    f"{config.model.latent_dim}; each variant's last checkpoint, frame scores post-processed with "
+    f"'{method}'."
+  )
+
 
 def base_config(config, workdir: str):
   from maskedskip_jax.train import inputs as train_data  # pylint: disable=g-import-not-at-top
+
   config_lib.validate(config)
   check_same_ablation(config, workdir)
   base = copy.deepcopy(config)

@@ -37,19 +37,20 @@ TRUNCATED_STD = 0.87962566103423978  # std of a unit normal truncated to [-2, 2]
 
 class AedMae(nn.Module):
   """The teacher-student masked AE; defaults are the paper's (Sec. 4.1) and, where it is silent, the authors'."""
-  channels: int = 3          # c: channels of the target frame; outputs have c + 1
-  patch: int = 16            # d: 16 on Avenue, 8 on ShanghaiTech and UBnormal, 4 on Ped2
-  mask_ratio: float = 0.5    # the authors' code; the paper does not say
+
+  channels: int = 3  # c: channels of the target frame; outputs have c + 1
+  patch: int = 16  # d: 16 on Avenue, 8 on ShanghaiTech and UBnormal, 4 on Ped2
+  mask_ratio: float = 0.5  # the authors' code; the paper does not say
   embed_dim: int = 256
   depth: int = 3
   decoder_dim: int = 128
-  decoder_depth: int = 3     # the teacher's decoder blocks, shared ones included
-  branch: int = 1            # teacher decoder blocks the student shares
+  decoder_depth: int = 3  # the teacher's decoder blocks, shared ones included
+  branch: int = 1  # teacher decoder blocks the student shares
   student_depth: int = 1
   heads: int = 4
-  mlp_ratio: float = 2.0     # the authors' code
-  kernel: int = 3            # depthwise Q/K/V kernel (CvT)
-  dropout: float = 0.1       # MLP dropout in the authors' code
+  mlp_ratio: float = 2.0  # the authors' code
+  kernel: int = 3  # depthwise Q/K/V kernel (CvT)
+  dropout: float = 0.1  # MLP dropout in the authors' code
   dtype: jnp.dtype = jnp.float32
   param_dtype: jnp.dtype = jnp.float32
 
@@ -62,8 +63,10 @@ class AedMae(nn.Module):
     if not 0.0 <= self.mask_ratio < 1.0:
       raise UserError(f"aed_mae.mask_ratio: must be in [0, 1), got {self.mask_ratio}")
     if not 1 <= self.branch < self.decoder_depth or self.student_depth < 1:
-      raise UserError(f"aed_mae: need 1 <= branch < decoder_depth and student_depth >= 1, got branch "
-                      f"{self.branch}, decoder_depth {self.decoder_depth}, student_depth {self.student_depth}")
+      raise UserError(
+        f"aed_mae: need 1 <= branch < decoder_depth and student_depth >= 1, got branch "
+        f"{self.branch}, decoder_depth {self.decoder_depth}, student_depth {self.student_depth}"
+      )
     if self.embed_dim % self.heads or self.decoder_dim % self.heads:
       raise UserError(f"aed_mae: widths {self.embed_dim} and {self.decoder_dim} must divide by {self.heads} heads")
 
@@ -76,8 +79,9 @@ class AedMae(nn.Module):
     return index, dropped
 
   def _block(self, name: str, dim: int) -> cvt.CvtBlock:
-    return cvt.CvtBlock(dim, self.heads, self.mlp_ratio, self.kernel, self.dropout, self.dtype, self.param_dtype,
-                        name=name)
+    return cvt.CvtBlock(
+      dim, self.heads, self.mlp_ratio, self.kernel, self.dropout, self.dtype, self.param_dtype, name=name
+    )
 
   def _head(self, prefix: str, z: jax.Array, hw: tuple[int, int]) -> jax.Array:
     """LayerNorm, linear to patch x patch x (c + 1) per token, tokens back to pixels: (B, H, W, c + 1) float32."""
@@ -90,8 +94,9 @@ class AedMae(nn.Module):
     return z.astype(jnp.float32)
 
   @nn.compact
-  def __call__(self, x: jax.Array, *, train: bool = False, freeze_backbone: bool = False,
-               mask: bool | None = None) -> dict:
+  def __call__(
+    self, x: jax.Array, *, train: bool = False, freeze_backbone: bool = False, mask: bool | None = None
+  ) -> dict:
     """Returns {'teacher', 'student': (B, H, W, c + 1), 'logit': (B,), 'mask': (B, h, w) True where dropped}.
 
     `train` selects BatchNorm's batch statistics and dropout; `mask` (default: `train`) drops tokens.
@@ -136,8 +141,12 @@ class AedMae(nn.Module):
     s = z
     for i in range(self.student_depth):
       s = self._block(f"student_{i}", self.decoder_dim)(s, hw, None, train)
-    return {"teacher": self._head("teacher", t, hw), "student": self._head("student", s, hw), "logit": logit,
-            "mask": dropped.reshape(b, *hw)}
+    return {
+      "teacher": self._head("teacher", t, hw),
+      "student": self._head("student", s, hw),
+      "logit": logit,
+      "mask": dropped.reshape(b, *hw),
+    }
 
 
 def label_of(name: str) -> str:
@@ -162,8 +171,7 @@ def backbone_labels(params) -> dict:
 def stage2_transform(student_tx: optax.GradientTransformation) -> optax.GradientTransformation:
   """Stage 2: `student_tx` on the student, exact zeros (no decay, no momentum) for the backbone and teacher head."""
   frozen = optax.set_to_zero()
-  return optax.multi_transform({"student": student_tx, "backbone": frozen, "teacher_head": frozen},
-                               backbone_labels)
+  return optax.multi_transform({"student": student_tx, "backbone": frozen, "teacher_head": frozen}, backbone_labels)
 
 
 def count_params(params) -> int:

@@ -65,8 +65,9 @@ def with_map(frame: jax.Array, anomaly_map: jax.Array | None = None) -> jax.Arra
   return jnp.concatenate([frame, a], axis=-1)
 
 
-def motion_weights(frame: jax.Array, previous: jax.Array, patch: int, anomaly_map: jax.Array | None = None,
-                   median: int = MEDIAN) -> jax.Array:
+def motion_weights(
+  frame: jax.Array, previous: jax.Array, patch: int, anomaly_map: jax.Array | None = None, median: int = MEDIAN
+) -> jax.Array:
   """Eq. 1-2: (B, n) token weights of x_t = `frame` given x_{t-1} = `previous`, each frame's summing to 1.
 
   `median` 0 skips the median filter (not the paper; for tests and ablations). No gradient flows through them.
@@ -117,8 +118,9 @@ def classification_loss(logits: jax.Array, labels: jax.Array) -> jax.Array:
   return jnp.mean(optax.sigmoid_binary_cross_entropy(logits, jnp.asarray(labels, jnp.float32)))
 
 
-def stage1_loss(outputs: dict, frame: jax.Array, previous: jax.Array, anomaly_map: jax.Array,
-                patch: int) -> tuple[jax.Array, dict]:
+def stage1_loss(
+  outputs: dict, frame: jax.Array, previous: jax.Array, anomaly_map: jax.Array, patch: int
+) -> tuple[jax.Array, dict]:
   """Stage 1 (teacher): Eq. 3 + Eq. 5, and both parts for logging.
 
   `frame` and `previous` are the clean x_t and x_{t-1} (without the pasted anomaly: the target and the motion come
@@ -132,21 +134,31 @@ def stage1_loss(outputs: dict, frame: jax.Array, previous: jax.Array, anomaly_ma
   return rec + bce, {"reconstruction": rec, "classification": bce}
 
 
-def stage2_loss(outputs: dict, frame: jax.Array, previous: jax.Array, anomaly_map: jax.Array,
-                patch: int) -> tuple[jax.Array, dict]:
+def stage2_loss(
+  outputs: dict, frame: jax.Array, previous: jax.Array, anomaly_map: jax.Array, patch: int
+) -> tuple[jax.Array, dict]:
   """Stage 2 (student): Eq. 4 with the same motion weights as stage 1."""
   weights = motion_weights(frame, previous, patch, anomaly_map)
   sd = self_distillation_loss(outputs["teacher"], outputs["student"], weights, patch)
   return sd, {"self_distillation": sd}
 
 
-def pixel_scores(frame: jax.Array, teacher: jax.Array, student: jax.Array, logit: jax.Array,
-                 alpha: float = ALPHA, beta: float = BETA, gamma: float = GAMMA) -> jax.Array:
+def pixel_scores(
+  frame: jax.Array,
+  teacher: jax.Array,
+  student: jax.Array,
+  logit: jax.Array,
+  alpha: float = ALPHA,
+  beta: float = BETA,
+  gamma: float = GAMMA,
+) -> jax.Array:
   """Eq. 6: (B, H, W) float32 anomaly maps o_t of test frames (B, H, W, c) from `AedMae`'s outputs."""
   target = with_map(frame)
   if target.shape != teacher.shape or teacher.shape != student.shape:
-    raise UserError(f"pixel_scores: frame {frame.shape} (+ 1 map channel), teacher {teacher.shape} and student "
-                    f"{student.shape} must match")
+    raise UserError(
+      f"pixel_scores: frame {frame.shape} (+ 1 map channel), teacher {teacher.shape} and student "
+      f"{student.shape} must match"
+    )
   teacher, student = jnp.asarray(teacher, jnp.float32), jnp.asarray(student, jnp.float32)
   rec = jnp.sum(jnp.square(target - teacher), axis=-1)
   gap = jnp.sum(jnp.square(teacher - student), axis=-1)
@@ -190,8 +202,12 @@ def temporal_gaussian(scores: jax.Array, sigma: float, taps: int) -> jax.Array:
   return jnp.convolve(padded, gaussian_kernel(sigma, taps), mode="valid")
 
 
-def frame_scores(maps: jax.Array, box: int = BOX, sigma: float = TEMPORAL_GAUSSIAN["avenue"][0],
-                 taps: int = TEMPORAL_GAUSSIAN["avenue"][1]) -> jax.Array:
+def frame_scores(
+  maps: jax.Array,
+  box: int = BOX,
+  sigma: float = TEMPORAL_GAUSSIAN["avenue"][0],
+  taps: int = TEMPORAL_GAUSSIAN["avenue"][1],
+) -> jax.Array:
   """One video's (T, H, W) `pixel_scores` -> (T,) frame scores: 3-D mean filter, frame max, temporal Gaussian.
 
   `box` 1 skips the 3-D filter and `taps` 1 the Gaussian.

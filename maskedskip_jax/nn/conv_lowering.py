@@ -88,7 +88,7 @@ def im2col_conv(x: jax.Array, kernel: jax.Array) -> jax.Array:
   kh, kw, ci, co = kernel.shape
   _, h, w, _ = x.shape
   xp = jnp.pad(x, ((0, 0), (kh // 2, kh // 2), (kw // 2, kw // 2), (0, 0)))
-  cols = jnp.concatenate([xp[:, i:i + h, j:j + w, :] for i in range(kh) for j in range(kw)], axis=-1)
+  cols = jnp.concatenate([xp[:, i : i + h, j : j + w, :] for i in range(kh) for j in range(kw)], axis=-1)
   return jnp.einsum("bhwk,ko->bhwo", cols, kernel.reshape(kh * kw * ci, co))
 
 

@@ -46,6 +46,7 @@ def from_grid(grid: jax.Array, index: jax.Array | None) -> jax.Array:
 
 class Pointwise(nn.Module):
   """A kernel-1 convolution over the token sequence (B, L, D_in) -> (B, L, features)."""
+
   features: int
   use_bias: bool = True
   dtype: jnp.dtype = jnp.float32
@@ -53,8 +54,9 @@ class Pointwise(nn.Module):
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
-    return nn.Conv(self.features, (1,), use_bias=self.use_bias, dtype=self.dtype, param_dtype=self.param_dtype,
-                   name="conv")(x)
+    return nn.Conv(
+      self.features, (1,), use_bias=self.use_bias, dtype=self.dtype, param_dtype=self.param_dtype, name="conv"
+    )(x)
 
 
 class ConvEmbed(nn.Module):
@@ -62,6 +64,7 @@ class ConvEmbed(nn.Module):
 
   (B, H, W, C) -> (B, H / patch, W / patch, dim).
   """
+
   dim: int
   patch: int
   dtype: jnp.dtype = jnp.float32
@@ -70,8 +73,9 @@ class ConvEmbed(nn.Module):
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
     p = self.patch
-    x = nn.Conv(self.dim, (p, p), strides=(p, p), padding="VALID", dtype=self.dtype, param_dtype=self.param_dtype,
-                name="proj")(x)
+    x = nn.Conv(
+      self.dim, (p, p), strides=(p, p), padding="VALID", dtype=self.dtype, param_dtype=self.param_dtype, name="proj"
+    )(x)
     return nn.LayerNorm(epsilon=LN_EPS, dtype=self.dtype, param_dtype=self.param_dtype, name="norm")(x)
 
 
@@ -80,6 +84,7 @@ class DepthwiseProjection(nn.Module):
 
   The BatchNorm statistics are taken over the tokens that exist (B x K), never over the zeros of dropped ones.
   """
+
   kernel: int = 3
   dtype: jnp.dtype = jnp.float32
   param_dtype: jnp.dtype = jnp.float32
@@ -88,14 +93,24 @@ class DepthwiseProjection(nn.Module):
   def __call__(self, tokens: jax.Array, hw: tuple[int, int], index: jax.Array | None, train: bool) -> jax.Array:
     d = tokens.shape[-1]
     k = self.kernel
-    grid = nn.Conv(d, (k, k), padding="SAME", feature_group_count=d, use_bias=False, dtype=self.dtype,
-                   param_dtype=self.param_dtype, name="conv")(to_grid(tokens, hw, index))
-    return nn.BatchNorm(use_running_average=not train, momentum=BN_MOMENTUM, dtype=self.dtype,
-                        param_dtype=self.param_dtype, name="bn")(from_grid(grid, index))
+    grid = nn.Conv(
+      d,
+      (k, k),
+      padding="SAME",
+      feature_group_count=d,
+      use_bias=False,
+      dtype=self.dtype,
+      param_dtype=self.param_dtype,
+      name="conv",
+    )(to_grid(tokens, hw, index))
+    return nn.BatchNorm(
+      use_running_average=not train, momentum=BN_MOMENTUM, dtype=self.dtype, param_dtype=self.param_dtype, name="bn"
+    )(from_grid(grid, index))
 
 
 class ConvAttention(nn.Module):
   """Multi-head self-attention with convolutional Q/K/V projections; (B, 1 + K, dim) -> same."""
+
   dim: int
   heads: int = 4
   kernel: int = 3
@@ -113,7 +128,7 @@ class ConvAttention(nn.Module):
       t = Pointwise(self.dim, name=f"proj_{name}", **kw)(jnp.concatenate([cls, t], axis=1))
       qkv.append(t.reshape(b, length, self.heads, self.dim // self.heads))
     q, k, v = qkv
-    logits = jnp.einsum("bqhd,bkhd->bhqk", q, k, preferred_element_type=jnp.float32) * self.dim ** -0.5
+    logits = jnp.einsum("bqhd,bkhd->bhqk", q, k, preferred_element_type=jnp.float32) * self.dim**-0.5
     attn = jax.nn.softmax(logits, axis=-1).astype(v.dtype)
     out = jnp.einsum("bhqk,bkhd->bqhd", attn, v).reshape(b, length, self.dim)
     return Pointwise(self.dim, name="proj", **kw)(out)
@@ -121,6 +136,7 @@ class ConvAttention(nn.Module):
 
 class PointwiseMlp(nn.Module):
   """Pointwise conv to `hidden`, exact GELU, dropout, pointwise conv back to `dim`."""
+
   dim: int
   hidden: int
   dropout: float = 0.0
@@ -140,6 +156,7 @@ class CvtBlock(nn.Module):
 
   `train` selects BatchNorm's batch statistics and enables dropout (rng stream 'dropout').
   """
+
   dim: int
   heads: int = 4
   mlp_ratio: float = 2.0
@@ -149,8 +166,9 @@ class CvtBlock(nn.Module):
   param_dtype: jnp.dtype = jnp.float32
 
   @nn.compact
-  def __call__(self, x: jax.Array, hw: tuple[int, int], index: jax.Array | None = None,
-               train: bool = False) -> jax.Array:
+  def __call__(
+    self, x: jax.Array, hw: tuple[int, int], index: jax.Array | None = None, train: bool = False
+  ) -> jax.Array:
     kw = dict(dtype=self.dtype, param_dtype=self.param_dtype)
     y = nn.LayerNorm(epsilon=LN_EPS, name="norm1", **kw)(x)
     x = x + ConvAttention(self.dim, self.heads, self.kernel, name="attn", **kw)(y, hw, index, train)

@@ -70,6 +70,7 @@ class Conv(nn.Module):
   runs the full 3-D conv and slices (kept to test the fast path against).
   `lowering` picks how 2-D convs are computed (`conv_lowering`: same maths).
   """
+
   features: int
   kernel_size: Sequence[int]
   mask: np.ndarray | None = None
@@ -148,8 +149,9 @@ def depth_to_space(x: jax.Array) -> jax.Array:
 
 def batch_norm(train: bool, dtype: Dtype, param_dtype: Dtype, name: str) -> nn.BatchNorm:
   # PyTorch defaults: eps 1e-5, running average momentum 0.1 (Flax keeps 0.9 of the old value).
-  return nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5,
-                      dtype=dtype, param_dtype=param_dtype, name=name)
+  return nn.BatchNorm(
+    use_running_average=not train, momentum=0.9, epsilon=1e-5, dtype=dtype, param_dtype=param_dtype, name=name
+  )
 
 
 class ConvBlock(nn.Module):
@@ -162,6 +164,7 @@ class ConvBlock(nn.Module):
   `ed_mask=True` masks the centre (k-2)x(k-2) of each 3/5/7 kernel (the
   `ed_masks_skip_unet` ablation).
   """
+
   features: int
   decode: bool = False
   last: bool = False

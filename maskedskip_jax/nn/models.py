@@ -14,10 +14,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from maskedskip_jax.errors import UserError
 from maskedskip_jax.nn import conv_lowering as conv_lowering_lib
 from maskedskip_jax.nn import layers
 from maskedskip_jax.nn import ssmctb as ssmctb_lib
-from maskedskip_jax.errors import UserError
 
 SKIP_KERNELS = (17, 11, 7, 3)
 SKIP_MASKS = (7, 5, 3, 1)
@@ -25,23 +25,23 @@ SKIP_MASKS = (7, 5, 3, 1)
 
 @dataclasses.dataclass(frozen=True)
 class VariantSpec:
-  skips: str               # 'none' | 'identity' | 'conv3d' | 'masked3d' | 'masked2d'
+  skips: str  # 'none' | 'identity' | 'conv3d' | 'masked3d' | 'masked2d'
   active: tuple[bool, ...]  # which of skips 1..4 carry signal (the others are zeros)
   ed_mask: bool = False
-  temporal: int = 3        # default T; T=1 variants see single frames
+  temporal: int = 3  # default T; T=1 variants see single frames
 
 
 _ALL = (True, True, True, True)
 SPECS = {
-    "maskedskip_unet": VariantSpec("masked3d", _ALL),
-    "autoencoder": VariantSpec("none", (False,) * 4, temporal=1),
-    "unet": VariantSpec("identity", _ALL, temporal=1),
-    "conv3d_skip_unet": VariantSpec("conv3d", _ALL),
-    "masked2d_skip_unet": VariantSpec("masked2d", _ALL, temporal=1),
-    "ed_masks_skip_unet": VariantSpec("masked3d", _ALL, ed_mask=True),
-    "one_mask": VariantSpec("masked3d", (False, False, False, True)),
-    "two_mask": VariantSpec("masked3d", (False, False, True, True)),
-    "three_mask": VariantSpec("masked3d", (False, True, True, True)),
+  "maskedskip_unet": VariantSpec("masked3d", _ALL),
+  "autoencoder": VariantSpec("none", (False,) * 4, temporal=1),
+  "unet": VariantSpec("identity", _ALL, temporal=1),
+  "conv3d_skip_unet": VariantSpec("conv3d", _ALL),
+  "masked2d_skip_unet": VariantSpec("masked2d", _ALL, temporal=1),
+  "ed_masks_skip_unet": VariantSpec("masked3d", _ALL, ed_mask=True),
+  "one_mask": VariantSpec("masked3d", (False, False, False, True)),
+  "two_mask": VariantSpec("masked3d", (False, False, True, True)),
+  "three_mask": VariantSpec("masked3d", (False, True, True, True)),
 }
 VARIANTS = tuple(SPECS)
 
@@ -64,6 +64,7 @@ class MaskedSkipUNet(nn.Module):
   (`apply(..., method=MaskedSkipUNet.encode)`) to encode each frame once. `setup` declares the submodules under
   the names the single-method model gave them, so parameter paths, checkpoints and bundles are unchanged.
   """
+
   variant: str = "maskedskip_unet"
   latent_dim: int = 512
   channels: int = 3
@@ -150,8 +151,10 @@ class MaskedSkipUNet(nn.Module):
     if return_mask and not self.mask_head:
       raise UserError("model.mask_head: return_mask=True needs a model built with mask_head=True")
     if len(feats) != len(self.widths) or any(f.ndim != 5 or f.shape[1] != self.temporal for f in feats):
-      raise UserError(f"model.decode: expected {len(self.widths)} feature levels shaped (B, T={self.temporal}, "
-                      f"h, w, c), got shapes {[tuple(f.shape) for f in feats]}")
+      raise UserError(
+        f"model.decode: expected {len(self.widths)} feature levels shaped (B, T={self.temporal}, "
+        f"h, w, c), got shapes {[tuple(f.shape) for f in feats]}"
+      )
     s = spec(self.variant)
     skips = [self._skip(i, f, s) for i, f in enumerate(feats, start=1)]
     bottom = feats[3][:, (self.temporal - 1) // 2] if s.skips == "none" else skips[3]  # no skips: the latent map
@@ -165,7 +168,7 @@ class MaskedSkipUNet(nn.Module):
         y = jnp.concatenate([y, skip], axis=-1)  # the reference's [decoder, skip] order
       y = getattr(self, f"decoder_{j}")(y, train)
     y = nn.sigmoid(y.astype(jnp.float32))
-    recon = y[..., :self.channels]
+    recon = y[..., : self.channels]
     return (recon, y[..., self.channels]) if return_mask else recon
 
   def __call__(self, x: jax.Array, train: bool = False, return_mask: bool = False):
@@ -179,10 +182,21 @@ class MaskedSkipUNet(nn.Module):
     return self.decode(tuple(f.reshape(b, t, *f.shape[1:]) for f in feats), train, return_mask)
 
 
-def build(variant: str = "maskedskip_unet", *, latent_dim: int = 512, channels: int = 3,
-          temporal: int | None = None, skip_kernels=SKIP_KERNELS, skip_masks=SKIP_MASKS,
-          centre_only: bool = True, dtype=jnp.float32, param_dtype=jnp.float32,
-          ssmctb=None, conv_lowering: str = "auto", mask_head: bool = False) -> MaskedSkipUNet:
+def build(
+  variant: str = "maskedskip_unet",
+  *,
+  latent_dim: int = 512,
+  channels: int = 3,
+  temporal: int | None = None,
+  skip_kernels=SKIP_KERNELS,
+  skip_masks=SKIP_MASKS,
+  centre_only: bool = True,
+  dtype=jnp.float32,
+  param_dtype=jnp.float32,
+  ssmctb=None,
+  conv_lowering: str = "auto",
+  mask_head: bool = False,
+) -> MaskedSkipUNet:
   """A checked model; `ssmctb` is an ssmctb.Options or its fields as a mapping (None: no blocks).
 
   `mask_head` adds the predicted anomaly map as an extra output channel (see MaskedSkipUNet.__call__).
@@ -200,8 +214,9 @@ def build(variant: str = "maskedskip_unet", *, latent_dim: int = 512, channels: 
     if k % 2 == 0 or m >= k or (k - m) % 2:
       raise UserError(f"model.skip_kernels/skip_masks: kernel {k} and mask {m} must be odd with mask < kernel")
   if conv_lowering not in conv_lowering_lib.LOWERINGS:
-    raise UserError(f"model.conv_lowering: must be one of {', '.join(conv_lowering_lib.LOWERINGS)}, "
-                    f"got {conv_lowering!r}")
+    raise UserError(
+      f"model.conv_lowering: must be one of {', '.join(conv_lowering_lib.LOWERINGS)}, got {conv_lowering!r}"
+    )
   if ssmctb is None:
     ssmctb = ssmctb_lib.Options()
   elif not isinstance(ssmctb, ssmctb_lib.Options):
@@ -209,9 +224,20 @@ def build(variant: str = "maskedskip_unet", *, latent_dim: int = 512, channels: 
     if unknown:
       raise UserError(f"model.ssmctb: unknown keys {unknown}")
     ssmctb = ssmctb_lib.Options(**ssmctb)
-  return MaskedSkipUNet(variant, latent_dim, channels, temporal, tuple(skip_kernels),
-                        tuple(skip_masks), centre_only, dtype, param_dtype, ssmctb.check(temporal),
-                        conv_lowering, bool(mask_head))
+  return MaskedSkipUNet(
+    variant,
+    latent_dim,
+    channels,
+    temporal,
+    tuple(skip_kernels),
+    tuple(skip_masks),
+    centre_only,
+    dtype,
+    param_dtype,
+    ssmctb.check(temporal),
+    conv_lowering,
+    bool(mask_head),
+  )
 
 
 def check_input_shape(model: MaskedSkipUNet, shape) -> None:
@@ -222,8 +248,7 @@ def check_input_shape(model: MaskedSkipUNet, shape) -> None:
   if t != model.temporal:
     raise UserError(f"model input: expected T={model.temporal} frames per clip, got {t}")
   if h % 16 or w % 16 or h == 0 or w == 0:
-    raise UserError(f"model input: height and width must be multiples of 16 (four 2x downsamplings), "
-                    f"got {h}x{w}")
+    raise UserError(f"model input: height and width must be multiples of 16 (four 2x downsamplings), got {h}x{w}")
   if c != model.channels:
     raise UserError(f"model input: expected {model.channels} channels, got {c}")
 
@@ -243,8 +268,11 @@ def init_variables(model: MaskedSkipUNet, seed: int, input_shape) -> dict:
     x = jnp.zeros(tuple(input_shape), jnp.float32)
     return ssmctb_lib.without_losses(jax.jit(lambda: model.init(jax.random.key(seed), x, train=False))())
   with layers.kernel_masks() as masks:  # each masked conv's own mask, by its path, as init builds it
-    shapes = jax.eval_shape(lambda key, x: model.init(key, x, train=False), jax.random.key(0),
-                            jax.ShapeDtypeStruct(tuple(input_shape), jnp.float32))
+    shapes = jax.eval_shape(
+      lambda key, x: model.init(key, x, train=False),
+      jax.random.key(0),
+      jax.ShapeDtypeStruct(tuple(input_shape), jnp.float32),
+    )
   rng = np.random.default_rng(np.random.SeedSequence([seed, 0x4D53]))  # 'MS'
 
   def conv_params(path, leaves):
@@ -276,10 +304,12 @@ def masked_kernel_labels(params) -> dict:
 
   SSMCTB blocks are not the published network; their masked kernels always learn.
   """
+
   def label(path, _):
     keys = [getattr(k, "key", None) for k in path]
     ssmctb = any(str(k).startswith("ssmctb_") for k in keys)
     return "masked" if keys[-1] == "masked_kernel" and not ssmctb else "free"
+
   return jax.tree_util.tree_map_with_path(label, params)
 
 

@@ -22,8 +22,8 @@ Everything is pure jax and jittable; shapes are static, so the checks run once a
 import jax
 import jax.numpy as jnp
 
-from maskedskip_jax.nn import scoring
 from maskedskip_jax.errors import UserError
+from maskedskip_jax.nn import scoring
 
 MEDIAN_SIZES = (0, 3, 5)
 
@@ -44,7 +44,7 @@ def median_filter(frames: jax.Array, size: int) -> jax.Array:
   lead = frames.ndim - 3
   padded = jnp.pad(frames, [(0, 0)] * lead + [(r, r), (r, r), (0, 0)], mode="edge")
   h, w = frames.shape[-3], frames.shape[-2]
-  shifts = [padded[..., i:i + h, j:j + w, :] for i in range(size) for j in range(size)]
+  shifts = [padded[..., i : i + h, j : j + w, :] for i in range(size) for j in range(size)]
   return jnp.sort(jnp.stack(shifts), axis=0)[len(shifts) // 2]
 
 
@@ -78,9 +78,15 @@ def _patch_max(g: jax.Array, patch: int) -> jax.Array:
   return jnp.repeat(jnp.repeat(tiles, patch, axis=1), patch, axis=2)
 
 
-def motion_weights(clips: jax.Array, *, median: int = 0, patch: int | None = None,
-                   anomaly_maps: jax.Array | None = None, uniform_mix: float = 0.0,
-                   eps: float = 1e-6) -> jax.Array:
+def motion_weights(
+  clips: jax.Array,
+  *,
+  median: int = 0,
+  patch: int | None = None,
+  anomaly_maps: jax.Array | None = None,
+  uniform_mix: float = 0.0,
+  eps: float = 1e-6,
+) -> jax.Array:
   """Per-pixel loss weights (B, H, W) for the centre frames, each frame's weights averaging 1.
 
   Args:
@@ -109,8 +115,10 @@ def motion_weighted_norm_loss(target: jax.Array, recon: jax.Array, weights: jax.
   With weights that average 1 per frame (`motion_weights`), all-ones weights give exactly `norm_loss`.
   """
   if target.shape != recon.shape or weights.shape != target.shape[:3]:
-    raise UserError(f"motion_weighted_norm_loss: target {target.shape}, recon {recon.shape} and weights "
-                    f"{weights.shape} must be (B, H, W, C), (B, H, W, C) and (B, H, W)")
+    raise UserError(
+      f"motion_weighted_norm_loss: target {target.shape}, recon {recon.shape} and weights "
+      f"{weights.shape} must be (B, H, W, C), (B, H, W, C) and (B, H, W)"
+    )
   diff = target.astype(jnp.float32) - recon.astype(jnp.float32)
   norm = jnp.sqrt(jnp.sum(diff * diff, axis=-1) + 1e-12)
   return jnp.mean(jax.lax.stop_gradient(weights.astype(jnp.float32)) * norm)
@@ -121,12 +129,15 @@ def motion_frame_scores(clips: jax.Array, median: int = 0, patch: int = 16) -> j
   return scoring.frame_scores(motion_map(clips, median), patch)
 
 
-def hybrid_frame_score(recon_scores: jax.Array, motion_scores: jax.Array, alpha: float = 1.0,
-                       beta: float = 0.0) -> jax.Array:
+def hybrid_frame_score(
+  recon_scores: jax.Array, motion_scores: jax.Array, alpha: float = 1.0, beta: float = 0.0
+) -> jax.Array:
   """alpha * reconstruction score + beta * motion score, per frame (any matching shapes)."""
   if jnp.shape(recon_scores) != jnp.shape(motion_scores):
-    raise UserError(f"hybrid_frame_score: recon scores {jnp.shape(recon_scores)} and motion scores "
-                    f"{jnp.shape(motion_scores)} must have the same shape")
+    raise UserError(
+      f"hybrid_frame_score: recon scores {jnp.shape(recon_scores)} and motion scores "
+      f"{jnp.shape(motion_scores)} must have the same shape"
+    )
   return alpha * jnp.asarray(recon_scores, jnp.float32) + beta * jnp.asarray(motion_scores, jnp.float32)
 
 
@@ -137,6 +148,7 @@ def video_motion_scores(frames, *, median: int = 0, patch: int = 16, batch_size:
   scores (each score belongs to its clip's centre frame).
   """
   import numpy as np  # pylint: disable=g-import-not-at-top
+
   frames = np.asarray(frames)
   scale = 1 / 255 if frames.dtype == np.uint8 else 1.0
   n = frames.shape[0]

@@ -41,7 +41,7 @@ def _patch_means(maps: jax.Array, patch: int, offset: int) -> jax.Array:
   """Means of the full patch x patch tiles of maps[:, offset:, offset:]; (B, nh, nw), possibly empty."""
   b, h, w = maps.shape
   nh, nw = (h - offset) // patch, (w - offset) // patch
-  tiles = maps[:, offset:offset + nh * patch, offset:offset + nw * patch]
+  tiles = maps[:, offset : offset + nh * patch, offset : offset + nw * patch]
   tiles = tiles.reshape(b, nh, patch, nw, patch)
   return tiles.mean(axis=(2, 4))
 

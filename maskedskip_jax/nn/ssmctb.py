@@ -42,8 +42,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from maskedskip_jax.nn import layers
 from maskedskip_jax.errors import UserError
+from maskedskip_jax.nn import layers
 
 LOSS_COLLECTION = "losses"
 PLACEMENTS = ("none", "latent_skip", "all_skips", "decoder")
@@ -60,8 +60,9 @@ def _check_geometry(kernel_prime: int, distance: int, temporal: int | None) -> N
   if not isinstance(distance, (int, np.integer)) or distance < 0:
     raise UserError(f"model.ssmctb.distance: expected an integer >= 0, got {distance!r}")
   if temporal is not None and (temporal < 2 * kernel_prime + 1 or temporal % 2 == 0):
-    raise UserError(f"model.ssmctb.temporal: kernel depth must be odd and >= 2k'+1 = {2 * kernel_prime + 1}, "
-                    f"got {temporal}")
+    raise UserError(
+      f"model.ssmctb.temporal: kernel depth must be odd and >= 2k'+1 = {2 * kernel_prime + 1}, got {temporal}"
+    )
 
 
 def ssmctb_mask(kernel_prime: int = 1, distance: int = 1, temporal: int | None = None) -> np.ndarray:
@@ -73,11 +74,11 @@ def ssmctb_mask(kernel_prime: int = 1, distance: int = 1, temporal: int | None =
   _check_geometry(kernel_prime, distance, temporal)
   k = paper_kernel_size(kernel_prime, distance)
   edge = np.zeros(k, bool)
-  edge[:kernel_prime] = edge[k - kernel_prime:] = True
+  edge[:kernel_prime] = edge[k - kernel_prime :] = True
   mask = np.logical_and.outer(edge, edge)
   if temporal is not None:
     t_edge = np.zeros(temporal, bool)
-    t_edge[:kernel_prime] = t_edge[temporal - kernel_prime:] = True
+    t_edge[:kernel_prime] = t_edge[temporal - kernel_prime :] = True
     mask = t_edge[:, None, None] & mask[None]
   return mask.astype(np.float32)[..., None, None]
 
@@ -107,6 +108,7 @@ def without_losses(variables) -> dict:
 
 class ChannelTransformerGate(nn.Module):
   """Per-channel gates in (0, 1) from a channel-token transformer: (B, *spatial, C) -> (B, C)."""
+
   embed_dim: int = 64
   num_heads: int = 4
   num_blocks: int = 2
@@ -136,6 +138,7 @@ class SSMCTB(nn.Module):
   """The block. 2-D: (B, H, W, C) -> (B, H, W, C). 3-D (`temporal` = kernel depth D): (B, T, H, W, C) ->
   the same shape, or (B, H, W, C) with `centre_frame=True`. Sows `weight * Huber loss` into 'losses'.
   """
+
   kernel_prime: int = 1
   distance: int = 1
   temporal: int | None = None
@@ -168,8 +171,15 @@ class SSMCTB(nn.Module):
       if self.centre_frame:
         target = x[:, (t - 1) // 2]
       # The fast centre-only path folds time into channels, which needs kernel depth == T.
-      conv = layers.Conv(c, (self.temporal, k, k), mask, centre_frame=self.centre_frame,
-                         centre_only=self.temporal == t, name="conv", **kw)
+      conv = layers.Conv(
+        c,
+        (self.temporal, k, k),
+        mask,
+        centre_frame=self.centre_frame,
+        centre_only=self.temporal == t,
+        name="conv",
+        **kw,
+      )
     y = nn.relu(conv(x))
     gate = ChannelTransformerGate(self.embed_dim, self.num_heads, self.num_blocks, name="transformer", **kw)(y)
     gate = gate.reshape(gate.shape[0], *(1,) * (y.ndim - 2), c)
@@ -191,6 +201,7 @@ class Options:
   dims: 2 = a 2-D block on the centre frame's skip output; 3 = a 3-D block (kernel depth = T) on the T-frame
   encoder features before the skip conv. The decoder only has the centre frame, so it always gets a 2-D block.
   """
+
   placement: str = "none"
   dims: int = 2
   kernel_prime: int = 1
@@ -215,8 +226,17 @@ class Options:
   def at_decoder(self) -> bool:
     return self.placement == "decoder"
 
-  def block(self, name: str | None = None, *, temporal: int | None = None, dtype=jnp.float32,
-            param_dtype=jnp.float32) -> SSMCTB:
+  def block(
+    self, name: str | None = None, *, temporal: int | None = None, dtype=jnp.float32, param_dtype=jnp.float32
+  ) -> SSMCTB:
     """A block; leave `name` out in `setup`, where the attribute it is assigned to names it."""
-    return SSMCTB(self.kernel_prime, self.distance, temporal, delta=self.delta, weight=self.weight,
-                  dtype=dtype, param_dtype=param_dtype, name=name)
+    return SSMCTB(
+      self.kernel_prime,
+      self.distance,
+      temporal,
+      delta=self.delta,
+      weight=self.weight,
+      dtype=dtype,
+      param_dtype=param_dtype,
+      name=name,
+    )

@@ -27,21 +27,25 @@ def checkpoint_dir(workdir: str) -> str:
   return os.path.join(os.path.abspath(workdir), "checkpoints")
 
 
-def manager(workdir: str, *, keep: int = 3, async_save: bool = True,
-            read_only: bool = False) -> ocp.CheckpointManager:
+def manager(workdir: str, *, keep: int = 3, async_save: bool = True, read_only: bool = False) -> ocp.CheckpointManager:
   """The workdir's checkpoint manager: keeps the newest `keep`, saves when told."""
   directory = checkpoint_dir(workdir)
   if read_only and not os.path.isdir(directory):
     raise UserError(f"{directory}: no checkpoints here; train first (--mode=train) or pass the run's --workdir")
   options = ocp.CheckpointManagerOptions(
-      max_to_keep=None if read_only else keep, save_interval_steps=0 if read_only else 1,
-      create=not read_only, read_only=read_only, enable_async_checkpointing=async_save,
-      cleanup_tmp_directories=not read_only)  # a kill mid-write leaves a tmp folder: removed on restart
+    max_to_keep=None if read_only else keep,
+    save_interval_steps=0 if read_only else 1,
+    create=not read_only,
+    read_only=read_only,
+    enable_async_checkpointing=async_save,
+    cleanup_tmp_directories=not read_only,
+  )  # a kill mid-write leaves a tmp folder: removed on restart
   try:
     return ocp.CheckpointManager(directory, item_names=("state", "meta"), options=options)
   except PermissionError as e:
-    raise UserError(f"{directory}: cannot create the checkpoint folder ({e.strerror}); "
-                    "pick a writable --workdir") from None
+    raise UserError(
+      f"{directory}: cannot create the checkpoint folder ({e.strerror}); pick a writable --workdir"
+    ) from None
 
 
 def save(mngr: ocp.CheckpointManager, step: int, state: Any, meta: dict[str, Any]) -> bool:
@@ -69,8 +73,7 @@ def read_meta(mngr: ocp.CheckpointManager, step: int | None = None) -> dict[str,
   return dict(mngr.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"])
 
 
-def restore(mngr: ocp.CheckpointManager, abstract_state: Any,
-            step: int | None = None) -> tuple[Any, dict[str, Any]]:
+def restore(mngr: ocp.CheckpointManager, abstract_state: Any, step: int | None = None) -> tuple[Any, dict[str, Any]]:
   """(state, meta) of checkpoint `step` (default: the newest), laid out like `abstract_state`.
 
   `abstract_state` is a pytree of jax.ShapeDtypeStruct carrying the target
@@ -82,9 +85,11 @@ def restore(mngr: ocp.CheckpointManager, abstract_state: Any,
     restored = mngr.restore(step, args=args)
   except (ValueError, KeyError) as e:
     # A tree that does not match means another model config wrote this workdir.
-    raise UserError(f"{mngr.directory}/{step}: checkpoint does not fit this config's model "
-                    f"({str(e).splitlines()[0][:200]}); use a new --workdir or the config it was trained "
-                    "with") from None
+    raise UserError(
+      f"{mngr.directory}/{step}: checkpoint does not fit this config's model "
+      f"({str(e).splitlines()[0][:200]}); use a new --workdir or the config it was trained "
+      "with"
+    ) from None
   return restored["state"], dict(restored["meta"])
 
 
@@ -118,6 +123,7 @@ def ignore_closed_loop_reports() -> None:
   def hook(unraisable):
     if not (isinstance(unraisable.exc_value, RuntimeError) and str(unraisable.exc_value) == "Event loop is closed"):
       previous(unraisable)
+
   sys.unraisablehook = hook
 
 
@@ -130,8 +136,10 @@ def disk_errors_as_user_errors(directory: str):
     cause = _disk_error(e)
     if cause is None:
       raise
-    raise UserError(f"{directory}: could not write a checkpoint ({os.strerror(cause)}); free some space "
-                    "or pick another --workdir, then rerun to resume from the last finished checkpoint") from None
+    raise UserError(
+      f"{directory}: could not write a checkpoint ({os.strerror(cause)}); free some space "
+      "or pick another --workdir, then rerun to resume from the last finished checkpoint"
+    ) from None
 
 
 class PreemptionWatch:
@@ -157,6 +165,7 @@ class PreemptionWatch:
   def reached(self, step: int) -> bool:
     if self._multiprocess:
       from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
+
       try:
         return multihost_utils.reached_preemption_sync_point(step)
       except RuntimeError:  # the pre-emption service is switched off

@@ -49,16 +49,37 @@ class Progress:
   interactive: None decides by `stream`. clock: seconds, monotonic (tests pass a fake one).
   """
 
-  def __init__(self, total: int | None, *, initial: int = 0, unit: str = "step", desc: str = "", stream=None,
-               disable: bool = False, interval_s: float = INTERVAL_S, interactive: bool | None = None,
-               clock: Callable[[], float] = time.monotonic):
+  def __init__(
+    self,
+    total: int | None,
+    *,
+    initial: int = 0,
+    unit: str = "step",
+    desc: str = "",
+    stream=None,
+    disable: bool = False,
+    interval_s: float = INTERVAL_S,
+    interactive: bool | None = None,
+    clock: Callable[[], float] = time.monotonic,
+  ):
     self.stream = stream or sys.stderr
     self.total, self.n, self.unit, self.desc = total or None, initial, unit, desc
     self.interval_s, self.clock, self.disable = interval_s, clock, disable
     self.fields: dict[str, Any] = {}
     interactive = is_interactive(self.stream) if interactive is None else interactive
-    self.bar = (tqdm.tqdm(total=self.total, initial=initial, unit=unit, desc=desc or None, file=self.stream,
-                          dynamic_ncols=True, disable=disable) if interactive else None)
+    self.bar = (
+      tqdm.tqdm(
+        total=self.total,
+        initial=initial,
+        unit=unit,
+        desc=desc or None,
+        file=self.stream,
+        dynamic_ncols=True,
+        disable=disable,
+      )
+      if interactive
+      else None
+    )
     self._start = None  # (count, time) at the first update: the rate leaves out start-up and compile time
     self._printed = None  # (count, time) of the last plain line
 

@@ -9,9 +9,11 @@ import jax
 def with_pasted_anomalies(batches, *, start: int, seed: int, p: float, source: str, row_offset: int):
   """Training batches with objects pasted into a share p of the clips (anomaly_paste), clean targets kept."""
   from data_pipeline import anomaly_paste  # pylint: disable=g-import-not-at-top
+
   for step, batch in enumerate(batches, start=start):
-    clips, target, masks = anomaly_paste.paste_anomalies(batch["clips"], seed=seed, step=step, p=p, source=source,
-                                                         row_offset=row_offset)
+    clips, target, masks = anomaly_paste.paste_anomalies(
+      batch["clips"], seed=seed, step=step, p=p, source=source, row_offset=row_offset
+    )
     yield dict(batch, clips=clips, target=target, anomaly_map=masks[:, (clips.shape[1] - 1) // 2])
 
 
@@ -25,11 +27,13 @@ def dataset_root(config, workdir: str, *, all_processes: bool = True) -> str | N
   if d.name != "synthetic" or d.root:
     return os.path.expanduser(d.root) if d.root else None
   from data_pipeline import synthetic  # pylint: disable=g-import-not-at-top
+
   cache = os.path.expanduser(d.cache_dir) if d.cache_dir else os.path.join(workdir, "data")
   if not all_processes or jax.process_count() == 1:
     return synthetic.ensure(cache, **d.synthetic)
   # Process 0 first, so that processes sharing a filesystem find it made.
   from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
+
   if jax.process_index() == 0:
     root = synthetic.ensure(cache, **d.synthetic)
   multihost_utils.sync_global_devices("synthetic dataset")
@@ -41,8 +45,15 @@ def dataset_root(config, workdir: str, *, all_processes: bool = True) -> str | N
 def load_split(config, workdir: str, split: str, *, all_processes: bool = True):
   """The frame store of one split; `all_processes` as in dataset_root."""
   from data_pipeline import pipeline  # pylint: disable=g-import-not-at-top
+
   d = config.data
   root = dataset_root(config, workdir, all_processes=all_processes)
-  return pipeline.load_split(d.name, root, split, image_size=tuple(d.image_size),
-                             channels=d.channels, cache_dir=os.path.expanduser(d.cache_dir) or None,
-                             tfds_data_dir=os.path.expanduser(d.tfds_data_dir) or None)
+  return pipeline.load_split(
+    d.name,
+    root,
+    split,
+    image_size=tuple(d.image_size),
+    channels=d.channels,
+    cache_dir=os.path.expanduser(d.cache_dir) or None,
+    tfds_data_dir=os.path.expanduser(d.tfds_data_dir) or None,
+  )

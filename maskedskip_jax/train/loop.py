@@ -12,9 +12,7 @@ from typing import Any
 
 from absl import logging
 import jax
-import jax.numpy as jnp
 import numpy as np
-import optax
 
 from maskedskip_jax import config as config_lib
 from maskedskip_jax.errors import UserError
@@ -27,6 +25,7 @@ from maskedskip_jax.train import progress as train_progress
 from maskedskip_jax.train import sharding
 from maskedskip_jax.train import state as train_state
 from maskedskip_jax.train import step as step_lib
+
 
 def _check_writable(workdir: str) -> None:
   """Fail before the slow start-up work, not at the first checkpoint."""
@@ -58,6 +57,7 @@ def train(config, workdir: str) -> dict[str, Any]:
   sharding.local_batch_size(t.batch_size, mesh)  # raises unless the batch splits evenly
 
   from data_pipeline import pipeline  # pylint: disable=g-import-not-at-top
+
   store = train_data.load_split(c, workdir, "train")
   steps_per_epoch = pipeline.steps_per_epoch(store, t.batch_size, c.model.temporal, c.data.stride)
   total = t.num_steps if t.num_steps > 0 else t.epochs * steps_per_epoch
@@ -75,22 +75,42 @@ def train(config, workdir: str) -> dict[str, Any]:
     state, _ = checkpointing.restore(mngr, abstract, latest)
     _say(f"resumed from {mngr.directory}/{latest}")
   start = int(np.asarray(state["step"]))
-  _say(f"training {total} steps ({steps_per_epoch} per epoch, batch {t.batch_size} over {mesh.devices.size} "
-       f"device(s), {jax.process_count()} process(es)) in {os.path.abspath(workdir)}")
+  _say(
+    f"training {total} steps ({steps_per_epoch} per epoch, batch {t.batch_size} over {mesh.devices.size} "
+    f"device(s), {jax.process_count()} process(es)) in {os.path.abspath(workdir)}"
+  )
 
-  step_fn = jax.jit(functools.partial(step_lib.train_step, model=model, tx=tx, loss=step_lib.LossOptions.from_config(c)),
-                    donate_argnums=0,
-                    in_shardings=(repl, data_sharding), out_shardings=(repl, repl))
-  batches = pipeline.train_iterator(store, t.batch_size, c.model.temporal, c.data.stride, t.seed, start_step=start,
-                                    process_index=jax.process_index(), process_count=jax.process_count(),
-                                    backend=c.data.backend)
+  step_fn = jax.jit(
+    functools.partial(step_lib.train_step, model=model, tx=tx, loss=step_lib.LossOptions.from_config(c)),
+    donate_argnums=0,
+    in_shardings=(repl, data_sharding),
+    out_shardings=(repl, repl),
+  )
+  batches = pipeline.train_iterator(
+    store,
+    t.batch_size,
+    c.model.temporal,
+    c.data.stride,
+    t.seed,
+    start_step=start,
+    process_index=jax.process_index(),
+    process_count=jax.process_count(),
+    backend=c.data.backend,
+  )
   if t.paste_prob > 0:
-    batches = train_data.with_pasted_anomalies(batches, start=start, seed=t.seed, p=t.paste_prob, source=t.paste_source,
-                                    row_offset=jax.process_index() * sharding.local_batch_size(t.batch_size, mesh))
+    batches = train_data.with_pasted_anomalies(
+      batches,
+      start=start,
+      seed=t.seed,
+      p=t.paste_prob,
+      source=t.paste_source,
+      row_offset=jax.process_index() * sharding.local_batch_size(t.batch_size, mesh),
+    )
   batches = sharding.prefetch(batches, data_sharding, t.prefetch)
 
-  progress = train_progress.Progress(c, workdir, start, total, optim.learning_rate_schedule(
-      t.learning_rate, t.schedule, total, t.warmup_steps))
+  progress = train_progress.Progress(
+    c, workdir, start, total, optim.learning_rate_schedule(t.learning_rate, t.schedule, total, t.warmup_steps)
+  )
   progress.saved = latest
   watch = checkpointing.PreemptionWatch()
   preempted, compiled, pending = False, None, None

@@ -28,14 +28,15 @@ def _tensorboard_writer(logdir: str):
   try:
     import tensorboardX  # pylint: disable=g-import-not-at-top
   except ImportError:
-    logging.warning("tensorboardX is not installed: no TensorBoard events (metrics.jsonl is still "
-                    "written); pip install tensorboardX to get them.")
+    logging.warning(
+      "tensorboardX is not installed: no TensorBoard events (metrics.jsonl is still "
+      "written); pip install tensorboardX to get them."
+    )
     return None
   return _TensorBoardX(tensorboardX.SummaryWriter(logdir))
 
 
 class _TensorBoardX:
-
   def __init__(self, writer):
     self._writer = writer
 
@@ -74,8 +75,7 @@ def read(path: str) -> list[dict[str, Any]]:
 class MetricsLog:
   """Appends metrics records; a no-op on processes other than 0."""
 
-  def __init__(self, workdir: str, *, start_step: int = 0, enabled: bool = True,
-               tensorboard: bool = True):
+  def __init__(self, workdir: str, *, start_step: int = 0, enabled: bool = True, tensorboard: bool = True):
     self.enabled = enabled
     self.path = os.path.join(workdir, METRICS_FILE)
     self._file = self._tb = None

@@ -8,8 +8,9 @@ MASKED_KERNEL_MODES = ("train", "frozen")
 SCHEDULES = ("constant", "cosine", "warmup_cosine")
 
 
-def learning_rate_schedule(learning_rate: float, schedule: str = "constant", total_steps: int = 0,
-                           warmup_steps: int = 0) -> optax.Schedule:
+def learning_rate_schedule(
+  learning_rate: float, schedule: str = "constant", total_steps: int = 0, warmup_steps: int = 0
+) -> optax.Schedule:
   assert schedule in SCHEDULES, schedule  # config.validate checked train.schedule
   if schedule == "constant":
     return optax.constant_schedule(learning_rate)
@@ -18,9 +19,15 @@ def learning_rate_schedule(learning_rate: float, schedule: str = "constant", tot
   return optax.warmup_cosine_decay_schedule(0.0, learning_rate, warmup_steps, max(total_steps, warmup_steps + 1))
 
 
-def make_optimizer(learning_rate: float, *, masked_kernels: str = "train", schedule: str = "constant",
-                   total_steps: int = 0, warmup_steps: int = 0,
-                   grad_clip_norm: float = 0.0) -> optax.GradientTransformation:
+def make_optimizer(
+  learning_rate: float,
+  *,
+  masked_kernels: str = "train",
+  schedule: str = "constant",
+  total_steps: int = 0,
+  warmup_steps: int = 0,
+  grad_clip_norm: float = 0.0,
+) -> optax.GradientTransformation:
   """Adam over all params; with `masked_kernels='frozen'` masked-conv kernels never move.
 
   'frozen' reproduces the published PyTorch code, whose masked-conv weights never

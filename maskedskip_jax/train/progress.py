@@ -7,10 +7,10 @@ import time
 import jax
 import numpy as np
 
+from maskedskip_jax.errors import UserError
 from maskedskip_jax.train import checkpointing
 from maskedskip_jax.train import console
 from maskedskip_jax.train import metrics_log
-from maskedskip_jax.errors import UserError
 
 
 class Progress:
@@ -33,9 +33,11 @@ class Progress:
     loss, grad_norm = (float(np.asarray(metrics[k])) for k in ("loss", "grad_norm"))
     if not (np.isfinite(loss) and np.isfinite(grad_norm)):
       kept = f"checkpoint step {self.saved} is intact" if self.saved is not None else "no checkpoint was written"
-      raise UserError(f"training diverged at step {step}: loss {loss}, gradient norm {grad_norm}; {kept} in "
-                      f"{checkpointing.checkpoint_dir(self.workdir)} (lower train.learning_rate or set "
-                      "train.grad_clip_norm)")
+      raise UserError(
+        f"training diverged at step {step}: loss {loss}, gradient norm {grad_norm}; {kept} in "
+        f"{checkpointing.checkpoint_dir(self.workdir)} (lower train.learning_rate or set "
+        "train.grad_clip_norm)"
+      )
     self.last_good = step
     now = time.perf_counter()
     if step % self.log_every == 0 or step == self.total:
@@ -44,8 +46,16 @@ class Progress:
       self._mark = (step, now)
       # Whatever else the step reports (the mask head's mask_loss) is logged as it is.
       extra = {k: float(np.asarray(v)) for k, v in metrics.items() if k not in ("loss", "grad_norm")}
-      self.log.write(step, {"loss": loss, "clips_per_s": self.rate, "grad_norm": grad_norm,
-                            "learning_rate": float(self.schedule(step - 1)), **extra})
+      self.log.write(
+        step,
+        {
+          "loss": loss,
+          "clips_per_s": self.rate,
+          "grad_norm": grad_norm,
+          "learning_rate": float(self.schedule(step - 1)),
+          **extra,
+        },
+      )
     self.bar.set_fields({"loss": f"{loss:.4f}", "clips/s": f"{self.rate:.1f}" if self.rate else "-"})
     self.bar.update(step - self.bar.n)
 

@@ -20,21 +20,42 @@ from maskedskip_jax.train import optim
 from maskedskip_jax.train import sharding
 
 # Keys whose change makes a workdir's checkpoints belong to another experiment.
-MUST_MATCH = ("model.variant", "model.latent_dim", "model.temporal", "model.masked_kernels", "model.mask_head",
-              "data.image_size", "data.channels")
+MUST_MATCH = (
+  "model.variant",
+  "model.latent_dim",
+  "model.temporal",
+  "model.masked_kernels",
+  "model.mask_head",
+  "data.image_size",
+  "data.channels",
+)
 
 
 def build_model(config) -> models.MaskedSkipUNet:
   m = config.model
-  return models.build(m.variant, latent_dim=m.latent_dim, channels=config.data.channels, temporal=m.temporal,
-                      centre_only=m.centre_only, dtype=dtypes.compute_dtype(config.train.compute_dtype),
-                      ssmctb=dict(m.ssmctb), conv_lowering=m.conv_lowering, mask_head=m.mask_head)
+  return models.build(
+    m.variant,
+    latent_dim=m.latent_dim,
+    channels=config.data.channels,
+    temporal=m.temporal,
+    centre_only=m.centre_only,
+    dtype=dtypes.compute_dtype(config.train.compute_dtype),
+    ssmctb=dict(m.ssmctb),
+    conv_lowering=m.conv_lowering,
+    mask_head=m.mask_head,
+  )
 
 
 def build_optimizer(config, total_steps: int) -> optax.GradientTransformation:
   t = config.train
-  return optim.make_optimizer(t.learning_rate, masked_kernels=config.model.masked_kernels, schedule=t.schedule,
-                              total_steps=total_steps, warmup_steps=t.warmup_steps, grad_clip_norm=t.grad_clip_norm)
+  return optim.make_optimizer(
+    t.learning_rate,
+    masked_kernels=config.model.masked_kernels,
+    schedule=t.schedule,
+    total_steps=total_steps,
+    warmup_steps=t.warmup_steps,
+    grad_clip_norm=t.grad_clip_norm,
+  )
 
 
 def clip_shape(config) -> tuple[int, ...]:
@@ -43,21 +64,28 @@ def clip_shape(config) -> tuple[int, ...]:
 
 
 def _state(variables, *, tx, seed: int) -> dict[str, Any]:
-  return dict(params=variables["params"], batch_stats=variables["batch_stats"],
-              opt_state=tx.init(variables["params"]), step=jnp.zeros((), jnp.int32),
-              rng=jax.random.PRNGKey(seed))
+  return dict(
+    params=variables["params"],
+    batch_stats=variables["batch_stats"],
+    opt_state=tx.init(variables["params"]),
+    step=jnp.zeros((), jnp.int32),
+    rng=jax.random.PRNGKey(seed),
+  )
 
 
 def state_shapes(*, model, tx, input_shape) -> dict[str, Any]:
   """The state's shapes and dtypes (jax.ShapeDtypeStruct leaves), traced only, for restoring."""
-  return jax.eval_shape(lambda: _state(model.init(jax.random.key(0), jnp.zeros(input_shape, jnp.float32),
-                                                  train=False), tx=tx, seed=0))
+  return jax.eval_shape(
+    lambda: _state(model.init(jax.random.key(0), jnp.zeros(input_shape, jnp.float32), train=False), tx=tx, seed=0)
+  )
 
 
 def abstract_state(*, model, tx, input_shape, placement) -> dict[str, Any]:
   """state_shapes with each leaf placed by `placement`: the target of a checkpoint restore."""
-  return jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=placement),
-                      state_shapes(model=model, tx=tx, input_shape=input_shape))
+  return jax.tree.map(
+    lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=placement),
+    state_shapes(model=model, tx=tx, input_shape=input_shape),
+  )
 
 
 def init_state(seed: int, *, model, tx, input_shape, placement=None) -> dict[str, Any]:
@@ -72,7 +100,8 @@ def init_state(seed: int, *, model, tx, input_shape, placement=None) -> dict[str
   host = models.init_variables(model, seed, input_shape)
   # Every process computes the same values, so each fills its own devices' copies.
   variables = jax.tree.map(
-      lambda x: jax.make_array_from_callback(x.shape, placement, lambda index, x=x: x[index]), host)
+    lambda x: jax.make_array_from_callback(x.shape, placement, lambda index, x=x: x[index]), host
+  )
   return jax.jit(functools.partial(_state, tx=tx, seed=seed), out_shardings=placement)(variables)
 
 
@@ -81,8 +110,10 @@ def check_same_experiment(meta: dict[str, Any], config, directory: str) -> None:
   saved, now = meta.get("config", {}), config_lib.to_json(config)
   for key in MUST_MATCH:
     if key in saved and saved[key] != now[key]:
-      raise UserError(f"{directory}: checkpoints were trained with {key}={saved[key]!r}, the config says "
-                      f"{now[key]!r}; use a new --workdir or the original config")
+      raise UserError(
+        f"{directory}: checkpoints were trained with {key}={saved[key]!r}, the config says "
+        f"{now[key]!r}; use a new --workdir or the original config"
+      )
 
 
 def restore_variables(config, workdir: str, step: int | None = None):
@@ -90,8 +121,12 @@ def restore_variables(config, workdir: str, step: int | None = None):
   config_lib.validate(config)
   model = build_model(config)
   mngr = checkpointing.manager(workdir, read_only=True)
-  abstract = abstract_state(model=model, tx=build_optimizer(config, 1), input_shape=clip_shape(config),
-                            placement=sharding.replicated(sharding.make_mesh()))
+  abstract = abstract_state(
+    model=model,
+    tx=build_optimizer(config, 1),
+    input_shape=clip_shape(config),
+    placement=sharding.replicated(sharding.make_mesh()),
+  )
   try:
     check_same_experiment(checkpointing.read_meta(mngr, step), config, mngr.directory)
     state, meta = checkpointing.restore(mngr, abstract, step)

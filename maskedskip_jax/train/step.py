@@ -25,6 +25,7 @@ class LossOptions:
   motion_*: the loss weighting of motion.motion_weights ('none', 'pixel' or 'patch'), its median filter size,
   patch size and uniform mix. mask_loss_weight: the mask head's BCE weight (ignored without a mask head).
   """
+
   motion_weighting: str = "none"
   motion_median: int = 0
   motion_patch: int = 16
@@ -34,12 +35,18 @@ class LossOptions:
   @classmethod
   def from_config(cls, config) -> "LossOptions":
     t = config.train
-    return cls(motion_weighting=t.motion_weighting, motion_median=t.motion_median, motion_patch=t.motion_patch,
-               motion_uniform_mix=t.motion_uniform_mix, mask_loss_weight=t.mask_loss_weight)
+    return cls(
+      motion_weighting=t.motion_weighting,
+      motion_median=t.motion_median,
+      motion_patch=t.motion_patch,
+      motion_uniform_mix=t.motion_uniform_mix,
+      mask_loss_weight=t.mask_loss_weight,
+    )
 
 
-def train_step(state: dict[str, Any], batch: dict[str, jax.Array], *, model, tx,
-               loss: LossOptions = LossOptions()) -> tuple[dict[str, Any], dict[str, jax.Array]]:
+def train_step(
+  state: dict[str, Any], batch: dict[str, jax.Array], *, model, tx, loss: LossOptions = LossOptions()
+) -> tuple[dict[str, Any], dict[str, jax.Array]]:
   """One optimiser step; returns (new state, metrics).
 
   `batch` holds 'clips' and, when anomalies were pasted into them, the clean centre frames
@@ -50,18 +57,29 @@ def train_step(state: dict[str, Any], batch: dict[str, jax.Array], *, model, tx,
   rng, step_rng = jax.random.split(state["rng"])
   weights = None
   if loss.motion_weighting != "none":
-    weights = motion.motion_weights(clips, median=loss.motion_median, anomaly_maps=batch.get("anomaly_map"),
-                                    patch=loss.motion_patch if loss.motion_weighting == "patch" else None,
-                                    uniform_mix=loss.motion_uniform_mix)
+    weights = motion.motion_weights(
+      clips,
+      median=loss.motion_median,
+      anomaly_maps=batch.get("anomaly_map"),
+      patch=loss.motion_patch if loss.motion_weighting == "patch" else None,
+      uniform_mix=loss.motion_uniform_mix,
+    )
   has_blocks = model.ssmctb.placement != "none"
   mutable = ["batch_stats", ssmctb.LOSS_COLLECTION] if has_blocks else ["batch_stats"]
 
   def loss_fn(params):
-    out, updates = model.apply({"params": params, "batch_stats": state["batch_stats"]}, clips, train=True,
-                               return_mask=model.mask_head, mutable=mutable, rngs={"dropout": step_rng})
+    out, updates = model.apply(
+      {"params": params, "batch_stats": state["batch_stats"]},
+      clips,
+      train=True,
+      return_mask=model.mask_head,
+      mutable=mutable,
+      rngs={"dropout": step_rng},
+    )
     recon, mask = out if model.mask_head else (out, None)
-    total = losses.norm_loss(target, recon) if weights is None else motion.motion_weighted_norm_loss(
-        target, recon, weights)
+    total = (
+      losses.norm_loss(target, recon) if weights is None else motion.motion_weighted_norm_loss(target, recon, weights)
+    )
     if has_blocks:
       total = total + ssmctb.total_ssl_loss(updates)
     extra = {}
@@ -73,6 +91,11 @@ def train_step(state: dict[str, Any], batch: dict[str, jax.Array], *, model, tx,
 
   (total, (batch_stats, extra)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state["params"])
   updates, opt_state = tx.update(grads, state["opt_state"], state["params"])
-  new_state = dict(params=optax.apply_updates(state["params"], updates), batch_stats=batch_stats,
-                   opt_state=opt_state, step=state["step"] + 1, rng=rng)
+  new_state = dict(
+    params=optax.apply_updates(state["params"], updates),
+    batch_stats=batch_stats,
+    opt_state=opt_state,
+    step=state["step"] + 1,
+    rng=rng,
+  )
   return new_state, {"loss": total, "grad_norm": optax.tree.norm(grads), **extra}

@@ -11,9 +11,8 @@ import pickle
 import shutil
 
 import cv2
-import numpy as np
-
 import fake_layouts
+import numpy as np
 
 # Frames per video: more than T, and enough for a .avi to be worth truncating.
 FRAMES = 8
@@ -57,7 +56,7 @@ def _cut(path: str, keep: float = 0.5) -> str:
   with open(path, "rb") as f:
     data = f.read()
   with open(path, "wb") as f:
-    f.write(data[:int(len(data) * keep)])
+    f.write(data[: int(len(data) * keep)])
   return path
 
 
@@ -74,7 +73,7 @@ def damaged_jpeg_header(root: str) -> tuple[str, str]:
   with open(path, "rb") as f:
     data = bytearray(f.read())
   second_dht = data.index(b"\xff\xc4", data.index(b"\xff\xc4") + 2)
-  data[second_dht:second_dht + 8] = bytes(8)
+  data[second_dht : second_dht + 8] = bytes(8)
   with open(path, "wb") as f:
     f.write(bytes(data))
   return root, path
@@ -85,7 +84,7 @@ def _write_mp4(path: str, count: int, size=(32, 32)) -> str:
   assert writer.isOpened(), path
   for k in range(count):
     frame = np.full((*size, 3), 40 + 6 * k, np.uint8)
-    frame[4:12, k % size[1]:k % size[1] + 6] = 250
+    frame[4:12, k % size[1] : k % size[1] + 6] = 250
     writer.write(frame)
   writer.release()
   return path
@@ -128,15 +127,18 @@ def not_a_video(path: str) -> str:
 def bundle(out_dir: str, variant: str = "maskedskip_unet") -> str:
   """A valid bundle (latent 8, grey, 32x32) with small random weights; no export, so no compile."""
   import jax  # pylint: disable=g-import-not-at-top
+
   from maskedskip_jax.deploy import bundle as bundle_lib  # pylint: disable=g-import-not-at-top
   from maskedskip_jax.nn import models  # pylint: disable=g-import-not-at-top
+
   model = models.build(variant, latent_dim=8, channels=1)
   x = np.zeros((1, model.temporal, 32, 32, 1), np.float32)
   shapes = jax.eval_shape(lambda: model.init(jax.random.key(0), x, train=False))
   rng = np.random.default_rng(0)
   variables = jax.tree.map(lambda s: rng.uniform(0.5, 1.0, s.shape).astype(np.float32), shapes)
-  return bundle_lib.save(out_dir, variables, {"variant": variant, "latent_dim": 8, "channels": 1,
-                                              "image_size": (32, 32)})
+  return bundle_lib.save(
+    out_dir, variables, {"variant": variant, "latent_dim": 8, "channels": 1, "image_size": (32, 32)}
+  )
 
 
 def _copy(bundle_dir: str, out_dir: str) -> str:
@@ -167,6 +169,7 @@ def pickled_bundle(bundle_dir: str, out_dir: str, marker: str) -> tuple[str, str
   """
   import hashlib  # pylint: disable=g-import-not-at-top
   import json  # pylint: disable=g-import-not-at-top
+
   params = _copy(bundle_dir, out_dir)
   data = pickle.dumps({"params": Payload(marker)})
   with open(params, "wb") as f:
@@ -189,8 +192,10 @@ def pickled_npy(path: str, marker: str) -> str:
 def torch_state_dict(path: str, variant: str = "maskedskip_unet", latent_dim: int = 8) -> tuple[str, str, str]:
   """A reference-style .pt missing one expected key and holding one unknown key; returns both names."""
   import torch  # pylint: disable=g-import-not-at-top
+
   from maskedskip_jax.deploy import convert_torch  # pylint: disable=g-import-not-at-top
   from maskedskip_jax.nn import models  # pylint: disable=g-import-not-at-top
+
   leaves, masks, _ = convert_torch.torch_layout(models.build(variant, latent_dim=latent_dim, channels=1))
   state = {key: torch.zeros(shape) for key, shape in leaves.values()}
   state.update({key: torch.from_numpy(np.asarray(m, np.float32)) for key, m in masks.items()})
@@ -204,5 +209,6 @@ def torch_state_dict(path: str, variant: str = "maskedskip_unet", latent_dim: in
 def torch_pickle_with_code(path: str, marker: str) -> str:
   """A .pt whose unpickling calls os.mkdir(marker), next to a plausible tensor."""
   import torch  # pylint: disable=g-import-not-at-top
+
   torch.save({"mconv4.conv.bias": torch.zeros(8), "extra": Payload(marker)}, path)
   return path

@@ -10,8 +10,8 @@ import json
 import os
 
 import pytest
-
 import tiny_run
+
 from fault import tiny_training
 
 
@@ -40,8 +40,14 @@ def _shared_reference(run_once):
   def make(folder):
     dataset = tiny_run.make_dataset(os.path.join(folder, "data"))
     ref = tiny_training.reference_run(dataset, os.path.join(folder, "run"))
-    return {"dataset": dataset, "workdir": ref.workdir, "losses": ref.losses, "startup_s": ref.startup_s,
-            "seconds": ref.seconds}
+    return {
+      "dataset": dataset,
+      "workdir": ref.workdir,
+      "losses": ref.losses,
+      "startup_s": ref.startup_s,
+      "seconds": ref.seconds,
+    }
+
   return run_once("fault_reference", make)
 
 
@@ -55,5 +61,6 @@ def reference(_shared_reference):
   """The uninterrupted run (CLI, CPU) that kills, resumes and reruns are compared with."""
   shared = _shared_reference
   variables, _ = tiny_training.variables(shared["dataset"], shared["workdir"])
-  return tiny_training.Reference(shared["workdir"], [tuple(x) for x in shared["losses"]], variables,
-                                 shared["startup_s"], shared["seconds"])
+  return tiny_training.Reference(
+    shared["workdir"], [tuple(x) for x in shared["losses"]], variables, shared["startup_s"], shared["seconds"]
+  )

@@ -38,8 +38,8 @@ if __package__ in (None, ""):  # run as a script: the repo and tests/ are not on
   sys.path[:0] = [REPO, os.path.join(REPO, "tests")]
 
 import numpy as np  # pylint: disable=g-import-not-at-top,wrong-import-position
-
 import tiny_run  # pylint: disable=g-import-not-at-top,wrong-import-position
+
 from fault import tiny_training as tt  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 MOMENTS = ("startup", "step", "checkpoint", "sigterm")
@@ -51,10 +51,10 @@ _POLL_S = 0.002
 @dataclasses.dataclass
 class Kill:
   moment: str
-  logged: int = 0          # newest step in metrics.jsonl when the process died
-  finished: int = 0        # newest complete checkpoint then
+  logged: int = 0  # newest step in metrics.jsonl when the process died
+  finished: int = 0  # newest complete checkpoint then
   writing: int | None = None  # checkpoint being written then
-  rc: int | None = None       # the process's exit status
+  rc: int | None = None  # the process's exit status
   resumed: int | None = None  # step the next run resumed from
 
   def describe(self) -> str:
@@ -80,8 +80,10 @@ class Trial:
   def describe(self) -> str:
     verdict = "ok" if not self.problems else "FAILED: " + "; ".join(self.problems)
     missed = f", missed {self.missed}" if self.missed else ""
-    return (f"trial seed {self.seed}: {len(self.kills)} kill(s) [{'; '.join(k.describe() for k in self.kills)}]"
-            f"{missed}, {self.starts} starts, {self.seconds:.0f} s: {verdict}")
+    return (
+      f"trial seed {self.seed}: {len(self.kills)} kill(s) [{'; '.join(k.describe() for k in self.kills)}]"
+      f"{missed}, {self.starts} starts, {self.seconds:.0f} s: {verdict}"
+    )
 
 
 def draw_plan(rng: random.Random, max_kills: int = 3) -> list[str]:
@@ -141,16 +143,20 @@ def _check_kill(k: Kill, log: str, sync: bool) -> list[str]:
     problems.append(f"resumed from {k.resumed}, but the newest complete checkpoint was {k.finished}")
   if sync:  # a save finishes before the next step runs
     if k.redone > tt.EVERY:
-      problems.append(f"synchronous saves: killed at logged step {k.logged}, resumed from {k.resumed}: more than "
-                      f"one interval ({tt.EVERY}) redone")
+      problems.append(
+        f"synchronous saves: killed at logged step {k.logged}, resumed from {k.resumed}: more than "
+        f"one interval ({tt.EVERY}) redone"
+      )
     return problems
   # Saves are asynchronous: checkpoint w is written while steps w+1.. run, and the
   # save of w waits for w-EVERY. So the resume point is never more than one
   # interval behind the newest checkpoint started before the kill.
   started = max(k.writing or 0, k.finished)
   if k.logged - k.resumed > tt.EVERY and k.resumed < started - tt.EVERY:
-    problems.append(f"killed at logged step {k.logged} and resumed from {k.resumed}: more than one interval "
-                    f"({tt.EVERY}) behind checkpoint {started}")
+    problems.append(
+      f"killed at logged step {k.logged} and resumed from {k.resumed}: more than one interval "
+      f"({tt.EVERY}) behind checkpoint {started}"
+    )
   return problems
 
 
@@ -160,15 +166,17 @@ def _check_sigterm(k: Kill, log: str) -> list[str]:
   if k.rc != EXIT_PREEMPTED:
     problems.append(f"SIGTERM: exit code {k.rc}, expected {EXIT_PREEMPTED}")
   if k.writing is not None or k.finished != k.logged:
-    problems.append(f"SIGTERM at logged step {k.logged}: newest complete checkpoint {k.finished}, "
-                    f"still writing {k.writing}")
+    problems.append(
+      f"SIGTERM at logged step {k.logged}: newest complete checkpoint {k.finished}, still writing {k.writing}"
+    )
   if f"SIGTERM: saved step {k.finished};" not in log:
     problems.append(f"SIGTERM: no 'saved step {k.finished}' line in the log")
   return problems
 
 
-def trial(dataset: str, workdir: str, reference: tt.Reference, seed: int, plan: list[str] | None = None,
-          sync: bool = False) -> Trial:
+def trial(
+  dataset: str, workdir: str, reference: tt.Reference, seed: int, plan: list[str] | None = None, sync: bool = False
+) -> Trial:
   """Trains to the end in `workdir`, SIGKILLed at the moments of `plan` (default: drawn from `seed`).
 
   `sync`: checkpoints written synchronously (train.async_checkpoints=False), checked against
@@ -182,8 +190,7 @@ def trial(dataset: str, workdir: str, reference: tt.Reference, seed: int, plan: 
   starts = 0
   while True:
     log_path = os.path.join(workdir + "-logs", f"start-{starts}.log")
-    proc = tt.launch(workdir, tt.flags(dataset, **({"train__async_checkpoints": False} if sync else {})),
-                     log_path)
+    proc = tt.launch(workdir, tt.flags(dataset, **({"train__async_checkpoints": False} if sync else {})), log_path)
     starts += 1
     moment = plan.pop(0) if plan else None
     came = moment is not None and _wait_for_moment(proc, workdir, moment, rng, reference.startup_s)
@@ -200,8 +207,9 @@ def trial(dataset: str, workdir: str, reference: tt.Reference, seed: int, plan: 
       problems += _check_kill(kills[-1], log, sync)
     if came:
       finished, writing = tt.checkpoint_steps(workdir)
-      kills.append(Kill(moment, tt.last_logged(workdir), max(finished, default=0), max(writing, default=None),
-                        proc.returncode))
+      kills.append(
+        Kill(moment, tt.last_logged(workdir), max(finished, default=0), max(writing, default=None), proc.returncode)
+      )
       if moment == "sigterm":
         problems += _check_sigterm(kills[-1], log)
       continue
@@ -236,18 +244,25 @@ def main(argv=None) -> int:
   parser.add_argument("--trials", type=int, default=10)
   parser.add_argument("--seed", type=int, default=0, help="trial i uses seed + i")
   parser.add_argument("--keep", help="work here and keep everything (default: a temp folder, removed)")
-  parser.add_argument("--sync-checkpoints", action="store_true",
-                      help="synchronous saves (train.async_checkpoints=False): check the strict one-interval bound")
+  parser.add_argument(
+    "--sync-checkpoints",
+    action="store_true",
+    help="synchronous saves (train.async_checkpoints=False): check the strict one-interval bound",
+  )
   args = parser.parse_args(argv)
   from absl import logging  # pylint: disable=g-import-not-at-top
+
   logging.set_verbosity(logging.ERROR)  # Orbax warns about read-only restores
   root = args.keep or tempfile.mkdtemp(prefix="kill_resume-")
   os.makedirs(root, exist_ok=True)
   begin = time.perf_counter()
   dataset = tiny_run.make_dataset(os.path.join(root, "data"))
   reference = tt.reference_run(dataset, os.path.join(root, "reference"))
-  print(f"reference: {tt.STEPS} steps, checkpoint every {tt.EVERY}, {reference.seconds:.0f} s "
-        f"(first step after {reference.startup_s:.1f} s)", flush=True)
+  print(
+    f"reference: {tt.STEPS} steps, checkpoint every {tt.EVERY}, {reference.seconds:.0f} s "
+    f"(first step after {reference.startup_s:.1f} s)",
+    flush=True,
+  )
   results = []
   for i in range(args.trials):
     result = trial(dataset, os.path.join(root, f"trial-{i}"), reference, args.seed + i, sync=args.sync_checkpoints)
@@ -256,13 +271,16 @@ def main(argv=None) -> int:
   kills = [k for r in results for k in r.kills]
   failed = [r for r in results if r.problems]
   redone = [k.redone for k in kills if k.redone is not None]
-  print(f"{len(results) - len(failed)}/{len(results)} trials passed; {len(kills)} kills "
-        f"({', '.join(f'{sum(k.moment == m for k in kills)} {m}' for m in MOMENTS)}); steps redone per kill: "
-        f"max {max(redone, default=0)}, mean {np.mean(redone) if redone else 0:.1f} (interval {tt.EVERY}, "
-        f"{'synchronous' if args.sync_checkpoints else 'asynchronous'} saves); "
-        f"{time.perf_counter() - begin:.0f} s")
+  print(
+    f"{len(results) - len(failed)}/{len(results)} trials passed; {len(kills)} kills "
+    f"({', '.join(f'{sum(k.moment == m for k in kills)} {m}' for m in MOMENTS)}); steps redone per kill: "
+    f"max {max(redone, default=0)}, mean {np.mean(redone) if redone else 0:.1f} (interval {tt.EVERY}, "
+    f"{'synchronous' if args.sync_checkpoints else 'asynchronous'} saves); "
+    f"{time.perf_counter() - begin:.0f} s"
+  )
   if not args.keep:
     import shutil  # pylint: disable=g-import-not-at-top
+
     shutil.rmtree(root, ignore_errors=True)
   return 1 if failed else 0
 

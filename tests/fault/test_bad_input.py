@@ -19,24 +19,30 @@ import sys
 import jax
 import numpy as np
 import pytest
-
 import tiny_run
+
 from fault import broken_inputs as broken
 from fault import tiny_training as tt
 from maskedskip_jax.errors import UserError
 
 # Bytes a file may grow to in the disk-full case: metrics lines fit, checkpoint arrays do not.
 FILE_SIZE_LIMIT = 100_000
-_NAN = dict(train__learning_rate=1e30, train__num_steps=4, train__checkpoint_every_steps=1,
-            model__variant="unet", model__temporal=1, data__image_size=(16, 16))
+_NAN = dict(
+  train__learning_rate=1e30,
+  train__num_steps=4,
+  train__checkpoint_every_steps=1,
+  model__variant="unet",
+  model__temporal=1,
+  data__image_size=(16, 16),
+)
 
 
 @dataclasses.dataclass
 class Case:
   argv: list
-  fragments: tuple            # the error line contains each
-  absent: tuple = ()          # paths that must not exist afterwards
-  no_files: tuple = ()        # folders that may exist (the run checks them early) but hold no file
+  fragments: tuple  # the error line contains each
+  absent: tuple = ()  # paths that must not exist afterwards
+  no_files: tuple = ()  # folders that may exist (the run checks them early) but hold no file
   unchanged: str | None = None  # a folder whose entries must stay as they were
   before: list | None = None
   rc: int | None = None
@@ -53,9 +59,11 @@ def _module(name, *args):
 
 def _file_size_limited(argv, limit):
   """`python -m module ...` with every write past `limit` bytes failing (EFBIG), like a full disk."""
-  code = ("import resource, runpy, signal, sys; signal.signal(signal.SIGXFSZ, signal.SIG_IGN); "
-          f"resource.setrlimit(resource.RLIMIT_FSIZE, ({limit}, {limit})); "
-          "sys.argv = sys.argv[1:]; runpy.run_module(sys.argv[0], run_name='__main__', alter_sys=True)")
+  code = (
+    "import resource, runpy, signal, sys; signal.signal(signal.SIGXFSZ, signal.SIG_IGN); "
+    f"resource.setrlimit(resource.RLIMIT_FSIZE, ({limit}, {limit})); "
+    "sys.argv = sys.argv[1:]; runpy.run_module(sys.argv[0], run_name='__main__', alter_sys=True)"
+  )
   return [sys.executable, "-c", code, *argv[2:]]
 
 
@@ -77,26 +85,30 @@ def _cases(root, dataset, reference):  # pylint: disable=too-many-locals
     data_root, bad = built
     cases[name] = Case(_main(j("w_" + name), data_root, data__name=data_name), (bad,), no_files=(j("w_" + name),))
 
-  cases["missing_dataset_root"] = Case(_main(j("w_missing"), j("no_such_data")), (j("no_such_data"), "not found"),
-                                       no_files=(j("w_missing"),))
+  cases["missing_dataset_root"] = Case(
+    _main(j("w_missing"), j("no_such_data")), (j("no_such_data"), "not found"), no_files=(j("w_missing"),)
+  )
   train_on("empty_video_folder", broken.empty_video_folder(j("empty")))
   train_on("corrupt_tiff_mid_video", broken.corrupt_tiff(j("tiff")), "ucsd_ped2")
   train_on("truncated_jpeg_mid_video", broken.truncated_jpeg(j("jpeg")))
   train_on("truncated_avi", broken.truncated_container(j("avi"), ".avi"))
   train_on("truncated_mp4", broken.truncated_container(j("mp4"), ".mp4"))
   # Ground truth is read by evaluation, here of a copy of the reference run.
-  for name, (data_root, bad), data_name in (("ground_truth_length", broken.short_labels(j("labels")), "generic"),
-                                            ("m_file_range_past_end", broken.m_range_past_end(j("m")), "ucsd_ped2")):
+  for name, (data_root, bad), data_name in (
+    ("ground_truth_length", broken.short_labels(j("labels")), "generic"),
+    ("m_file_range_past_end", broken.m_range_past_end(j("m")), "ucsd_ped2"),
+  ):
     workdir = j("w_" + name)
     shutil.copytree(reference.workdir, workdir)
     cases[name] = Case(_main(workdir, data_root, "eval", data__name=data_name), (bad,), unchanged=workdir)
 
   for name, override, fragments in (
-      ("unknown_dataset_name", {"data__name": "ucsd_ped3"}, ("data.name", "ucsd_ped2", "'ucsd_ped3'")),
-      ("unknown_config_key", {"train__learning_rat": 0.1}, ("train.learning_rat", "train.learning_rate")),
-      ("wrong_value_type", {"train__batch_size": "four"}, ("train.batch_size", "expected int", "'four'")),
-      ("image_size_not_divisible_by_16", {"data__image_size": (40, 40)}, ("data.image_size", "multiples of 16")),
-      ("even_temporal", {"model__temporal": 4}, ("model.temporal", "odd", "4"))):
+    ("unknown_dataset_name", {"data__name": "ucsd_ped3"}, ("data.name", "ucsd_ped2", "'ucsd_ped3'")),
+    ("unknown_config_key", {"train__learning_rat": 0.1}, ("train.learning_rat", "train.learning_rate")),
+    ("wrong_value_type", {"train__batch_size": "four"}, ("train.batch_size", "expected int", "'four'")),
+    ("image_size_not_divisible_by_16", {"data__image_size": (40, 40)}, ("data.image_size", "multiples of 16")),
+    ("even_temporal", {"model__temporal": 4}, ("model.temporal", "odd", "4")),
+  ):
     cases[name] = Case(_main(j("w_" + name), dataset, **override), fragments, no_files=(j("w_" + name),))
 
   a_file = j("a_file")
@@ -107,19 +119,20 @@ def _cases(root, dataset, reference):  # pylint: disable=too-many-locals
   if locked:
     cases["workdir_not_writable"] = Case(_main(locked, dataset), (locked, "writable"), no_files=(locked,))
   full = j("w_disk_full")
-  cases["disk_full_while_checkpointing"] = Case(_file_size_limited(_main(full, dataset), FILE_SIZE_LIMIT),
-                                                (os.path.join(full, "checkpoints"), "File too large"))
+  cases["disk_full_while_checkpointing"] = Case(
+    _file_size_limited(_main(full, dataset), FILE_SIZE_LIMIT), (os.path.join(full, "checkpoints"), "File too large")
+  )
   nan = j("w_nan")
-  cases["nan_loss"] = Case(_main(nan, dataset, **_NAN), ("training diverged at step", os.path.join(nan, "checkpoints"),
-                                                         "is intact"))
+  cases["nan_loss"] = Case(
+    _main(nan, dataset, **_NAN), ("training diverged at step", os.path.join(nan, "checkpoints"), "is intact")
+  )
 
   model = broken.bundle(j("bundle"))
   clip = broken.short_video(j("clip.mp4"), 6)
 
   def predict(name, model_dir, video, fragments, absent=()):
     os.makedirs(j("outs_" + name))
-    argv = _module("predict", "--model", model_dir, "--video", video, "--out", j("outs_" + name, "out"),
-                   "--no-overlay")
+    argv = _module("predict", "--model", model_dir, "--video", video, "--out", j("outs_" + name, "out"), "--no-overlay")
     cases[name] = Case(argv, fragments, absent, unchanged=j("outs_" + name))
 
   short = broken.short_video(j("short.mp4"), 2)
@@ -135,8 +148,19 @@ def _cases(root, dataset, reference):  # pylint: disable=too-many-locals
 
   def convert(name, checkpoint, fragments, absent=()):
     os.makedirs(j("outs_" + name))
-    argv = _module("convert_torch", "--checkpoint", checkpoint, "--variant", "maskedskip_unet", "--latent-dim", 8,
-                   "--channels", 1, "--out", j("outs_" + name, "bundle"))
+    argv = _module(
+      "convert_torch",
+      "--checkpoint",
+      checkpoint,
+      "--variant",
+      "maskedskip_unet",
+      "--latent-dim",
+      8,
+      "--channels",
+      1,
+      "--out",
+      j("outs_" + name, "bundle"),
+    )
     cases[name] = Case(argv, fragments, absent, unchanged=j("outs_" + name))
 
   if importlib.util.find_spec("torch") is not None:  # the [torch] extra; CI installs it
@@ -147,16 +171,20 @@ def _cases(root, dataset, reference):  # pylint: disable=too-many-locals
   os.makedirs(j("outs_npy"))
   evil = broken.pickled_npy(j("evil.npy"), j("RAN_npy_pickle"))
   cases["pickle_as_clips_npy"] = Case(
-      _module("reconstruct", "--model", model, "--input", evil, "--output", j("outs_npy", "recon.npy")),
-      (evil, "not a plain .npy"), (j("RAN_npy_pickle"),), unchanged=j("outs_npy"))
+    _module("reconstruct", "--model", model, "--input", evil, "--output", j("outs_npy", "recon.npy")),
+    (evil, "not a plain .npy"),
+    (j("RAN_npy_pickle"),),
+    unchanged=j("outs_npy"),
+  )
   for case in cases.values():
     case.before = sorted(os.listdir(case.unchanged)) if case.unchanged else None
   return cases
 
 
 def _run(case):
-  proc = subprocess.run(case.argv, cwd=tiny_run.REPO, env=tiny_run.env(), capture_output=True, text=True,
-                        timeout=600, check=False)
+  proc = subprocess.run(
+    case.argv, cwd=tiny_run.REPO, env=tiny_run.env(), capture_output=True, text=True, timeout=600, check=False
+  )
   case.rc, case.stderr = proc.returncode, proc.stderr
 
 
@@ -174,20 +202,37 @@ def matrix(dataset, reference, run_once):
     with concurrent.futures.ThreadPoolExecutor(4) as pool:
       list(pool.map(_run, slow_first))
     return {"root": root, "cases": {name: dataclasses.asdict(case) for name, case in cases.items()}}
+
   shared = run_once("bad_input", make)
   return Matrix(shared["root"], {name: Case(**case) for name, case in shared["cases"].items()})
 
 
 CLI_CASES = [
-    "missing_dataset_root", "empty_video_folder", "corrupt_tiff_mid_video", "truncated_jpeg_mid_video",
-    "truncated_avi", "truncated_mp4", "ground_truth_length", "m_file_range_past_end", "unknown_dataset_name",
-    "unknown_config_key", "wrong_value_type", "image_size_not_divisible_by_16", "even_temporal",
-    "workdir_inside_a_file",
-    "workdir_not_writable",
-    "disk_full_while_checkpointing",
-    "nan_loss", "predict_video_shorter_than_t", "predict_non_video_file", "tampered_bundle", "truncated_bundle",
-    "pickle_as_bundle_params", "torch_checkpoint_missing_and_extra_keys", "pickle_as_torch_weights",
-    "pickle_as_clips_npy",
+  "missing_dataset_root",
+  "empty_video_folder",
+  "corrupt_tiff_mid_video",
+  "truncated_jpeg_mid_video",
+  "truncated_avi",
+  "truncated_mp4",
+  "ground_truth_length",
+  "m_file_range_past_end",
+  "unknown_dataset_name",
+  "unknown_config_key",
+  "wrong_value_type",
+  "image_size_not_divisible_by_16",
+  "even_temporal",
+  "workdir_inside_a_file",
+  "workdir_not_writable",
+  "disk_full_while_checkpointing",
+  "nan_loss",
+  "predict_video_shorter_than_t",
+  "predict_non_video_file",
+  "tampered_bundle",
+  "truncated_bundle",
+  "pickle_as_bundle_params",
+  "torch_checkpoint_missing_and_extra_keys",
+  "pickle_as_torch_weights",
+  "pickle_as_clips_npy",
 ]
 
 
@@ -218,6 +263,7 @@ def test_disk_full_leaves_no_checkpoint_that_looks_complete(matrix):
 
 def test_nan_loss_keeps_the_last_good_checkpoint(matrix, dataset):
   from maskedskip_jax.train import state as train_state  # pylint: disable=g-import-not-at-top
+
   case = matrix.cases["nan_loss"]
   workdir = os.path.join(matrix.root, "w_nan")
   line = next(line for line in case.stderr.splitlines() if line.startswith("error: "))
@@ -232,6 +278,7 @@ def test_nan_loss_keeps_the_last_good_checkpoint(matrix, dataset):
 
 def test_bundle_of_another_variant_is_refused(matrix, dataset):
   from maskedskip_jax.deploy import bundle  # pylint: disable=g-import-not-at-top
+
   model_dir = os.path.join(matrix.root, "bundle")
   config = tt.config(dataset, model__variant="unet", model__temporal=1)
   with pytest.raises(UserError, match=r"bundle: holds a 'maskedskip_unet' model, expected 'unet'") as raised:
@@ -241,6 +288,7 @@ def test_bundle_of_another_variant_is_refused(matrix, dataset):
 
 def test_jpeg_with_a_damaged_header_is_refused(tmp_path):
   from data_pipeline import pipeline  # pylint: disable=g-import-not-at-top
+
   root, bad = broken.damaged_jpeg_header(str(tmp_path / "data"))
   with pytest.raises(UserError, match=re.escape(bad)):
     pipeline.load_split("generic", root, "train", image_size=(32, 32), channels=1)
@@ -249,6 +297,7 @@ def test_jpeg_with_a_damaged_header_is_refused(tmp_path):
 def test_refused_torch_pickle_names_the_code_and_gives_no_unsafe_advice(matrix):
   if "pickle_as_torch_weights" not in matrix.cases:
     pytest.skip("torch is not installed")
-  line = next(line for line in matrix.cases["pickle_as_torch_weights"].stderr.splitlines()
-              if line.startswith("error: "))
+  line = next(
+    line for line in matrix.cases["pickle_as_torch_weights"].stderr.splitlines() if line.startswith("error: ")
+  )
   assert "mkdir" in line and "weights_only" not in line, line

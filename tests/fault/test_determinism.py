@@ -20,6 +20,7 @@ def _bytes(bundle_dir, name):
 def test_same_config_and_seed_give_identical_losses_and_exported_params(dataset, reference, tmp_path):
   from maskedskip_jax.deploy import export  # pylint: disable=g-import-not-at-top
   from maskedskip_jax.train import loop  # pylint: disable=g-import-not-at-top
+
   if jax.device_count() != 1:
     pytest.skip("the reference ran on one CPU device; other device counts reduce in another order")
   config = tt.config(dataset)

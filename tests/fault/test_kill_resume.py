@@ -13,8 +13,9 @@ def _passed(result):
 
 
 def test_sigterm_saves_then_a_kill_mid_checkpoint_write_resumes_bit_identical(dataset, reference, tmp_path):
-  sigterm, mid_write = _passed(kill_resume.trial(dataset, str(tmp_path / "run"), reference, seed=1,
-                                                 plan=["sigterm", "checkpoint"]))
+  sigterm, mid_write = _passed(
+    kill_resume.trial(dataset, str(tmp_path / "run"), reference, seed=1, plan=["sigterm", "checkpoint"])
+  )
   # SIGTERM: the step reached was saved (nothing to redo), exit code 143.
   assert sigterm.rc == kill_resume.EXIT_PREEMPTED
   assert 0 < sigterm.logged == sigterm.finished == sigterm.resumed < tiny_training.STEPS
@@ -33,8 +34,9 @@ def test_kill_after_a_random_step_resumes_from_the_newest_complete_checkpoint(da
 
 
 def test_synchronous_saves_bound_a_kill_mid_write_to_one_interval(dataset, reference, tmp_path):
-  (mid_write, kill) = _passed(kill_resume.trial(dataset, str(tmp_path / "run"), reference, seed=3,
-                                                plan=["checkpoint", "step"], sync=True))
+  (mid_write, kill) = _passed(
+    kill_resume.trial(dataset, str(tmp_path / "run"), reference, seed=3, plan=["checkpoint", "step"], sync=True)
+  )
   assert mid_write.writing is not None and mid_write.resumed == mid_write.finished
   for k in (mid_write, kill):
     assert k.redone <= tiny_training.EVERY, k.describe()

@@ -14,12 +14,10 @@ import subprocess
 import time
 
 import numpy as np
-
 import tiny_run
 
 STEPS, EVERY = 18, 3
-TINY = dict(model__latent_dim=8, train__num_steps=STEPS, train__checkpoint_every_steps=EVERY,
-            train__keep_checkpoints=2)
+TINY = dict(model__latent_dim=8, train__num_steps=STEPS, train__checkpoint_every_steps=EVERY, train__keep_checkpoints=2)
 _WRITING = re.compile(r"(\d+)\.orbax-checkpoint-tmp")
 
 
@@ -44,6 +42,7 @@ def checkpoint_steps(workdir: str) -> tuple[list[int], list[int]]:
 def losses(workdir: str) -> list[tuple[int, float]]:
   """(step, loss) of metrics.jsonl; a line cut short by a kill is skipped."""
   import json  # pylint: disable=g-import-not-at-top
+
   out = []
   try:
     with open(os.path.join(workdir, "metrics.jsonl")) as f:
@@ -65,8 +64,14 @@ def last_logged(workdir: str) -> int:
 def launch(workdir: str, run_flags: list[str], log_path: str) -> subprocess.Popen:
   with open(log_path, "w") as log:
     # Its own session, so a kill reaches every process it started.
-    return subprocess.Popen(tiny_run.main_command(workdir, run_flags), cwd=tiny_run.REPO, env=tiny_run.env(),
-                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    return subprocess.Popen(
+      tiny_run.main_command(workdir, run_flags),
+      cwd=tiny_run.REPO,
+      env=tiny_run.env(),
+      stdout=log,
+      stderr=subprocess.STDOUT,
+      start_new_session=True,
+    )
 
 
 def kill(proc: subprocess.Popen) -> None:
@@ -85,7 +90,9 @@ def read_log(path: str) -> str:
 def variables(dataset: str, workdir: str):
   """The workdir's newest checkpoint as ({'params', 'batch_stats'} numpy tree, step)."""
   import jax  # pylint: disable=g-import-not-at-top
+
   from maskedskip_jax.train import state as train_state  # pylint: disable=g-import-not-at-top
+
   _, tree, step = train_state.restore_variables(config(dataset), workdir)
   return jax.tree.map(np.asarray, tree), step
 
@@ -93,12 +100,16 @@ def variables(dataset: str, workdir: str):
 def differences(want, got) -> list[str]:
   """Leaf paths whose bytes differ (NaN-safe, exact)."""
   import jax  # pylint: disable=g-import-not-at-top
+
   want_leaves = dict(jax.tree_util.tree_flatten_with_path(want)[0])
   got_leaves = dict(jax.tree_util.tree_flatten_with_path(got)[0])
   if want_leaves.keys() != got_leaves.keys():
     return ["the trees have different leaves"]
-  return [jax.tree_util.keystr(k) for k, a in want_leaves.items()
-          if a.dtype != got_leaves[k].dtype or a.tobytes() != got_leaves[k].tobytes()]
+  return [
+    jax.tree_util.keystr(k)
+    for k, a in want_leaves.items()
+    if a.dtype != got_leaves[k].dtype or a.tobytes() != got_leaves[k].tobytes()
+  ]
 
 
 @dataclasses.dataclass
