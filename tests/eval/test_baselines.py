@@ -95,8 +95,8 @@ def test_config_key_is_validated_in_one_line():
 
 
 def test_score_store_gives_one_array_per_video():
+  from model_helpers import make_store  # pylint: disable=g-import-not-at-top
   from test_evaluate import LENGTHS  # pylint: disable=g-import-not-at-top
-  from test_evaluate import make_store  # pylint: disable=g-import-not-at-top
 
   store = make_store()[0]
   got = baselines.score_store(store, "flow,frame_diff", patch=16)

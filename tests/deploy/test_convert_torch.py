@@ -18,7 +18,7 @@ from maskedskip_jax.deploy import convert_torch
 from maskedskip_jax.errors import UserError  # pylint: disable=g-import-not-at-top
 from maskedskip_jax.nn import models
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
+ROOT = pathlib.Path(__file__).resolve().parents[2]
 
 # (variant, latent_dim, channels, temporal, (H, W)): every variant once; the main one
 # grey with T=5 at 64x64, one on non-square frames, to cover the other axes too.

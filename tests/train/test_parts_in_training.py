@@ -5,10 +5,10 @@ import functools
 
 import jax
 import jax.numpy as jnp
+from model_helpers import make_store
+from model_helpers import random_variables
 import numpy as np
 import pytest
-from test_evaluate import make_store
-from test_streaming import random_variables
 import tiny_run
 
 from data_pipeline import anomaly_paste

@@ -11,7 +11,7 @@ import re
 import sys
 import tomllib
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 PACKAGES = ("maskedskip_jax", "data_pipeline")
 # Distribution names of import names that differ, for when the distribution is not installed
 # here (an optional extra); installed ones are looked up in the environment's metadata.

@@ -8,10 +8,10 @@ import sys
 
 import cv2
 import jax
+from model_helpers import centre_clips
+from model_helpers import random_variables
 import numpy as np
 import pytest
-from test_streaming import centre_clips
-from test_streaming import random_variables
 
 from data_pipeline import framestore
 from maskedskip_jax import predict as predict_cli
@@ -23,7 +23,7 @@ from maskedskip_jax.eval import postprocess
 from maskedskip_jax.nn import models
 from maskedskip_jax.nn import scoring
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
+ROOT = pathlib.Path(__file__).resolve().parents[2]
 FRAME_SIZE = (40, 56)  # (H, W) of the user's video: neither the model's size nor its aspect ratio
 
 

@@ -9,7 +9,7 @@ import scipy.io
 from data_pipeline import frame_io
 from data_pipeline import registry
 
-_DATA = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data")
+_DATA = os.path.join(os.path.dirname(__file__), "..", "..", "..", "shared", "data")
 PED2_DEV = os.path.join(_DATA, "ped2_dev")
 AVENUE_DEV = os.path.join(_DATA, "avenue_dev")
 

@@ -19,8 +19,8 @@ STEPS, EVERY = 24, 3
 
 
 @pytest.fixture(scope="module")
-def dataset(tmp_path_factory):
-  return tiny_run.make_dataset(str(tmp_path_factory.mktemp("data")))
+def dataset(tiny_dataset):
+  return tiny_dataset
 
 
 def _flags(dataset):

@@ -1,6 +1,9 @@
 """Streaming inference computes exactly what the plain model computes, clip by clip."""
 
 import jax
+from model_helpers import STREAM_LENGTHS
+from model_helpers import centre_clips
+from model_helpers import random_variables
 import numpy as np
 import pytest
 
@@ -10,37 +13,6 @@ from maskedskip_jax.nn import models
 from maskedskip_jax.nn import scoring
 
 SIZE = (32, 32)
-
-
-def random_variables(model, seed=0):
-  """Every leaf random (batch statistics too), drawn in numpy: cheaper than model.init's compile."""
-  x = np.zeros((1, model.temporal, 16, 16, model.channels), np.float32)
-  shapes = jax.eval_shape(lambda: model.init(jax.random.key(0), x))
-  rng = np.random.default_rng(seed)
-
-  def draw(path, leaf):
-    name = path[-1].key
-    if name in ("scale", "var"):
-      return rng.uniform(0.5, 1.5, leaf.shape).astype(np.float32)
-    bound = 1 / np.sqrt(np.prod(leaf.shape[:-1])) if name.endswith("kernel") else 0.1
-    return rng.uniform(-bound, bound, leaf.shape).astype(np.float32)
-
-  return jax.tree_util.tree_map_with_path(draw, shapes)
-
-
-def centre_clips(videos, temporal):
-  """The eval protocol written out plainly: clip c of a video is frames c-h..c+h, clamped into the video."""
-  h = (temporal - 1) // 2
-  clips = []
-  for video in videos:
-    n = len(video)
-    for c in range(n):
-      clips.append(video[np.clip(np.arange(c - h, c + h + 1), 0, n - 1)])
-  return np.stack(clips).astype(np.float32) / 255.0
-
-
-# Video lengths chosen so batches straddle videos, a video is shorter than T and than the batch, and one is empty.
-LENGTHS = (7, 1, 0, 2, 11)
 
 
 def plain_recon(model, variables, videos):
@@ -54,7 +26,7 @@ def grey_unet():
   model = models.build("maskedskip_unet", latent_dim=8, channels=1)
   variables = random_variables(model)
   rng = np.random.default_rng(1)
-  videos = [rng.integers(0, 256, (n, *SIZE, 1), dtype=np.uint8) for n in LENGTHS]
+  videos = [rng.integers(0, 256, (n, *SIZE, 1), dtype=np.uint8) for n in STREAM_LENGTHS]
   return model, variables, videos, *plain_recon(model, variables, videos)
 
 
@@ -75,13 +47,13 @@ def test_streaming_matches_plain_apply(variant, temporal, channels, batch, grey_
     model = models.build(variant, latent_dim=8, channels=channels, temporal=temporal)
     variables = random_variables(model)
     rng = np.random.default_rng(1)
-    videos = [rng.integers(0, 256, (n, *SIZE, channels), dtype=np.uint8) for n in LENGTHS]
+    videos = [rng.integers(0, 256, (n, *SIZE, channels), dtype=np.uint8) for n in STREAM_LENGTHS]
     clips, want = plain_recon(model, variables, videos)
   scorer = streaming.StreamingScorer(model, variables, SIZE, batch_size=batch, with_recon=True, map_size=SIZE)
   # Frames arrive one at a time from iterators, as from a decoder.
   out = list(scorer.stream(iter(v) for v in videos))
 
-  assert [(o.video, o.frame) for o in out] == [(v, k) for v, n in enumerate(LENGTHS) for k in range(n)]
+  assert [(o.video, o.frame) for o in out] == [(v, k) for v, n in enumerate(STREAM_LENGTHS) for k in range(n)]
   np.testing.assert_allclose(np.stack([o.recon for o in out]), want, atol=1e-5, rtol=0)
   maps = scoring.score_maps(clips[:, (temporal - 1) // 2], want)
   np.testing.assert_allclose(np.stack([o.score_map for o in out]), maps, atol=1e-5, rtol=0)

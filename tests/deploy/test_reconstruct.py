@@ -7,15 +7,15 @@ import subprocess
 import sys
 
 import jax
+from model_helpers import random_variables
 import numpy as np
 import pytest
-from test_bundle import random_variables  # pylint: disable=g-bad-import-order
 
 from maskedskip_jax import reconstruct as reconstruct_cli
 from maskedskip_jax.deploy import bundle
 from maskedskip_jax.nn import models
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
+ROOT = pathlib.Path(__file__).resolve().parents[2]
 N, T, H, W, C = 5, 3, 32, 32, 1
 
 

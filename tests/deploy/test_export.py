@@ -6,9 +6,9 @@ import shutil
 
 import jax
 import jax.numpy as jnp
+from model_helpers import random_variables
 import numpy as np
 import pytest
-from test_bundle import random_variables
 import tiny_run
 
 from maskedskip_jax import config as config_lib

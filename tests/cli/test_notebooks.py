@@ -20,7 +20,7 @@ nbclient = pytest.importorskip("nbclient")
 pytest.importorskip("ipykernel")
 pytest.importorskip("tensorflow_datasets")  # train_tpu.ipynb builds a TFDS dataset
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 COLAB = os.path.join(REPO, "colab")
 NOTEBOOKS = ("quickstart.ipynb", "train_tpu.ipynb")
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"

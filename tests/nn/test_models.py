@@ -6,10 +6,12 @@ import os
 from flax import traverse_util
 import jax
 import jax.numpy as jnp
+from model_helpers import REFERENCE_COUNTS
+from model_helpers import init_shapes
+from model_helpers import random_variables
 import numpy as np
 import optax
 import pytest
-from test_streaming import random_variables
 
 from maskedskip_jax.errors import UserError
 from maskedskip_jax.nn import layers
@@ -17,23 +19,6 @@ from maskedskip_jax.nn import losses
 from maskedskip_jax.nn import models
 from maskedskip_jax.nn import ssmctb
 from maskedskip_jax.train import optim
-
-REFERENCE_COUNTS = {
-  "maskedskip_unet": 115_811_792,
-  "autoencoder": 75_938_064,
-  "unet": 89_600_528,
-  "conv3d_skip_unet": 115_811_792,
-  "masked2d_skip_unet": 98_338_256,
-  "ed_masks_skip_unet": 115_811_792,
-  "one_mask": 96_678_928,
-  "two_mask": 106_312_976,
-  "three_mask": 112_260_496,
-}
-
-
-def _init_shapes(model, hw=(32, 32)):
-  x = jnp.zeros((1, model.temporal, *hw, model.channels))
-  return jax.eval_shape(lambda: model.init(jax.random.key(0), x, train=False))
 
 
 def test_all_variants_are_known():
@@ -43,7 +28,7 @@ def test_all_variants_are_known():
 @pytest.mark.parametrize("variant", sorted(REFERENCE_COUNTS))
 def test_reference_parameter_counts(variant):
   model = models.build(variant, latent_dim=512, channels=3)
-  assert models.count_params(_init_shapes(model)["params"]) == REFERENCE_COUNTS[variant]
+  assert models.count_params(init_shapes(model)["params"]) == REFERENCE_COUNTS[variant]
 
 
 @pytest.mark.parametrize("variant", sorted(REFERENCE_COUNTS))
@@ -68,10 +53,10 @@ def test_outputs_are_probabilities(variant):
 def test_skip_zeroing_variants_ignore_shallow_skips():
   # one_mask: only the latent skip carries signal, so its decoder sees zeros on the other three.
   model = models.build("one_mask", latent_dim=16, channels=1)
-  shapes = _init_shapes(model)["params"]
+  shapes = init_shapes(model)["params"]
   assert "mconv4" in shapes and not any(f"mconv{i}" in shapes for i in (1, 2, 3))
   assert set(k for k in shapes if k.startswith("mconv")) == {"mconv4"}
-  three = _init_shapes(models.build("three_mask", latent_dim=16, channels=1))["params"]
+  three = init_shapes(models.build("three_mask", latent_dim=16, channels=1))["params"]
   assert {k for k in three if k.startswith("mconv")} == {"mconv2", "mconv3", "mconv4"}
 
 
@@ -186,7 +171,7 @@ def test_host_init_matches_flax_init_layout_and_torch_distributions(variant):
   model = models.build(variant, latent_dim=16, channels=1)
   shape = (1, model.temporal, 32, 32, 1)
   v = models.init_variables(model, 3, shape)
-  ref = _init_shapes(model)
+  ref = init_shapes(model)
   assert jax.tree_util.tree_structure(v) == jax.tree_util.tree_structure(ref)
   for a, b in zip(jax.tree_util.tree_leaves(v), jax.tree_util.tree_leaves(ref)):
     assert a.shape == b.shape and a.dtype == b.dtype
@@ -226,7 +211,7 @@ LAYOUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures", "p
 
 
 def _layout(model):
-  flat = traverse_util.flatten_dict(_init_shapes(model))
+  flat = traverse_util.flatten_dict(init_shapes(model))
   return sorted("/".join(p) + " " + "x".join(map(str, leaf.shape)) for p, leaf in flat.items())
 
 
@@ -262,7 +247,7 @@ def test_kernel_masks_are_the_modules_masks(variant):
       for j, k in enumerate((3, 5, 7)):
         want[(block, f"convs_{j}")] = layers.centre_square_mask(k, k - 2)
   with layers.kernel_masks() as masks:
-    shapes = _init_shapes(model)
+    shapes = init_shapes(model)
   assert set(masks) == set(want)
   for path, mask in masks.items():
     np.testing.assert_array_equal(mask, want[path])
@@ -271,14 +256,14 @@ def test_kernel_masks_are_the_modules_masks(variant):
   assert set(masks) == {p[:-1] for p in flat if p[-1] == "masked_kernel"}
   # Each init is seen afresh: no trace is reused.
   with layers.kernel_masks() as again:
-    _init_shapes(model)
+    init_shapes(model)
   assert set(again) == set(want)
 
 
 def test_kernel_masks_include_ssmctb_blocks():
   model = models.build("maskedskip_unet", latent_dim=16, channels=1, ssmctb={"placement": "latent_skip", "dims": 3})
   with layers.kernel_masks() as masks:
-    _init_shapes(model)
+    init_shapes(model)
   np.testing.assert_array_equal(masks[("ssmctb_skip4", "conv")], ssmctb.ssmctb_mask(1, 1, 3))
   assert ("mconv4",) in masks
 

@@ -14,7 +14,7 @@ import tiny_run
 from maskedskip_jax.deploy import bundle
 from maskedskip_jax.train import state as train_state
 
-FIXTURES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures", "legacy")
+FIXTURES = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "fixtures", "legacy")
 # The settings the checkpoint was trained with; the data root is not part of the experiment's identity.
 _SETTINGS = {"model__latent_dim": 8, "train__num_steps": 2, "train__checkpoint_every_steps": 2, "train__batch_size": 2}
 

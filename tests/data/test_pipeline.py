@@ -15,7 +15,7 @@ from data_pipeline import pipeline
 from maskedskip_jax.errors import UserError
 from tests import fake_layouts
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 LENGTHS = (9, 6, 11)
 BACKENDS = ("tfdata", "grain")
 

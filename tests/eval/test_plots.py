@@ -116,6 +116,6 @@ def test_no_pyplot_and_no_tensorflow(tmp_path):
     f"plots.plot_roc([0, 1], [0, 1], 0.5, {str(tmp_path / 'r.png')!r}); "
     "print(sorted(m for m in ('matplotlib.pyplot', 'tensorflow') if m in sys.modules))"
   )
-  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
   out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=root)
   assert out.stdout.strip() == "[]"

@@ -1,9 +1,9 @@
 """The hybrid frame score: its formula, training-video standardisation, and its place in an evaluation."""
 
+from model_helpers import make_store
+from model_helpers import random_variables
 import numpy as np
 import pytest
-from test_evaluate import make_store
-from test_streaming import random_variables
 
 from maskedskip_jax.errors import UserError
 from maskedskip_jax.eval import baselines

@@ -6,14 +6,14 @@ import os
 
 import jax
 import jax.numpy as jnp
+from model_helpers import REFERENCE_COUNTS
+from model_helpers import STORE_SIZE as SIZE
+from model_helpers import STREAM_LENGTHS as LENGTHS
+from model_helpers import centre_clips
+from model_helpers import init_shapes
+from model_helpers import random_variables
 import numpy as np
 import pytest
-from test_models import REFERENCE_COUNTS
-from test_models import _init_shapes
-from test_streaming import LENGTHS
-from test_streaming import SIZE
-from test_streaming import centre_clips
-from test_streaming import random_variables
 import tiny_run
 
 from data_pipeline import anomaly_paste
@@ -79,8 +79,8 @@ def test_output_shapes_and_the_extra_decoder_channel():
 
 
 def test_only_the_last_decoder_block_grows_and_the_default_count_is_the_reference():
-  plain = _init_shapes(models.build("maskedskip_unet", latent_dim=512, channels=3))["params"]
-  head = _init_shapes(models.build("maskedskip_unet", latent_dim=512, channels=3, mask_head=True))["params"]
+  plain = init_shapes(models.build("maskedskip_unet", latent_dim=512, channels=3))["params"]
+  head = init_shapes(models.build("maskedskip_unet", latent_dim=512, channels=3, mask_head=True))["params"]
   assert models.count_params(plain) == REFERENCE_COUNTS["maskedskip_unet"]
   assert {k: v for k, v in plain.items() if k != "decoder_4"} == {k: v for k, v in head.items() if k != "decoder_4"}
   assert head["decoder_4"]["conv_last"]["kernel"].shape == (1, 1, 12, 4)

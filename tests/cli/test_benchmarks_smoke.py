@@ -11,7 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 BENCH = os.path.join(ROOT, "benchmarks")
 TINY = ["--latent-dim", "8", "--image-size", "32", "--batch", "2", "--steps", "2", "--warmup", "0"]
 # The experimental layers live beside the benchmark scripts, not in the package.

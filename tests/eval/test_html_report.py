@@ -5,11 +5,11 @@ import json
 import os
 import xml.etree.ElementTree as ET
 
+from model_helpers import STORE_NAMES as NAMES
+from model_helpers import make_store
+from model_helpers import random_variables
 import numpy as np
 import pytest
-from test_evaluate import NAMES
-from test_evaluate import make_store
-from test_streaming import random_variables
 
 from maskedskip_jax.eval import baseline_eval
 from maskedskip_jax.eval import collect as eval_collect

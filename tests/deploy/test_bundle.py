@@ -6,15 +6,15 @@ import subprocess
 import sys
 
 import jax
+from model_helpers import random_variables
 import numpy as np
 import pytest
-from test_streaming import random_variables
 
 from maskedskip_jax.deploy import bundle
 from maskedskip_jax.errors import UserError
 from maskedskip_jax.nn import models
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
+ROOT = pathlib.Path(__file__).resolve().parents[2]
 CONFIG = {"variant": "maskedskip_unet", "latent_dim": 16, "channels": 1, "image_size": (32, 32)}
 SHAPE = (2, 3, 32, 32, 1)
 

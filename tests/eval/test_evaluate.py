@@ -1,21 +1,21 @@
 """Evaluation: every test frame scored once, files under eval/, metrics consistent with what was written."""
 
-from collections.abc import Callable
 import csv
-import dataclasses
 import json
 import os
 
 import cv2
 import jax
 import jax.numpy as jnp
+from model_helpers import STORE_LENGTHS as LENGTHS
+from model_helpers import STORE_NAMES as NAMES
+from model_helpers import centre_clips
+from model_helpers import make_store
+from model_helpers import random_variables
 import numpy as np
 import pytest
-from test_streaming import centre_clips
-from test_streaming import random_variables
 import tiny_run
 
-from data_pipeline import framestore
 from maskedskip_jax.errors import UserError
 from maskedskip_jax.eval import baselines
 from maskedskip_jax.eval import diagnostics
@@ -25,37 +25,6 @@ from maskedskip_jax.eval import plots
 from maskedskip_jax.eval import postprocess
 from maskedskip_jax.nn import models
 from maskedskip_jax.nn import scoring
-
-SIZE = (32, 32)
-LENGTHS = (12, 9, 10)
-NAMES = ("Test001", "Test002", "Test003")
-MASK_SIZE = (48, 40)  # masks come at the original resolution
-
-
-@dataclasses.dataclass
-class Record:
-  name: str
-  labels: np.ndarray | None
-  mask_loader: Callable[[], np.ndarray] | None = None
-
-
-def make_store(with_labels=True):
-  rng = np.random.default_rng(0)
-  frames = rng.integers(0, 256, (sum(LENGTHS), *SIZE, 1), dtype=np.uint8)
-  labels = [np.zeros(n, np.uint8) for n in LENGTHS]
-  labels[0][5:9] = 1
-  labels[1][:] = 1  # a single-class video, excluded from the macro AUC
-  labels[2][:4] = 1
-  masks = []
-  for y in labels:
-    m = np.zeros((len(y), *MASK_SIZE), np.uint8)
-    m[y == 1, 10:30, 8:24] = 255
-    masks.append(m)
-  records = [
-    Record(name, y if with_labels else None, (lambda m=m: m) if v != 1 else None)
-    for v, (name, y, m) in enumerate(zip(NAMES, labels, masks))
-  ]
-  return framestore.FrameStore(frames, LENGTHS, records), labels, masks
 
 
 @pytest.fixture(scope="module")

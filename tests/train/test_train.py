@@ -105,8 +105,8 @@ def test_compute_dtype_auto_is_float32_on_cpu_and_bf16_elsewhere():
 
 
 @pytest.fixture(scope="module")
-def dataset(tmp_path_factory):
-  return tiny_run.make_dataset(str(tmp_path_factory.mktemp("data")))
+def dataset(tiny_dataset):
+  return tiny_dataset
 
 
 def test_loop_writes_metrics_and_checkpoints_and_stops_when_done(dataset, tmp_path):
