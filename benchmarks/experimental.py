@@ -12,7 +12,7 @@ import contextlib
 import importlib
 
 PATCHES = {
-  "fused_branches": "fused_branches",  # the 3/5/7 branch convs as one 7x7 conv
+  "fused_branches": "fused_branches"  # the 3/5/7 branch convs as one 7x7 conv
 }
 
 

@@ -23,6 +23,7 @@ import jax.numpy as jnp  # pylint: disable=g-import-not-at-top,wrong-import-posi
 import numpy as np  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 from maskedskip_jax.eval import streaming  # pylint: disable=g-import-not-at-top,wrong-import-position
+from maskedskip_jax.nn import initialization  # pylint: disable=g-import-not-at-top,wrong-import-position
 from maskedskip_jax.nn import models  # pylint: disable=g-import-not-at-top,wrong-import-position
 from maskedskip_jax.nn import scoring  # pylint: disable=g-import-not-at-top,wrong-import-position
 
@@ -114,7 +115,9 @@ def main(argv=None) -> int:
     dtype={"float32": jnp.float32, "bfloat16": jnp.bfloat16}[dtype],
   )
   # The weights do not change the speed; host-side init needs no compile.
-  variables = jax.device_put(models.init_variables(model, 0, (1, model.temporal, args.size, args.size, model.channels)))
+  variables = jax.device_put(
+    initialization.init_variables(model, 0, (1, model.temporal, args.size, args.size, model.channels))
+  )
   scorer = streaming.StreamingScorer(model, variables, (args.size, args.size), batch_size=args.batch)
   s_compile, s_step = streaming_device(scorer, args.steps)
   e2e = end_to_end(scorer, args.stream_frames or 8 * args.batch)

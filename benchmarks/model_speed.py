@@ -30,6 +30,7 @@ import jax.numpy as jnp  # pylint: disable=g-import-not-at-top,wrong-import-posi
 import numpy as np  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 from maskedskip_jax.nn import conv_lowering  # pylint: disable=g-import-not-at-top,wrong-import-position
+from maskedskip_jax.nn import initialization  # pylint: disable=g-import-not-at-top,wrong-import-position
 from maskedskip_jax.nn import losses  # pylint: disable=g-import-not-at-top,wrong-import-position
 from maskedskip_jax.nn import models  # pylint: disable=g-import-not-at-top,wrong-import-position
 from maskedskip_jax.train import optim  # pylint: disable=g-import-not-at-top,wrong-import-position
@@ -62,7 +63,7 @@ def _local_train_step(state, batch, *, model, tx):
 
 
 def _local_init_state(seed, *, model, tx, input_shape):
-  variables = models.init_variables(model, seed, input_shape)
+  variables = initialization.init_variables(model, seed, input_shape)
   return dict(
     params=variables["params"],
     batch_stats=variables["batch_stats"],
@@ -305,7 +306,7 @@ def main(argv=None) -> int:
     )
   if variables is None:
     shape = clip_shape(model, 1, args.image_size)
-    variables = models.init_variables(model, 0, shape)
+    variables = initialization.init_variables(model, 0, shape)
   if not args.skip_inference:
     report["inference"] = bench_infer(
       model, variables, args.image_size, infer_batch, args.steps, args.warmup, args.patches

@@ -42,7 +42,7 @@ sys.path[:0] = [p for p in (ROOT,) if p not in sys.path]
 import jax.numpy as jnp  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 from maskedskip_jax import app as app_lib  # pylint: disable=g-import-not-at-top,wrong-import-position
-from maskedskip_jax import config as config_lib  # pylint: disable=g-import-not-at-top,wrong-import-position
+from maskedskip_jax import validation  # pylint: disable=g-import-not-at-top,wrong-import-position
 from maskedskip_jax.errors import UserError  # pylint: disable=g-import-not-at-top,wrong-import-position
 from maskedskip_jax.eval import postprocess as postprocess_lib  # pylint: disable=g-import-not-at-top,wrong-import-position
 from maskedskip_jax.eval import report as eval_report  # pylint: disable=g-import-not-at-top,wrong-import-position
@@ -194,7 +194,7 @@ def run(config, workdir: str, json_path: str) -> dict:
   from maskedskip_jax.eval import evaluate  # pylint: disable=g-import-not-at-top  (pulls in training, orbax)
   from maskedskip_jax.train import compile_cache  # pylint: disable=g-import-not-at-top
 
-  config_lib.validate(config)
+  validation.validate(config)
   compile_cache.enable(config.train.compilation_cache_dir)
   model, variables, step, source = evaluate.load_model(config, workdir)
   size = tuple(config.data.image_size)

@@ -51,6 +51,7 @@ import torch_twin  # pylint: disable=g-import-not-at-top,wrong-import-position  
 from data_pipeline import clips  # pylint: disable=g-import-not-at-top,wrong-import-position
 from maskedskip_jax import app as app_lib  # pylint: disable=g-import-not-at-top,wrong-import-position
 from maskedskip_jax import config as config_lib  # pylint: disable=g-import-not-at-top,wrong-import-position
+from maskedskip_jax import validation  # pylint: disable=g-import-not-at-top,wrong-import-position
 from maskedskip_jax.deploy import bundle  # pylint: disable=g-import-not-at-top,wrong-import-position
 from maskedskip_jax.deploy import convert_torch  # pylint: disable=g-import-not-at-top,wrong-import-position
 from maskedskip_jax.errors import UserError  # pylint: disable=g-import-not-at-top,wrong-import-position
@@ -70,7 +71,7 @@ _UNSUPPORTED = {
 
 
 def check_config(config) -> None:
-  config_lib.validate(config)
+  validation.validate(config)
   flat = config_lib.flatten(config)
   odd = [f"{k}={flat[k]!r}" for k, default in _UNSUPPORTED.items() if flat.get(k, default) != default]
   if odd:

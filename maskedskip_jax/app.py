@@ -17,6 +17,7 @@ from absl import logging
 from ml_collections import config_flags
 
 from maskedskip_jax import config as config_lib
+from maskedskip_jax import validation
 from maskedskip_jax.errors import UserError
 
 EXIT_PREEMPTED = 143  # 128 + SIGTERM: the job stopped early but cleanly; rerun to resume
@@ -61,8 +62,8 @@ def unknown_override(argv: list[str]) -> str | None:
     if arg == "--":
       break
     key = override_key(arg)
-    if key is not None and not config_lib.is_known_key(key):
-      return config_lib.unknown_key_message(key)
+    if key is not None and not validation.is_known_key(key):
+      return validation.unknown_key_message(key)
   return None
 
 
@@ -89,7 +90,7 @@ def _flag_error_message(message: str) -> str:
   match = re.match(r"flag --config\.([\w.]+)=(.*?): ", message)
   if match and match.group(1) in config_lib.SCHEMA:
     key, value = match.groups()
-    return f"config key {key}: expected {config_lib.expected_type(key)}, got {value!r}"
+    return f"config key {key}: expected {validation.expected_type(key)}, got {value!r}"
   return message
 
 
@@ -125,7 +126,7 @@ def load_config(holder=None):
   # ml_collections has already set the overrides; setting them again through with_values applies its rules, e.g.
   # `--config.data.image_size=128` (parsed as (128,)) means a 128x128 square.
   config = config_lib.with_values(config, config_flags.get_override_values(flags.FLAGS["config"]))
-  config_lib.validate(config)
+  validation.validate(config)
   return config
 
 

@@ -39,9 +39,6 @@ from maskedskip_jax.nn import models
 from maskedskip_jax.train import console
 from maskedskip_jax.train import inputs as train_data
 
-# Kept here too: callers read evaluate.settings / DEFAULTS.
-DEFAULTS, settings = eval_report.DEFAULTS, eval_report.settings
-
 
 def _scoring_protocol(patch: int) -> dict[str, str]:
   return {
@@ -242,7 +239,7 @@ def run(config, workdir: str, *, trained=None, out_dir: str | None = None) -> di
   """
   from maskedskip_jax.train import compile_cache  # pylint: disable=g-import-not-at-top
 
-  s = settings(config)
+  s = eval_report.settings(config)
   compile_cache.enable(config.train.compilation_cache_dir)
   model, variables, step, source = trained or load_model(config, workdir)
   if jax.process_index() != 0:
@@ -262,29 +259,8 @@ def run(config, workdir: str, *, trained=None, out_dir: str | None = None) -> di
     "checkpoint_selection": "the newest checkpoint (or the given bundle); never chosen on test data",
   }
   out_dir = os.path.abspath(out_dir or os.path.join(workdir, "eval"))
-  report = evaluate_store(
-    model,
-    variables,
-    store,
-    batch_size=s["batch_size"],
-    postprocess=s["postprocess"],
-    out_dir=out_dir,
-    patch=s["patch"],
-    gaussian_sigma=s["gaussian_sigma"],
-    write_videos=s["write_videos"],
-    pixel_metrics=s["pixel_metrics"],
-    pixel_size=s["pixel_size"],
-    region_thresholds=s["region_thresholds"],
-    hybrid_alpha=s["hybrid_alpha"],
-    hybrid_beta=s["hybrid_beta"],
-    motion_median=s["motion_median"],
-    mask_weight=s["mask_weight"],
-    hybrid_motion=s["hybrid_motion"],
-    hybrid_standardise=s["hybrid_standardise"],
-    train_store=train_store,
-    info=info,
-    baselines=s["baselines"],
-  )
+  # The eval.* settings are evaluate_store's keyword arguments by name.
+  report = evaluate_store(model, variables, store, out_dir=out_dir, train_store=train_store, info=info, **s)
   print(report["postprocess_table_markdown"])
   line = (
     f"eval ({report['postprocess']}): frame AUC micro {report['frame_auc_micro']}, macro "

@@ -13,6 +13,7 @@ import jax
 
 from maskedskip_jax import atomic
 from maskedskip_jax import config as config_lib
+from maskedskip_jax import validation
 from maskedskip_jax.errors import UserError
 from maskedskip_jax.eval import evaluate
 from maskedskip_jax.experiments import runs
@@ -103,7 +104,7 @@ def run(config, workdir: str, parts, variants=None, config_name: str | None = No
       print(f"ablate: {name}: evaluated before, skipped ({runs.report_path(workdir, name)})")
       continue
     c = config_lib.with_values(runs.variant_config(base, variant), overrides)
-    config_lib.validate(c)
+    validation.validate(c)
     train_dir = os.path.join(workdir, trained_in)
     if trained_in == name:
       print(f"ablate: {name}: training and evaluating in {train_dir}")

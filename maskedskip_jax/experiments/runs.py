@@ -14,6 +14,7 @@ import numpy as np
 
 from maskedskip_jax import atomic
 from maskedskip_jax import config as config_lib
+from maskedskip_jax import validation
 from maskedskip_jax.errors import UserError
 from maskedskip_jax.eval import postprocess as postprocess_lib
 from maskedskip_jax.eval import report as eval_report
@@ -179,7 +180,7 @@ def title(config, config_name: str | None) -> str:
 def base_config(config, workdir: str):
   from maskedskip_jax.train import inputs as train_data  # pylint: disable=g-import-not-at-top
 
-  config_lib.validate(config)
+  validation.validate(config)
   check_same_ablation(config, workdir)
   base = copy.deepcopy(config)
   # The tables compare networks, so every row is scored by the reconstruction alone (the paper's score); a

@@ -15,6 +15,7 @@ import jax
 import numpy as np
 
 from maskedskip_jax import config as config_lib
+from maskedskip_jax import validation
 from maskedskip_jax.errors import UserError
 from maskedskip_jax.train import checkpointing
 from maskedskip_jax.train import compile_cache
@@ -48,7 +49,7 @@ def _say(message: str) -> None:
 
 def train(config, workdir: str) -> dict[str, Any]:
   """Train (or resume) in `workdir`; returns {'step', 'preempted', 'checkpoint_dir'}."""
-  config_lib.validate(config)
+  validation.validate(config)
   _check_writable(workdir)
   compile_cache.enable(config.train.compilation_cache_dir)
   c, t = config, config.train

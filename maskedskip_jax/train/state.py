@@ -12,8 +12,10 @@ import jax.numpy as jnp
 import optax
 
 from maskedskip_jax import config as config_lib
+from maskedskip_jax import validation
 from maskedskip_jax.errors import UserError
 from maskedskip_jax.nn import dtypes
+from maskedskip_jax.nn import initialization
 from maskedskip_jax.nn import models
 from maskedskip_jax.train import checkpointing
 from maskedskip_jax.train import optim
@@ -91,13 +93,13 @@ def abstract_state(*, model, tx, input_shape, placement) -> dict[str, Any]:
 def init_state(seed: int, *, model, tx, input_shape, placement=None) -> dict[str, Any]:
   """The state at step 0; `seed` fixes the parameters and the step rng.
 
-  Parameters are drawn on the host by models.init_variables: `model.init` would compile
+  Parameters are drawn on the host by initialization.init_variables: `model.init` would compile
   one random draw per parameter into XLA, which takes a minute or more on a CPU. The
   state is placed with `placement` (a sharding; default: replicated over all devices).
   """
   seed = int(seed)
   placement = placement or sharding.replicated(sharding.make_mesh())
-  host = models.init_variables(model, seed, input_shape)
+  host = initialization.init_variables(model, seed, input_shape)
   # Every process computes the same values, so each fills its own devices' copies.
   variables = jax.tree.map(
     lambda x: jax.make_array_from_callback(x.shape, placement, lambda index, x=x: x[index]), host
@@ -118,7 +120,7 @@ def check_same_experiment(meta: dict[str, Any], config, directory: str) -> None:
 
 def restore_variables(config, workdir: str, step: int | None = None):
   """(model, {'params', 'batch_stats'}, step) of a workdir's newest (or given) checkpoint; for eval/export."""
-  config_lib.validate(config)
+  validation.validate(config)
   model = build_model(config)
   mngr = checkpointing.manager(workdir, read_only=True)
   abstract = abstract_state(

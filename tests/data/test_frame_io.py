@@ -49,13 +49,7 @@ def test_read_frame_drops_alpha(tmp_path):
   np.testing.assert_array_equal(frame_io.read_frame(path)[1, 1], [3, 2, 1])
 
 
-@pytest.mark.parametrize(
-  "name,content",
-  [
-    ("bad.png", b"not an image at all" * 10),
-    ("empty.bmp", b""),
-  ],
-)
+@pytest.mark.parametrize("name,content", [("bad.png", b"not an image at all" * 10), ("empty.bmp", b"")])
 def test_read_frame_rejects_corrupt_image(tmp_path, name, content):
   path = tmp_path / name
   path.write_bytes(content)

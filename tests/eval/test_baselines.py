@@ -8,6 +8,7 @@ import pytest
 import tiny_run
 
 from maskedskip_jax import config as config_lib
+from maskedskip_jax import validation
 from maskedskip_jax.errors import UserError
 from maskedskip_jax.eval import baselines
 from maskedskip_jax.nn import scoring
@@ -84,14 +85,14 @@ def test_config_key_is_validated_in_one_line():
   config = config_lib.default_config()
   assert config.eval.baselines == "frame_diff,mog2,flow"
   config.eval.baselines = ""
-  config_lib.validate(config)
+  validation.validate(config)
   config.eval.baselines = "frame_diff,flw"
   with pytest.raises(
     UserError,
     match=r"^config key eval.baselines: expected comma-separated names from "
     r"frame_diff, mog2, flow \(.*\), got 'frame_diff,flw'$",
   ):
-    config_lib.validate(config)
+    validation.validate(config)
 
 
 def test_score_store_gives_one_array_per_video():

@@ -12,6 +12,7 @@ import pytest
 import tiny_run
 
 from maskedskip_jax import config as config_lib
+from maskedskip_jax import validation
 from maskedskip_jax.errors import UserError
 from maskedskip_jax.experiments import parts as parts_ablation
 from maskedskip_jax.experiments import runs
@@ -135,4 +136,4 @@ def test_every_arm_of_all_parts_is_a_valid_config():
   arms = parts_ablation.part_arms(BASE, every)
   assert "paste_mask_head" in every and len(arms) == len(every) + 2
   for _, overrides in arms:
-    config_lib.validate(config_lib.with_values(config, overrides))
+    validation.validate(config_lib.with_values(config, overrides))

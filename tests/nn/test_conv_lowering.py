@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from maskedskip_jax.nn import conv_lowering
+from maskedskip_jax.nn import initialization
 from maskedskip_jax.nn import layers
 from maskedskip_jax.nn import models
 
@@ -103,7 +104,7 @@ def test_model_trains_the_same_under_both_lowerings():
     patch.setattr(conv_lowering, "path", lambda *a, _f=conv_lowering.path: seen.append(_f(*a)) or seen[-1])
     jax.eval_shape(lambda: fast.init(jax.random.key(0), x))
   assert {"fft_weight_grad", "im2col"} <= set(seen)  # both CPU paths are exercised by this comparison
-  variables = models.init_variables(plain, 0, x.shape)
+  variables = initialization.init_variables(plain, 0, x.shape)
 
   def loss_and_grad(model):
     def loss(params):

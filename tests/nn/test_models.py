@@ -14,6 +14,7 @@ import optax
 import pytest
 
 from maskedskip_jax.errors import UserError
+from maskedskip_jax.nn import initialization
 from maskedskip_jax.nn import layers
 from maskedskip_jax.nn import losses
 from maskedskip_jax.nn import models
@@ -44,7 +45,7 @@ def test_output_shapes(variant):
 def test_outputs_are_probabilities(variant):
   model = models.build(variant, latent_dim=8, channels=1)
   x = jax.random.uniform(jax.random.key(0), (2, model.temporal, 16, 32, 1))
-  variables = models.init_variables(model, 1, x.shape)
+  variables = initialization.init_variables(model, 1, x.shape)
   y = jax.jit(lambda v, x: model.apply(v, x))(variables, x)
   assert y.shape == (2, 16, 32, 1)
   assert float(y.min()) >= 0 and float(y.max()) <= 1 and float(y.std()) > 0
@@ -103,7 +104,7 @@ def _train_steps(masked_kernels, variant="maskedskip_unet", steps=3):
   model = models.build(variant, latent_dim=8, channels=1)
   # 32x32 keeps the latent map 2x2: at 1x1 the ed-masked 3x3 convs see only padding.
   x = jax.random.uniform(jax.random.key(0), (2, model.temporal, 32, 32, 1))
-  v = models.init_variables(model, 1, x.shape)
+  v = initialization.init_variables(model, 1, x.shape)
   tx = optim.make_optimizer(1e-2, masked_kernels=masked_kernels)
   params, stats, opt = v["params"], v["batch_stats"], None
   opt = tx.init(params)
@@ -158,7 +159,7 @@ def test_train_mode_moves_masked_kernels_but_masked_taps_stay_zero(variant):
 def test_bf16_compute_keeps_float32_params_and_output():
   model = models.build("maskedskip_unet", latent_dim=8, channels=1, dtype=jnp.bfloat16)
   x = jax.random.uniform(jax.random.key(0), (1, 3, 16, 16, 1))
-  v = models.init_variables(model, 1, x.shape)
+  v = initialization.init_variables(model, 1, x.shape)
   assert all(p.dtype == jnp.float32 for p in jax.tree_util.tree_leaves(v["params"]))
   y = jax.jit(model.apply)(v, x)
   assert y.dtype == jnp.float32
@@ -170,7 +171,7 @@ def test_bf16_compute_keeps_float32_params_and_output():
 def test_host_init_matches_flax_init_layout_and_torch_distributions(variant):
   model = models.build(variant, latent_dim=16, channels=1)
   shape = (1, model.temporal, 32, 32, 1)
-  v = models.init_variables(model, 3, shape)
+  v = initialization.init_variables(model, 3, shape)
   ref = init_shapes(model)
   assert jax.tree_util.tree_structure(v) == jax.tree_util.tree_structure(ref)
   for a, b in zip(jax.tree_util.tree_leaves(v), jax.tree_util.tree_leaves(ref)):
@@ -195,8 +196,8 @@ def test_host_init_matches_flax_init_layout_and_torch_distributions(variant):
     assert np.all(k7[1:6, 1:6] == 0) and np.all(k7[0] != 0)
   bn = v["batch_stats"]["encoder_1"]["batch_norm_1"]
   assert np.all(np.asarray(bn["var"]) == 1) and np.all(np.asarray(bn["mean"]) == 0)
-  same = models.init_variables(model, 3, shape)
-  other = models.init_variables(model, 4, shape)
+  same = initialization.init_variables(model, 3, shape)
+  other = initialization.init_variables(model, 4, shape)
   k = lambda t: np.asarray(
     t["params"]["encoder_1"]["convs_0"]["masked_kernel" if variant == "ed_masks_skip_unet" else "kernel"]
   )
@@ -207,7 +208,7 @@ def test_host_init_matches_flax_init_layout_and_torch_distributions(variant):
 # The variable tree (every collection, path and shape) as the single-method model built it before `encode`/`decode`
 # existed, for every variant and for SSMCTB placements and the mask head; each entry after the first is written as
 # the paths it adds to and drops from an earlier one.
-LAYOUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures", "param_layout.json")
+LAYOUT = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "fixtures", "param_layout.json")
 
 
 def _layout(model):

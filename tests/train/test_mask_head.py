@@ -18,6 +18,7 @@ import tiny_run
 
 from data_pipeline import anomaly_paste
 from maskedskip_jax import config as config_lib
+from maskedskip_jax import validation
 from maskedskip_jax.deploy import bundle
 from maskedskip_jax.deploy import export
 from maskedskip_jax.errors import UserError
@@ -25,6 +26,7 @@ from maskedskip_jax.eval import evaluate
 from maskedskip_jax.eval import hybrid
 from maskedskip_jax.eval import streaming
 from maskedskip_jax.nn import inference
+from maskedskip_jax.nn import initialization
 from maskedskip_jax.nn import models
 from maskedskip_jax.nn import scoring
 from maskedskip_jax.train import compile_cache
@@ -66,7 +68,7 @@ def _bce(t, p):
 
 def test_output_shapes_and_the_extra_decoder_channel():
   head = models.build("maskedskip_unet", latent_dim=8, channels=1, mask_head=True)
-  variables = models.init_variables(head, 0, (1, T, H, W, 1))
+  variables = initialization.init_variables(head, 0, (1, T, H, W, 1))
   assert variables["params"]["decoder_4"]["conv_last"]["kernel"].shape == (1, 1, 6, 2)  # (3 * (C+1), C+1)
   x = _clips(0, batch=2)
   assert head.apply(variables, x).shape == (2, H, W, 1)
@@ -75,7 +77,7 @@ def test_output_shapes_and_the_extra_decoder_channel():
   assert 0 <= float(mask.min()) and float(mask.max()) <= 1
   plain = models.build("maskedskip_unet", latent_dim=8, channels=1)
   with pytest.raises(UserError, match="model.mask_head"):
-    plain.apply(models.init_variables(plain, 0, (1, T, H, W, 1)), x, return_mask=True)
+    plain.apply(initialization.init_variables(plain, 0, (1, T, H, W, 1)), x, return_mask=True)
 
 
 def test_only_the_last_decoder_block_grows_and_the_default_count_is_the_reference():
@@ -151,21 +153,21 @@ def test_config_keys_and_the_head_needs_pasting():
   config = config_lib.default_config()
   assert config.model.mask_head is False and config.train.mask_loss_weight == 1.0
   with pytest.raises(UserError, match=r"model\.mask_head.*train\.paste_prob") as e:
-    config_lib.validate(config_lib.with_values(config, {"model.mask_head": True}))
+    validation.validate(config_lib.with_values(config, {"model.mask_head": True}))
   assert "\n" not in str(e.value)
   good = config_lib.with_values(
     config, {"model.mask_head": True, "train.paste_prob": 0.25, "train.mask_loss_weight": 2}
   )
-  config_lib.validate(good)
+  validation.validate(good)
   assert train_state.build_model(good).mask_head and step_lib.LossOptions.from_config(good).mask_loss_weight == 2.0
   assert "model.mask_head" in train_state.MUST_MATCH
   with pytest.raises(UserError, match="train.mask_loss_weight: expected a number >= 0"):
-    config_lib.validate(config_lib.with_values(good, {"train.mask_loss_weight": -1.0}))
-  config_lib.validate(config_lib.with_values(good, {"eval.mask_weight": 0.5, "eval.hybrid_alpha": 0.0}))
+    validation.validate(config_lib.with_values(good, {"train.mask_loss_weight": -1.0}))
+  validation.validate(config_lib.with_values(good, {"eval.mask_weight": 0.5, "eval.hybrid_alpha": 0.0}))
   with pytest.raises(UserError, match=r"eval\.mask_weight: .*model\.mask_head=True"):
-    config_lib.validate(config_lib.with_values(config, {"eval.mask_weight": 1.0}))
+    validation.validate(config_lib.with_values(config, {"eval.mask_weight": 1.0}))
   with pytest.raises(UserError, match="every frame-score weight"):
-    config_lib.validate(config_lib.with_values(config, {"eval.hybrid_alpha": 0.0}))
+    validation.validate(config_lib.with_values(config, {"eval.hybrid_alpha": 0.0}))
 
 
 def test_streaming_scores_the_heads_map_like_the_error_map():

@@ -15,6 +15,7 @@ from data_pipeline import anomaly_paste
 from maskedskip_jax import config as config_lib
 from maskedskip_jax.errors import UserError
 from maskedskip_jax.eval import evaluate
+from maskedskip_jax.nn import initialization
 from maskedskip_jax.nn import losses
 from maskedskip_jax.nn import models
 from maskedskip_jax.nn import motion
@@ -71,7 +72,7 @@ def test_ssmctb_blocks_sit_where_configured_and_their_loss_joins_the_step(placem
 
 def test_frozen_mode_freezes_the_network_masks_not_the_ssmctb_kernel():
   model = models.build("maskedskip_unet", latent_dim=16, channels=1, ssmctb={"placement": "latent_skip"})
-  params = models.init_variables(model, 0, (1, 3, 32, 32, 1))["params"]
+  params = initialization.init_variables(model, 0, (1, 3, 32, 32, 1))["params"]
   labels = models.masked_kernel_labels(params)
   assert labels["mconv4"]["masked_kernel"] == "masked"
   assert labels["ssmctb_skip4"]["conv"]["masked_kernel"] == "free"
@@ -79,7 +80,7 @@ def test_frozen_mode_freezes_the_network_masks_not_the_ssmctb_kernel():
 
 def test_ssmctb_three_dimensional_block_needs_t_frames():
   model = models.build("maskedskip_unet", latent_dim=16, channels=1, ssmctb={"placement": "all_skips", "dims": 3})
-  y = model.apply(models.init_variables(model, 0, (1, 3, 32, 32, 1)), jnp.asarray(_clips()))
+  y = model.apply(initialization.init_variables(model, 0, (1, 3, 32, 32, 1)), jnp.asarray(_clips()))
   assert y.shape == (2, 32, 32, 1)
   with pytest.raises(UserError, match="model.ssmctb"):
     models.build("unet", latent_dim=16, channels=1, ssmctb={"placement": "all_skips", "dims": 3})

@@ -1,0 +1,95 @@
+"""Config validation: the one place a bad config becomes a UserError naming the key.
+
+`validate` runs at start-up (unknown, missing or mistyped keys, values out of range, settings that contradict each
+other), before a dataset is read or a step is compiled. Code that reads a validated config asserts; a module
+re-checks a value only for its own Python callers.
+"""
+
+import difflib
+from typing import Any
+
+import ml_collections
+
+from maskedskip_jax import config as config_lib
+from maskedskip_jax.errors import UserError
+from maskedskip_jax.nn import models
+
+
+def unknown_key_message(key: str) -> str:
+  # Over the full dotted keys, unlike ml_collections' hint, which only looks among the leaf's siblings.
+  close = difflib.get_close_matches(key, config_lib.SCHEMA, n=1)
+  hint = f"; did you mean {close[0]}?" if close else ""
+  return f"unknown config key {key}{hint}"
+
+
+def is_known_key(key: str) -> bool:
+  """A leaf key of the schema, or a group of them ('train')."""
+  return key in config_lib.SCHEMA or any(k.startswith(key + ".") for k in config_lib.SCHEMA)
+
+
+def expected_type(key: str) -> str:
+  """What a value of `key` is: 'int', 'float', 'str', 'bool' or '(height, width)'."""
+  default = config_lib.SCHEMA[key].default
+  return "(height, width)" if isinstance(default, tuple) else type(default).__name__
+
+
+def _typed(key: str, value: Any) -> Any:
+  """`value` as ml_collections' type-safe assignment takes it (an int may stand for a float), or a UserError.
+
+  Config files and the command line went through that rule already; this catches values set with `ignore_type()`,
+  and refuses the None and the bools-for-ints that the rule lets through.
+  """
+  default = config_lib.SCHEMA[key].default
+  if value is not None and isinstance(value, bool) == isinstance(default, bool):
+    try:
+      return ml_collections.FieldReference(value, field_type=type(default)).get()
+    except TypeError:
+      pass
+  raise UserError(f"config key {key}: expected {expected_type(key)}, got {value!r}")
+
+
+def validate(config) -> None:
+  """Raise UserError naming the first unknown, missing, mistyped or bad key."""
+  flat = config_lib.flatten(config)
+  for key in flat:
+    if key not in config_lib.SCHEMA:
+      raise UserError(unknown_key_message(key))
+  for key, field in config_lib.SCHEMA.items():
+    if key not in flat:
+      raise UserError(f"config key {key} is missing (start the config from maskedskip_jax.config.default_config())")
+    value = _typed(key, flat[key])
+    problem = field.check(value) if field.check else None
+    if problem:
+      raise UserError(f"config key {key}: expected {problem}, got {flat[key]!r}")
+  _check_together(flat)
+
+
+def _check_together(flat: dict[str, Any]) -> None:
+  default_t = models.default_temporal(flat["model.variant"])
+  if default_t == 1 and flat["model.temporal"] != 1:
+    raise UserError(
+      f"config key model.temporal: variant {flat['model.variant']!r} sees single frames; "
+      f"expected 1, got {flat['model.temporal']}"
+    )
+  if flat["train.num_steps"] == 0 and flat["train.epochs"] == 0:
+    raise UserError("config key train.epochs: expected >= 1 when train.num_steps is 0, got 0")
+  if flat["model.mask_head"] and flat["train.paste_prob"] == 0:
+    # Without pasted objects every target map is all zeros: the head would learn nothing.
+    raise UserError(
+      "config key model.mask_head: needs train.paste_prob > 0 (the head learns from pasted "
+      "objects' maps), got train.paste_prob=0"
+    )
+  if flat["eval.mask_weight"] > 0 and not flat["model.mask_head"]:
+    raise UserError(
+      "config key eval.mask_weight: scores from the mask head's map, so it needs "
+      f"model.mask_head=True; got eval.mask_weight={flat['eval.mask_weight']} without a head"
+    )
+  if flat["eval.hybrid_alpha"] == flat["eval.hybrid_beta"] == flat["eval.mask_weight"] == 0:
+    raise UserError(
+      "config key eval.hybrid_alpha: every frame-score weight (eval.hybrid_alpha, eval.hybrid_beta, "
+      "eval.mask_weight) is 0; set one above 0 (hybrid_alpha=1 alone is the paper's score)"
+    )
+  if flat["data.name"] != "synthetic" and not (flat["data.root"] or flat["data.tfds_data_dir"]):
+    raise UserError(
+      f"config key data.root: dataset {flat['data.name']!r} needs its folder (e.g. --config.data.root=/path/to/dataset)"
+    )
