@@ -5,6 +5,7 @@ Every entry point built on absl gets the same `--config`, `--workdir` and multi-
 would surface as a traceback), and the same rule for errors a user can cause: one `error:` line, exit code 1.
 """
 
+import argparse
 from collections.abc import Callable
 import logging as std_logging
 import os
@@ -39,6 +40,13 @@ def report_errors(work: Callable[[], str]) -> int:
     return 1
   print(line)
   return 0
+
+
+def argument_parser(name: str, work_module) -> argparse.ArgumentParser:
+  """The parser of `python -m maskedskip_jax.<name>`, described by the first line of the module doing the work."""
+  return argparse.ArgumentParser(
+    prog=f"python -m maskedskip_jax.{name}", description=work_module.__doc__.split("\n")[0]
+  )
 
 
 def fail(message) -> None:

@@ -6,7 +6,6 @@ The work is in deploy/convert_torch.py.
       --latent-dim 512 --channels 3 --temporal 3 --out BUNDLE_DIR
 """
 
-import argparse
 import sys
 
 from maskedskip_jax import app as app_lib
@@ -16,9 +15,7 @@ from maskedskip_jax.nn import models
 
 def main(argv=None) -> int:
   """`python -m maskedskip_jax.convert_torch` and `maskedskip-convert-torch`; returns the exit code."""
-  parser = argparse.ArgumentParser(
-    prog="python -m maskedskip_jax.convert_torch", description=convert_torch_lib.__doc__.split("\n")[0]
-  )
+  parser = app_lib.argument_parser("convert_torch", convert_torch_lib)
   parser.add_argument("--checkpoint", required=True, help="state_dict .pt saved by the reference code")
   parser.add_argument("--variant", required=True, choices=models.VARIANTS)
   parser.add_argument("--latent-dim", type=int, default=512)

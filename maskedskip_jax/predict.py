@@ -4,7 +4,6 @@
       [--postprocess gaussian:sigma=3] [--batch-size N] [--no-overlay]
 """
 
-import argparse
 import sys
 
 import cv2
@@ -17,9 +16,7 @@ from maskedskip_jax.nn import dtypes
 
 def main(argv=None) -> int:
   """`python -m maskedskip_jax.predict` and the `maskedskip-predict` console script; returns the exit code."""
-  parser = argparse.ArgumentParser(
-    prog="python -m maskedskip_jax.predict", description=predict_lib.__doc__.split("\n")[0]
-  )
+  parser = app_lib.argument_parser("predict", predict_lib)
   parser.add_argument("--model", required=True, help="model bundle folder (--mode=export)")
   parser.add_argument("--video", required=True, help="a video file (.mp4, .avi, ...) or a folder of frames")
   parser.add_argument("--out", required=True, help="output folder (new, or an earlier prediction's)")

@@ -3,7 +3,6 @@
 python -m maskedskip_jax.reconstruct --model BUNDLE_DIR --input clips.npy --output recon.npy
 """
 
-import argparse
 import sys
 import time
 
@@ -13,9 +12,7 @@ from maskedskip_jax.deploy import reconstruct as reconstruct_lib
 
 def main(argv=None) -> int:
   """`python -m maskedskip_jax.reconstruct` and the `maskedskip-reconstruct` console script; returns the exit code."""
-  parser = argparse.ArgumentParser(
-    prog="python -m maskedskip_jax.reconstruct", description=reconstruct_lib.__doc__.split("\n")[0]
-  )
+  parser = app_lib.argument_parser("reconstruct", reconstruct_lib)
   parser.add_argument("--model", required=True, help="model bundle directory")
   parser.add_argument("--input", required=True, help="float32 (N, T, H, W, C) clips in [0, 1], .npy")
   parser.add_argument("--output", required=True, help="where to write float32 (N, H, W, C) .npy")

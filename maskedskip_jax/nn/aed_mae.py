@@ -80,7 +80,14 @@ class AedMae(nn.Module):
 
   def _block(self, name: str, dim: int) -> cvt.CvtBlock:
     return cvt.CvtBlock(
-      dim, self.heads, self.mlp_ratio, self.kernel, self.dropout, self.dtype, self.param_dtype, name=name
+      dim=dim,
+      heads=self.heads,
+      mlp_ratio=self.mlp_ratio,
+      kernel=self.kernel,
+      dropout=self.dropout,
+      dtype=self.dtype,
+      param_dtype=self.param_dtype,
+      name=name,
     )
 
   def _head(self, prefix: str, z: jax.Array, hw: tuple[int, int]) -> jax.Array:

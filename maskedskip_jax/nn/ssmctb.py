@@ -109,12 +109,12 @@ def without_losses(variables) -> dict:
 class ChannelTransformerGate(nn.Module):
   """Per-channel gates in (0, 1) from a channel-token transformer: (B, *spatial, C) -> (B, C)."""
 
+  dtype: jnp.dtype = jnp.float32
+  param_dtype: jnp.dtype = jnp.float32
   embed_dim: int = 64
   num_heads: int = 4
   num_blocks: int = 2
   mlp_ratio: int = 4
-  dtype: jnp.dtype = jnp.float32
-  param_dtype: jnp.dtype = jnp.float32
 
   @nn.compact
   def __call__(self, y: jax.Array) -> jax.Array:
@@ -141,7 +141,6 @@ class SSMCTB(nn.Module):
 
   kernel_prime: int = 1
   distance: int = 1
-  temporal: int | None = None
   centre_frame: bool = False
   delta: float = 1.0
   weight: float = 0.1
@@ -149,6 +148,7 @@ class SSMCTB(nn.Module):
   embed_dim: int = 64
   num_heads: int = 4
   num_blocks: int = 2
+  temporal: int | None = None  # None: the 2-D block; else the 3-D kernel's depth
   dtype: jnp.dtype = jnp.float32
   param_dtype: jnp.dtype = jnp.float32
 
@@ -181,7 +181,9 @@ class SSMCTB(nn.Module):
         **kw,
       )
     y = nn.relu(conv(x))
-    gate = ChannelTransformerGate(self.embed_dim, self.num_heads, self.num_blocks, name="transformer", **kw)(y)
+    gate = ChannelTransformerGate(
+      embed_dim=self.embed_dim, num_heads=self.num_heads, num_blocks=self.num_blocks, name="transformer", **kw
+    )(y)
     gate = gate.reshape(gate.shape[0], *(1,) * (y.ndim - 2), c)
     out = (y * gate.astype(y.dtype)).astype(self.dtype)
     if self.is_mutable_collection(LOSS_COLLECTION):
@@ -231,9 +233,9 @@ class Options:
   ) -> SSMCTB:
     """A block; leave `name` out in `setup`, where the attribute it is assigned to names it."""
     return SSMCTB(
-      self.kernel_prime,
-      self.distance,
-      temporal,
+      kernel_prime=self.kernel_prime,
+      distance=self.distance,
+      temporal=temporal,
       delta=self.delta,
       weight=self.weight,
       dtype=dtype,
