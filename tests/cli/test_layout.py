@@ -78,30 +78,44 @@ def test_data_pipeline_never_imports_maskedskip_jax():
   assert not {k: v for k, v in offenders.items() if v}
 
 
+def _private_uses(path: str) -> list[str]:
+  """`from pkg.mod import _x` and `mod._x` for modules of the packages, as used in the file at `path`."""
+  offenders = [f"from {m} import {n}" for m, n in _imports(path) if n is not None and n.startswith("_")]
+  with open(path) as f:
+    tree = ast.parse(f.read(), filename=path)
+  aliases = {}
+  for node in ast.walk(tree):
+    if isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] in PACKAGES:
+      for a in node.names:
+        if f"{node.module}.{a.name}" in MODULES:
+          aliases[a.asname or a.name] = f"{node.module}.{a.name}"
+  for node in ast.walk(tree):
+    if (
+      isinstance(node, ast.Attribute)
+      and isinstance(node.value, ast.Name)
+      and node.value.id in aliases
+      and node.attr.startswith("_")
+      and not node.attr.startswith("__")
+    ):
+      offenders.append(f"{aliases[node.value.id]}.{node.attr}")
+  return offenders
+
+
 def test_no_module_uses_another_modules_private_names():
-  offenders = []
-  for name, path in MODULES.items():
-    for module, imported in _imports(path):
-      if imported is not None and imported.startswith("_"):
-        offenders.append(f"{name}: from {module} import {imported}")
-    with open(path) as f:
-      tree = ast.parse(f.read(), filename=path)
-    aliases = {}
-    for node in ast.walk(tree):
-      if isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] in PACKAGES:
-        for a in node.names:
-          if f"{node.module}.{a.name}" in MODULES:
-            aliases[a.asname or a.name] = f"{node.module}.{a.name}"
-    for node in ast.walk(tree):
-      if (
-        isinstance(node, ast.Attribute)
-        and isinstance(node.value, ast.Name)
-        and node.value.id in aliases
-        and node.attr.startswith("_")
-        and not node.attr.startswith("__")
-      ):
-        offenders.append(f"{name}: {aliases[node.value.id]}.{node.attr}")
-  assert not offenders, offenders
+  offenders = {name: _private_uses(path) for name, path in MODULES.items()}
+  assert not {k: v for k, v in offenders.items() if v}
+
+
+def test_tests_use_only_public_names():
+  tests_dir = os.path.join(ROOT, "tests")
+  offenders = {}
+  for folder, _, files in os.walk(tests_dir):
+    for name in files:
+      if name.endswith(".py"):
+        found = _private_uses(os.path.join(folder, name))
+        if found:
+          offenders[os.path.relpath(os.path.join(folder, name), ROOT)] = found
+  assert not offenders
 
 
 @pytest.mark.parametrize("name", sorted(MODULES))

@@ -1,6 +1,7 @@
 """The optional mask head of synthetic-anomaly training (issue 9): model, loss, learning, config, bundle, a run."""
 
 import functools
+import hashlib
 import json
 import os
 
@@ -206,7 +207,7 @@ def _drop_config_key(bundle_dir, key):
     f.write(data)
   manifest_path = os.path.join(bundle_dir, bundle.MANIFEST_FILE)
   manifest = json.loads(open(manifest_path).read())
-  sha256 = bundle._sha256(data)  # pylint: disable=protected-access
+  sha256 = hashlib.sha256(data).hexdigest()
   manifest["files"][bundle.CONFIG_FILE] = {"sha256": sha256, "size": len(data)}
   with open(manifest_path, "w") as f:
     json.dump(manifest, f)
