@@ -29,7 +29,7 @@ LOWERINGS = ("auto", "xla", "cpu")
 FFT_MIN_KERNEL = 11  # measured: the FFT weight gradient loses to XLA's for 5x5/7x7 kernels
 IM2COL_MAX_TAPS = 49  # im2col only up to 7x7 (compile time grows with the taps gathered)
 # Below a 4x4 map or 2048 channel pairs the conv is too small for XLA's slow loop to matter, and each
-# im2col costs compile time (measured: five such convs at 32x32, latent 16 added 14 s to a 24 s compile).
+# im2col costs compile time (BENCHMARKS.md has the measurement).
 IM2COL_MIN_SIDE = 4
 IM2COL_MIN_CHANNEL_PAIRS = 2048
 _DN = ("NHWC", "HWIO", "NHWC")
