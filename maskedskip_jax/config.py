@@ -27,6 +27,7 @@ from maskedskip_jax.nn import dtypes
 from maskedskip_jax.nn import models
 from maskedskip_jax.nn import motion
 from maskedskip_jax.nn import ssmctb
+from maskedskip_jax.train import aed_mae_step
 from maskedskip_jax.train import optim
 from maskedskip_jax.train import step
 
@@ -48,6 +49,8 @@ def _at_least(lo):
 
 _positive = lambda v: None if v > 0 else "a number > 0"
 _fraction = lambda v: None if 0 <= v <= 1 else "a fraction in [0, 1]"
+_below_one = lambda v: None if 0 <= v < 1 else "a fraction in [0, 1)"
+_open_fraction = lambda v: None if 0 < v < 1 else "a fraction strictly between 0 and 1"
 _odd = lambda v: None if v >= 1 and v % 2 == 1 else "a positive odd number (the target is the centre frame)"
 _multiple_of_8 = lambda v: None if v >= 8 and v % 8 == 0 else "a positive multiple of 8"
 
@@ -85,7 +88,11 @@ SCHEMA: dict[str, Field] = {
   "data.tfds_data_dir": Field("", None, "read a TFDS build from here instead of data.root"),
   "data.backend": Field("auto", _one_of("auto", *pipeline.BACKENDS), "clip streaming: tf.data or Grain"),
   "data.stride": Field(1, _at_least(1), "frames between the starts of consecutive training clips"),
-  "model.variant": Field("maskedskip_unet", _one_of(*models.VARIANTS), "models.VARIANTS"),
+  "model.variant": Field(
+    "maskedskip_unet",
+    _one_of(*models.VARIANTS, aed_mae_step.VARIANT),
+    "models.VARIANTS (the U-Net family), or 'aed_mae' (AED-MAE, its settings under model.aed_mae)",
+  ),
   "model.latent_dim": Field(512, _multiple_of_8, "widths are latent/8, /4, /2, /1"),
   "model.temporal": Field(3, _odd, "frames per clip (1 for unet / masked2d_skip_unet / autoencoder)"),
   "model.masked_kernels": Field(
@@ -105,13 +112,36 @@ SCHEMA: dict[str, Field] = {
     "train.paste_prob > 0); scored only with eval.mask_weight > 0",
   ),
   "model.ssmctb.placement": Field(
-    "none", _one_of(*ssmctb.PLACEMENTS), "SSMCTB blocks: in skip 4, in every skip, or before the last decoder block"
+    "none",
+    _one_of(*ssmctb.PLACEMENTS),
+    "SSMCTB blocks: in skip 4, in every skip, before the last decoder block, or 'penultimate' (the paper's: "
+    "instead of the last decoder block's conv layer)",
   ),
-  "model.ssmctb.dims": Field(2, _one_of(2, 3), "2-D block on the centre skip, or 3-D on the T frames"),
+  "model.ssmctb.dims": Field(2, _one_of(2, 3), "2-D block on the centre skip, or 3-D on the T frames (skips only)"),
+  "model.ssmctb.depth": Field(
+    "paper",
+    _one_of(*ssmctb.DEPTHS),
+    "3-D kernel depth: 'paper' = 2k'+2d+1 (corners d frames from the centre; needs model.temporal >= that) or "
+    "'clip' = T (corners in the first and last k' frames)",
+  ),
   "model.ssmctb.kernel_prime": Field(1, _at_least(1), "k': side of each live corner sub-kernel"),
   "model.ssmctb.distance": Field(1, _at_least(0), "d: distance of the corners from the masked centre"),
   "model.ssmctb.delta": Field(1.0, _positive, "Huber threshold of the block's self-supervised loss"),
-  "model.ssmctb.weight": Field(0.1, _at_least(0), "lambda: weight of that loss in the total"),
+  "model.ssmctb.weight": Field(
+    0.1, _at_least(0), "lambda: weight of that loss in the total (the seed text lost the paper's; SSPCAB's 0.1)"
+  ),
+  "model.aed_mae.patch": Field(16, _at_least(1), "d: token side (paper: 16 Avenue, 8 ShanghaiTech/UBnormal, 4 Ped2)"),
+  "model.aed_mae.mask_ratio": Field(0.5, _below_one, "share of tokens dropped in training (the authors' code)"),
+  "model.aed_mae.frame_offset": Field(
+    3, _at_least(1), "input: frames t - offset, t, t + offset on channels (authors' input_3d); T = 2 * offset + 1"
+  ),
+  "model.aed_mae.embed_dim": Field(256, _at_least(1), "encoder width"),
+  "model.aed_mae.depth": Field(3, _at_least(1), "encoder CvT blocks"),
+  "model.aed_mae.decoder_dim": Field(128, _at_least(1), "decoder width"),
+  "model.aed_mae.decoder_depth": Field(3, _at_least(2), "teacher decoder blocks, the first shared with the student"),
+  "model.aed_mae.student_depth": Field(1, _at_least(1), "student decoder blocks after the shared one"),
+  "model.aed_mae.heads": Field(4, _at_least(1), "attention heads per block; divides embed_dim and decoder_dim"),
+  "model.aed_mae.dropout": Field(0.1, _fraction, "MLP dropout (the authors' code)"),
   "train.batch_size": Field(16, _at_least(1), "global batch, split over all devices"),
   "train.epochs": Field(10, _at_least(0), "used when train.num_steps is 0"),
   "train.num_steps": Field(0, _at_least(0), "> 0 overrides train.epochs"),
@@ -144,6 +174,9 @@ SCHEMA: dict[str, Field] = {
   "train.motion_uniform_mix": Field(0.0, _fraction, "share of uniform weight mixed into motion weights"),
   "train.paste_prob": Field(0.0, _fraction, "probability that a training clip gets a pasted object"),
   "train.paste_source": Field("mixed", _one_of(*anomaly_paste.SOURCES), "pasted objects: other clips or sprites"),
+  "train.stage2_fraction": Field(
+    40 / 140, _open_fraction, "aed_mae: share of the steps that train the student alone (paper: 100 + 40 epochs)"
+  ),
   "train.mask_loss_weight": Field(1.0, _at_least(0), "weight of the mask head's binary cross-entropy in the loss"),
   "eval.batch_size": Field(32, _at_least(1), "clips per evaluation batch (global)"),
   "eval.postprocess": Field("none", _postprocess, "frame-score smoothing, e.g. 'median:window=17'"),
@@ -171,6 +204,9 @@ SCHEMA: dict[str, Field] = {
     ",".join(baselines.BASELINES),
     _baseline_names,
     "no-learning baselines scored beside the model (comma-separated; '' = none)",
+  ),
+  "export.onnx": Field(
+    "off", _one_of("off", "auto", "on"), "ONNX graphs in the bundle: 'auto' when jax2onnx converts, 'on' or fail"
   ),
 }
 for _key, _value in synthetic.DEFAULTS.items():

@@ -13,6 +13,8 @@ import ml_collections
 from maskedskip_jax import config as config_lib
 from maskedskip_jax.errors import UserError
 from maskedskip_jax.nn import models
+from maskedskip_jax.nn import ssmctb
+from maskedskip_jax.train import aed_mae_step
 
 
 def unknown_key_message(key: str) -> str:
@@ -65,8 +67,9 @@ def validate(config) -> None:
 
 
 def _check_together(flat: dict[str, Any]) -> None:
-  default_t = models.default_temporal(flat["model.variant"])
-  if default_t == 1 and flat["model.temporal"] != 1:
+  if flat["model.variant"] == aed_mae_step.VARIANT:
+    _check_aed_mae(flat)
+  elif models.default_temporal(flat["model.variant"]) == 1 and flat["model.temporal"] != 1:
     raise UserError(
       f"config key model.temporal: variant {flat['model.variant']!r} sees single frames; "
       f"expected 1, got {flat['model.temporal']}"
@@ -92,4 +95,43 @@ def _check_together(flat: dict[str, Any]) -> None:
   if flat["data.name"] != "synthetic" and not (flat["data.root"] or flat["data.tfds_data_dir"]):
     raise UserError(
       f"config key data.root: dataset {flat['data.name']!r} needs its folder (e.g. --config.data.root=/path/to/dataset)"
+    )
+  if flat["model.variant"] in models.VARIANTS and flat["model.ssmctb.placement"] != "none":
+    _check_ssmctb(flat)
+
+
+def _check_aed_mae(flat: dict[str, Any]) -> None:
+  offset, patch, heads = (flat[f"model.aed_mae.{k}"] for k in ("frame_offset", "patch", "heads"))
+  if flat["model.temporal"] != 2 * offset + 1:
+    raise UserError(
+      f"config key model.temporal: aed_mae stacks frames t-{offset}, t, t+{offset} (model.aed_mae.frame_offset="
+      f"{offset}), so expected {2 * offset + 1}, got {flat['model.temporal']}"
+    )
+  h, w = flat["data.image_size"]
+  if h % patch or w % patch:
+    raise UserError(
+      f"config key data.image_size: aed_mae needs both sides multiples of model.aed_mae.patch={patch}, got {h}x{w}"
+    )
+  for key in ("model.aed_mae.embed_dim", "model.aed_mae.decoder_dim"):
+    if flat[key] % heads:
+      raise UserError(f"config key {key}: expected a multiple of model.aed_mae.heads={heads}, got {flat[key]}")
+  if flat["model.mask_head"]:
+    raise UserError("config key model.mask_head: aed_mae predicts its anomaly map itself; expected False, got True")
+
+
+def _check_ssmctb(flat: dict[str, Any]) -> None:
+  kp, d, t = flat["model.ssmctb.kernel_prime"], flat["model.ssmctb.distance"], flat["model.temporal"]
+  min_t = ssmctb.paper_kernel_size(kp, d)
+  skips = flat["model.ssmctb.placement"] in ("latent_skip", "all_skips")
+  if skips and flat["model.ssmctb.dims"] == 3 and flat["model.ssmctb.depth"] == "paper" and t < min_t:
+    # The centre frame's live temporal taps sit d+1..d+k' frames away: with fewer frames they read zero padding.
+    raise UserError(
+      f"config key model.temporal: the paper's 3-D SSMCTB (model.ssmctb.dims=3, depth='paper', k'={kp}, d={d}) "
+      f"needs clips of at least 2k'+2d+1 = {min_t} frames, got {t}; or set model.ssmctb.depth='clip'"
+    )
+  width = models.penultimate_width(flat["model.variant"], flat["model.latent_dim"])
+  if flat["model.ssmctb.placement"] == "penultimate" and width % 4:
+    raise UserError(
+      f"config key model.latent_dim: model.ssmctb.placement='penultimate' gives the last decoder conv layer its "
+      f"input's {width} channels, which depth-to-space needs to be a multiple of 4; got {flat['model.latent_dim']}"
     )

@@ -5,6 +5,8 @@
   model.json           format version, architecture (variant, latent_dim, channels,
                        temporal, skip kernels/masks, ssmctb, mask_head), image_size, metadata
   inference.stablehlo  optional jax.export of the eval-mode forward at a fixed shape
+  encode.onnx          optional: the forward's two halves as ONNX graphs at the same batch, for onnxruntime
+  decode.onnx          without jax (`onnx_export.py` writes them, `onnx_runtime.py` runs them)
   manifest.json        sha256 and size of every other file
 
 `save` builds the bundle in a temp directory beside the target and renames it into
@@ -23,16 +25,14 @@ import jax.numpy as jnp
 import numpy as np
 
 from maskedskip_jax import atomic
+from maskedskip_jax.deploy import bundle_files
 from maskedskip_jax.deploy import stablehlo_export
 from maskedskip_jax.errors import UserError
 from maskedskip_jax.nn import dtypes
 
-FORMAT = "maskedskip_jax.bundle"
-FORMAT_VERSION = 1
-PARAMS_FILE = "params.msgpack"
-CONFIG_FILE = "model.json"
+FORMAT, FORMAT_VERSION = bundle_files.FORMAT, bundle_files.FORMAT_VERSION
+PARAMS_FILE, CONFIG_FILE, MANIFEST_FILE = bundle_files.PARAMS_FILE, bundle_files.CONFIG_FILE, bundle_files.MANIFEST_FILE
 EXPORT_FILE = "inference.stablehlo"
-MANIFEST_FILE = "manifest.json"
 ARCH_KEYS = ("variant", "latent_dim", "channels", "temporal", "skip_kernels", "skip_masks", "ssmctb", "mask_head")
 # Architecture keys added after bundles were first written, with the value older bundles were made with.
 _LATER_ARCH_KEYS = {"mask_head": False}
@@ -84,10 +84,6 @@ def _check_shapes(model, variables: dict, where: str) -> None:
     raise UserError(f"{where}: variables do not fit the {model.variant} model config: {shown}")
 
 
-def _sha256(data: bytes) -> str:
-  return hashlib.sha256(data).hexdigest()
-
-
 def _json_bytes(doc) -> bytes:
   return (json.dumps(doc, indent=2, sort_keys=True) + "\n").encode()
 
@@ -114,14 +110,19 @@ def _write_dir(out_dir: str, files: Mapping[str, bytes]) -> None:
 
 
 def save(
-  out_dir: str, variables: Mapping, model_config: Mapping, metadata: Mapping | None = None, example_shape=None
+  out_dir: str,
+  variables: Mapping,
+  model_config: Mapping,
+  metadata: Mapping | None = None,
+  example_shape=None,
+  onnx: bool = False,
 ) -> str:
   """Writes a bundle for `variables` ({'params', 'batch_stats'}) of the model `model_config` describes.
 
-  `model_config` holds `models.build` arguments (at least 'variant') and optionally
-  'image_size' (H, W). `example_shape` (B, T, H, W, C) also exports the float32
-  eval-mode forward for that input shape. Arrays must be fully addressable (gather
-  sharded ones first). Returns the bundle's absolute path.
+  `model_config` holds `models.build` arguments (at least 'variant') and optionally 'image_size' (H, W).
+  `example_shape` (B, T, H, W, C) also exports the float32 eval-mode forward for that input shape, and `onnx` its
+  ONNX graphs at that batch, checked against jax (`onnx_export.OnnxExportError` if that fails). Arrays must be
+  fully addressable (gather sharded ones first). Returns the bundle's absolute path.
   """
   arch = _architecture(model_config)
   model = _build(arch)
@@ -141,6 +142,7 @@ def save(
     "image_size": None if image_size is None else [int(d) for d in image_size],
     "metadata": dict(metadata or {}),
     "export": None,
+    "onnx": None,
   }
   files = {PARAMS_FILE: serialization.msgpack_serialize(tree)}
   if example_shape is not None:
@@ -153,6 +155,11 @@ def save(
       "platforms": list(stablehlo_export.PLATFORMS),
       "returns": "recon (B, H, W, C)",
     }
+  if onnx:
+    from maskedskip_jax.deploy import onnx_export  # pylint: disable=g-import-not-at-top
+
+    onnx_files, doc["onnx"] = onnx_export.export(model, tree, example_shape)
+    files.update(onnx_files)
   try:
     files[CONFIG_FILE] = _json_bytes(doc)
   except TypeError as e:
@@ -160,74 +167,25 @@ def save(
   manifest = {
     "format": FORMAT,
     "format_version": FORMAT_VERSION,
-    "files": {n: {"sha256": _sha256(d), "size": len(d)} for n, d in sorted(files.items())},
+    "files": {n: {"sha256": hashlib.sha256(d).hexdigest(), "size": len(d)} for n, d in sorted(files.items())},
   }
   files[MANIFEST_FILE] = _json_bytes(manifest)
   _write_dir(out_dir, files)
   return os.path.abspath(out_dir)
 
 
-def _read_json(path: str, data: bytes) -> dict:
-  try:
-    doc = json.loads(data)
-  except (UnicodeDecodeError, json.JSONDecodeError) as e:
-    raise UserError(f"{path}: not valid JSON ({e.msg if hasattr(e, 'msg') else e})") from None
-  if not isinstance(doc, dict):
-    raise UserError(f"{path}: expected a JSON object")
-  return doc
-
-
-def _manifest(bundle_dir: str) -> dict:
-  path = os.path.join(bundle_dir, MANIFEST_FILE)
-  if not os.path.isdir(bundle_dir):
-    raise UserError(f"{bundle_dir}: no such model bundle directory")
-  if not os.path.isfile(path):
-    raise UserError(f"{bundle_dir}: not a model bundle (no {MANIFEST_FILE})")
-  with open(path, "rb") as f:
-    doc = _read_json(path, f.read())
-  files = doc.get("files")
-  if doc.get("format") != FORMAT or not isinstance(files, dict):
-    raise UserError(f"{path}: not a {FORMAT} manifest")
-  if doc.get("format_version", 0) > FORMAT_VERSION:
-    raise UserError(
-      f"{path}: bundle format {doc.get('format_version')} is newer than this code "
-      f"reads ({FORMAT_VERSION}); upgrade maskedskip_jax"
-    )
-  for name in (PARAMS_FILE, CONFIG_FILE):
-    if name not in files:
-      raise UserError(f"{path}: does not list {name}")
-  return files
-
-
-def _read_verified(bundle_dir: str, name: str, files: Mapping) -> bytes:
-  """The bytes of `name`, after checking them against the manifest."""
-  path = os.path.join(bundle_dir, name)
-  entry = files.get(name)
-  if not isinstance(entry, dict) or os.path.basename(name) != name:
-    raise UserError(f"{os.path.join(bundle_dir, MANIFEST_FILE)}: no valid entry for {name}")
-  if not os.path.isfile(path):
-    raise UserError(f"{path}: missing from the model bundle")
-  with open(path, "rb") as f:
-    data = f.read()
-  if len(data) != entry.get("size"):
-    raise UserError(f"{path}: {len(data)} bytes, manifest says {entry.get('size')} (truncated or modified)")
-  if _sha256(data) != entry.get("sha256"):
-    raise UserError(f"{path}: sha256 does not match manifest.json (file modified or corrupted)")
-  return data
-
-
 def verify(bundle_dir: str) -> dict:
   """Checks every file the manifest lists; returns model.json's contents."""
-  files = _manifest(bundle_dir)
+  files = bundle_files.manifest(bundle_dir)
   for name in sorted(files):
     if name != CONFIG_FILE:
-      _read_verified(bundle_dir, name, files)
+      bundle_files.read_verified(bundle_dir, name, files)
   return _config(bundle_dir, files)
 
 
 def _config(bundle_dir: str, files: Mapping) -> dict:
   path = os.path.join(bundle_dir, CONFIG_FILE)
-  doc = _read_json(path, _read_verified(bundle_dir, CONFIG_FILE, files))
+  doc = bundle_files.read_json(path, bundle_files.read_verified(bundle_dir, CONFIG_FILE, files))
   doc = {**_LATER_ARCH_KEYS, **doc}
   missing = [k for k in ARCH_KEYS if k not in doc]
   if doc.get("format") != FORMAT or missing:
@@ -236,7 +194,7 @@ def _config(bundle_dir: str, files: Mapping) -> dict:
 
 
 def _variables(bundle_dir: str, files: Mapping) -> dict:
-  data = _read_verified(bundle_dir, PARAMS_FILE, files)
+  data = bundle_files.read_verified(bundle_dir, PARAMS_FILE, files)
   try:
     tree = serialization.msgpack_restore(data)
   except Exception as e:  # pylint: disable=broad-except
@@ -253,7 +211,7 @@ def load(bundle_dir: str, expect_variant: str | None = None, dtype=None):
   `dtype` says otherwise. Any missing, truncated or modified file, or a variant
   other than `expect_variant`, raises UserError.
   """
-  files = _manifest(bundle_dir)
+  files = bundle_files.manifest(bundle_dir)
   config = _config(bundle_dir, files)
   if expect_variant is not None and config["variant"] != expect_variant:
     raise UserError(f"{bundle_dir}: holds a {config['variant']!r} model, expected {expect_variant!r}")
@@ -281,8 +239,8 @@ def load_for_config(config, bundle_dir: str):
 
 def load_exported(bundle_dir: str) -> stablehlo_export.ExportedModel:
   """The bundle's exported inference function, ready to call; needs no model code."""
-  files = _manifest(bundle_dir)
+  files = bundle_files.manifest(bundle_dir)
   if EXPORT_FILE not in files:
     raise UserError(f"{bundle_dir}: has no {EXPORT_FILE} (save it with example_shape=...)")
-  blob = _read_verified(bundle_dir, EXPORT_FILE, files)
+  blob = bundle_files.read_verified(bundle_dir, EXPORT_FILE, files)
   return stablehlo_export.ExportedModel(blob, _variables(bundle_dir, files), os.path.join(bundle_dir, EXPORT_FILE))

@@ -8,15 +8,23 @@ for clips of shape (batch, T, H, W, C) at the config's image size. The same
 checkpoint always gives byte-identical files: nothing time- or host-dependent is
 recorded. The bundle is built beside `export/` and renamed into place, so an
 export that fails leaves the previous one as it was.
+
+With `--config.export.onnx=auto` (or `on`) the bundle also holds that forward as ONNX
+graphs at the same batch (`onnx_export.py`, needs the `onnx` extra), for
+`predict --backend onnxruntime`. Under 'auto' a model they cannot convert is exported
+without them and a warning; under 'on' that is a one-line error.
 """
 
 import dataclasses
+import functools
 import os
+import sys
 
 import jax
 
 from maskedskip_jax import config as config_lib
 from maskedskip_jax.deploy import bundle
+from maskedskip_jax.deploy import onnx_export
 from maskedskip_jax.errors import UserError
 from maskedskip_jax.train import compile_cache
 from maskedskip_jax.train import sharding
@@ -54,13 +62,28 @@ def _config_name() -> str | None:
   return os.path.splitext(os.path.basename(path.split(":")[0]))[0] or None
 
 
-def run(config, workdir: str, *, batch_size: int | None = None, config_name: str | None = None) -> str:
+_ONNX_MODES = {"off": False, "auto": None, "on": True}
+
+
+def _onnx(config, onnx: bool | None) -> bool | None:
+  """`onnx` as given, else the config's export.onnx ('off' when the config predates the key)."""
+  if onnx is None:
+    onnx = _ONNX_MODES[(config.get("export") or {}).get("onnx", "off")]
+  return onnx
+
+
+def run(
+  config, workdir: str, *, batch_size: int | None = None, config_name: str | None = None, onnx: bool | None = None
+) -> str:
   """Writes the newest checkpoint of `workdir` as a bundle in `workdir/export/`; returns its path.
 
-  `batch_size` fixes the exported function's batch dimension (default 1).
+  `batch_size` fixes the exported functions' batch dimension (default 1).
   `config_name` is recorded in the metadata (default: the --config file's name).
+  `onnx`: True writes the ONNX graphs or fails with a one-line error, False skips them, None follows the config's
+  export.onnx ('auto' writes them when jax2onnx and onnxruntime are installed and the conversion works).
   """
   batch = _batch_size(config, batch_size)
+  onnx = _onnx(config, onnx)
   compile_cache.enable(config.train.compilation_cache_dir)
   model, variables, step = train_state.restore_variables(config, workdir)
   out_dir = export_dir(workdir)
@@ -85,6 +108,17 @@ def run(config, workdir: str, *, batch_size: int | None = None, config_name: str
     "training_config": config_lib.to_json(config, exclude=_PRIVATE_KEYS),
   }
   example_shape = (batch, model.temporal, *config.data.image_size, model.channels)
-  path = bundle.save(out_dir, sharding.host_copy(variables), model_config, metadata, example_shape=example_shape)
-  print(f"exported checkpoint step {step} ({model.variant}, input {example_shape}) -> {path}")
+  save = functools.partial(
+    bundle.save, out_dir, sharding.host_copy(variables), model_config, metadata, example_shape=example_shape
+  )
+  with_onnx = onnx_export.available() if onnx is None else onnx
+  try:
+    path = save(onnx=with_onnx)
+  except onnx_export.OnnxExportError as e:
+    if onnx:
+      raise
+    print(f"warning: exporting without ONNX graphs: {e}", file=sys.stderr)
+    path, with_onnx = save(onnx=False), False
+  graphs = " and ONNX graphs" if with_onnx else ""
+  print(f"exported checkpoint step {step} ({model.variant}, input {example_shape}{graphs}) -> {path}")
   return path

@@ -1,12 +1,16 @@
 """Anomaly scores for any video with a model bundle.
 
   python -m maskedskip_jax.predict --model BUNDLE_DIR --video FILE_OR_FRAME_DIR --out OUT_DIR \
-      [--postprocess gaussian:sigma=3] [--batch-size N] [--no-overlay]
+      [--postprocess gaussian:sigma=3] [--batch-size N] [--no-overlay] [--backend jax|onnxruntime]
 
 Writes OUT_DIR/scores.csv (frame,score,score_smoothed: one row per input frame) and OUT_DIR/overlay.mp4 (each
 frame with its anomaly heat map blended in and the running score curve underneath). The video streams through:
 each frame is read, resized to the bundle's image_size and encoded once, and kept only while the clips that need
 it are pending, so any length fits in memory. The output folder appears only when complete.
+
+Backends: 'jax' runs the bundle's weights with the model code (`eval/streaming.py`); 'onnxruntime' runs the
+bundle's ONNX graphs (`onnx_runtime.py`, float32, the graphs' own batch) and needs no jax: nothing this module
+imports at its top imports jax, which the jax backend imports when it starts.
 """
 
 import contextlib
@@ -20,15 +24,17 @@ import cv2
 import numpy as np
 
 from maskedskip_jax import atomic
+from maskedskip_jax.deploy import onnx_runtime
 from maskedskip_jax.errors import UserError
 from maskedskip_jax.eval import overlay
 from maskedskip_jax.eval import postprocess as postprocess_lib
-from maskedskip_jax.nn import dtypes
 from maskedskip_jax.train import console
 
 DEFAULT_POSTPROCESS = "gaussian:sigma=3"
 MAX_OVERLAY_WIDTH = 1280  # larger sources are scaled down for the overlay video: encoding time, file size
 OUTPUT_FILES = ("scores.csv", "overlay.mp4")
+BACKENDS = ("jax", "onnxruntime")
+COMPUTE_DTYPES = ("auto", "float32", "bfloat16")  # nn.dtypes.COMPUTE_DTYPES, which imports jax
 
 
 def open_frames(path: str):
@@ -97,6 +103,25 @@ def _check_out_dir(out_dir: str) -> None:
     )
 
 
+def _scorer(model_dir: str, backend: str, batch_size: int, write_overlay: bool, dtype: str):
+  """(the backend's scorer, the model's T). A scorer has `image_size`, `frame_shape` and `stream(videos)`, which
+  yields items with `frame`, `score` and `score_map` (at image_size when the overlay is written)."""
+  if backend == "onnxruntime":
+    scorer = onnx_runtime.OnnxScorer(model_dir)
+    return scorer, scorer.temporal
+  from maskedskip_jax.deploy import bundle  # pylint: disable=g-import-not-at-top
+  from maskedskip_jax.eval import streaming  # pylint: disable=g-import-not-at-top
+  from maskedskip_jax.nn import dtypes  # pylint: disable=g-import-not-at-top
+
+  model, variables, config = bundle.load(model_dir, dtype=dtypes.compute_dtype(dtype))
+  image_size = config.get("image_size")
+  if not image_size:
+    raise UserError(f"{model_dir}: model.json has no image_size; re-export the bundle with one")
+  map_size = image_size if write_overlay else None
+  scorer = streaming.StreamingScorer(model, variables, image_size, batch_size=batch_size, map_size=map_size)
+  return scorer, model.temporal
+
+
 def predict(
   model_dir: str,
   video: str,
@@ -108,8 +133,13 @@ def predict(
   vmax: float = overlay.DEFAULT_VMAX,
   dtype: str = "auto",
   progress: bool = True,
+  backend: str = "jax",
 ) -> dict:
   """Scores every frame of `video` and writes OUT_DIR; returns {'frames', 'seconds', 'out_dir', 'postprocess'}."""
+  if backend not in BACKENDS:
+    raise UserError(f"--backend: expected one of {BACKENDS}, got {backend!r}")
+  if backend == "onnxruntime" and dtype not in ("auto", "float32"):
+    raise UserError(f"--dtype: the onnxruntime backend computes in float32, got {dtype!r}")
   steps = postprocess_lib.parse_chain(postprocess)
   if batch_size < 1:
     raise UserError(f"--batch-size: must be a positive integer, got {batch_size}")
@@ -117,24 +147,19 @@ def predict(
     raise UserError(f"--heat-max: must be > 0, got {vmax}")
   out_dir = os.path.abspath(out_dir)
   _check_out_dir(out_dir)
-  from maskedskip_jax.deploy import bundle  # pylint: disable=g-import-not-at-top
-  from maskedskip_jax.eval import streaming  # pylint: disable=g-import-not-at-top
-
-  model, variables, config = bundle.load(model_dir, dtype=dtypes.compute_dtype(dtype))
-  image_size = config.get("image_size")
-  if not image_size:
-    raise UserError(f"{model_dir}: model.json has no image_size; re-export the bundle with one")
+  scorer, temporal = _scorer(model_dir, backend, batch_size, write_overlay, dtype)
+  image_size, channels = scorer.image_size, scorer.frame_shape[2]
   source, total, fps = open_frames(video)
   # Read the first T frames before anything is compiled or written: a too-short video fails fast.
-  head = list(itertools.islice(source, model.temporal))
-  if len(head) < model.temporal:
-    raise UserError(f"{video}: {len(head)} readable frame(s); the model needs at least T={model.temporal}")
+  head = list(itertools.islice(source, temporal))
+  if len(head) < temporal:
+    raise UserError(f"{video}: {len(head)} readable frame(s); the model needs at least T={temporal}")
   shown = {}  # frame index -> the frame as the overlay shows it, kept until its score arrives
   display = _display_size(head[0])
 
   def model_frames():
     for k, frame in enumerate(itertools.chain(head, source)):
-      x = prepare(frame, image_size, model.channels, f"{video} frame {k}")
+      x = prepare(frame, image_size, channels, f"{video} frame {k}")
       if write_overlay:
         frame = overlay.to_rgb(frame)
         if frame.shape[:2] != display:
@@ -148,9 +173,6 @@ def predict(
     atomic.directory(out_dir) as tmp,
     overlay.VideoSink(os.path.join(tmp, "overlay.mp4"), fps) if write_overlay else contextlib.nullcontext() as sink,
   ):
-    scorer = streaming.StreamingScorer(
-      model, variables, image_size, batch_size=batch_size, map_size=image_size if write_overlay else None
-    )
     curve = overlay.ScoreCurve(display[1], max(24, display[0] // 5), total)
     scores = []
     with console.Progress(total or None, unit="frame", desc="predict", disable=not progress) as bar:

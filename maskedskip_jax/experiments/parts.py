@@ -21,7 +21,10 @@ from maskedskip_jax.experiments import runs
 PARTS_MD, PARTS_JSON = "parts.md", "parts.json"
 # Each part at the setting its paper uses; where the paper gives none, the setting says so.
 PARTS = {
-  "ssmctb": {"model.ssmctb.placement": "latent_skip"},  # SSMCTB paper: k'=1, d=1, on the latent features
+  # SSMCTB paper Sec. 4.3: instead of the host's penultimate conv layer, k'=1, d=1, Huber delta=1. The seed text lost
+  # Eq. 8's lambda: 0.1 (SSPCAB's, the stated default) and 1 are both reported.
+  "ssmctb": {"model.ssmctb.placement": "penultimate", "model.ssmctb.weight": 0.1},
+  "ssmctb_lambda1": {"model.ssmctb.placement": "penultimate", "model.ssmctb.weight": 1.0},
   "motion_loss": {"train.motion_weighting": "patch"},  # AED-MAE Eq. 1-2: token (patch) level weights
   "paste": {"train.paste_prob": 0.25},  # AED-MAE Sec. 4: a frame is augmented with probability 0.25
   # The same pasting, plus issue 9's optional mask output channel trained on the pasted maps.
@@ -49,10 +52,16 @@ def parse_parts(names) -> tuple[str, ...]:
 def part_arms(variant: str, parts) -> list[tuple[str, dict[str, Any]]]:
   """(name, overrides) of the rows: the variant alone, each part on its own, and all parts together."""
   arms = [(variant, {})] + [(f"{variant}+{p}", dict(PARTS[p])) for p in parts]
-  together = {k: v for p in parts for k, v in PARTS[p].items()}
+  # A key several parts set keeps its first setting: ssmctb_lambda1 is an alternative to ssmctb, not one more part.
+  together, joined = {}, []
+  for p in parts:
+    new = {k: v for k, v in PARTS[p].items() if k not in together}
+    if new:
+      together.update(new)
+      joined.append(p)
   # A part may contain another (paste_mask_head holds paste's switch): never train the same arm twice.
   if len(parts) > 1 and all(together != overrides for _, overrides in arms):
-    arms.append(("+".join((variant, *parts)), together))
+    arms.append(("+".join((variant, *joined)), together))
   return arms
 
 

@@ -162,7 +162,8 @@ class ConvBlock(nn.Module):
   its variables at init only, so parameter counts and imported checkpoints match,
   while `apply` never computes it.
   `ed_mask=True` masks the centre (k-2)x(k-2) of each 3/5/7 kernel (the
-  `ed_masks_skip_unet` ablation).
+  `ed_masks_skip_unet` ablation). `kernels=()` leaves the conv layer out: the
+  caller has computed what replaces it (SSMCTB's `penultimate` placement).
   """
 
   features: int
@@ -182,7 +183,7 @@ class ConvBlock(nn.Module):
     for i, k in enumerate(self.kernels):
       mask = centre_square_mask(k, k - 2) if self.ed_mask else None
       ys.append(Conv(width, (k, k), mask, name=f"convs_{i}", **kw)(x))
-    y = jnp.concatenate(ys, axis=-1)
+    y = jnp.concatenate(ys, axis=-1) if ys else x
     y = nn.relu(batch_norm(train, self.dtype, self.param_dtype, "batch_norm_1")(y))
     y = depth_to_space(y) if self.decode else space_to_depth(y)
     y = Conv(self.features, (1, 1), name="conv_last", **kw)(y)

@@ -93,16 +93,18 @@ class MaskedSkipUNet(nn.Module):
       if not s.active[i - 1]:
         continue
       if self.ssmctb.at_skip(i):  # 3-D: on the T-frame features, before the skip conv; 2-D: on its output
-        depth = t if self.ssmctb.dims == 3 and t > 1 else None
-        setattr(self, f"ssmctb_skip{i}", self.ssmctb.block(temporal=depth, **kw))
+        setattr(self, f"ssmctb_skip{i}", self.ssmctb.block(temporal=self.ssmctb.kernel_depth(t), **kw))
       if s.skips != "identity":
         setattr(self, self._skip_conv_name(i), self._skip_conv(i, width, s))
     if s.skips == "none" and self.ssmctb.at_skip(4):  # no skips: the latent map takes the latent block
       self.ssmctb_skip4 = self.ssmctb.block(**kw)
     if self.ssmctb.at_decoder():  # before the last decoder block
       self.ssmctb_decoder = self.ssmctb.block(**kw)
+    if self.ssmctb.at_penultimate():  # instead of the last decoder block's conv layer, which is left out below
+      self.ssmctb_penultimate = self.ssmctb.block(**kw)
     for j, width in enumerate((*self.widths[2::-1], self.channels + int(self.mask_head)), start=1):
-      setattr(self, f"decoder_{j}", layers.ConvBlock(width, decode=True, last=j == 4, **block_kw))
+      replaced = dict(kernels=()) if j == 4 and self.ssmctb.at_penultimate() else {}
+      setattr(self, f"decoder_{j}", layers.ConvBlock(width, decode=True, last=j == 4, **replaced, **block_kw))
 
   def _skip_conv_name(self, i: int) -> str:
     return f"conv{i}" if spec(self.variant).skips == "conv3d" else f"mconv{i}"
@@ -166,6 +168,8 @@ class MaskedSkipUNet(nn.Module):
         y = self.ssmctb_decoder(y)
       if s.skips != "none":
         y = jnp.concatenate([y, skip], axis=-1)  # the reference's [decoder, skip] order
+      if j == 4 and self.ssmctb.at_penultimate():
+        y = self.ssmctb_penultimate(y)
       y = getattr(self, f"decoder_{j}")(y, train)
     y = nn.sigmoid(y.astype(jnp.float32))
     recon = y[..., : self.channels]
@@ -224,6 +228,12 @@ def build(
     if unknown:
       raise UserError(f"model.ssmctb: unknown keys {unknown}")
     ssmctb = ssmctb_lib.Options(**ssmctb)
+  width = penultimate_width(variant, latent_dim)
+  if ssmctb.placement == "penultimate" and width % 4:
+    raise UserError(
+      f"model.ssmctb.placement: 'penultimate' gives the last decoder block's conv layer its input's width, "
+      f"{width} here, which depth-to-space needs to be a multiple of 4; raise model.latent_dim"
+    )
   return MaskedSkipUNet(
     variant,
     latent_dim,
@@ -238,6 +248,11 @@ def build(
     conv_lowering,
     bool(mask_head),
   )
+
+
+def penultimate_width(variant: str, latent_dim: int) -> int:
+  """Channels into the last decoder block's conv layer: decoder 3's output, plus skip 1 unless there are no skips."""
+  return latent_dim // 8 * (1 if spec(variant).skips == "none" else 2)
 
 
 def check_input_shape(model: MaskedSkipUNet, shape) -> None:

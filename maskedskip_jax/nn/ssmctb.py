@@ -7,15 +7,24 @@ value it sits on from context alone; ReLU; then a channel-wise transformer that 
 [LayerNorm -> multi-head self-attention -> residual, LayerNorm -> MLP -> residual]), averages every final token
 over its embedding to one scalar per channel and rescales the channels by its sigmoid. The output has the input's
 shape, and the block is trained to reproduce its input: `weight * mean(Huber_delta(output - input))` (paper
-Eq. 7-8; defaults k' = 1, d = 1, delta = 1, embedding 64, 4 heads, 2 blocks from its Sec. 4.3 / Table X, and
-weight (lambda) 0.1 from SSPCAB, which SSMCTB keeps).
+Eq. 7-8; defaults k' = 1, d = 1, delta = 1, embedding 64, 4 heads, 2 blocks from its Sec. 4.3 / Table X). The
+seed text lost Eq. 8's lambda (it says only that SSPCAB's value is kept): the stated default is 0.1, SSPCAB's, and
+the parts ablation also reports lambda = 1.
 
 3-D (`temporal=D`): the kernel is (D, k, k) and the live taps are the k'xk'xk' corner cubes, i.e. the spatial
 corners in the first k' and last k' time slices (paper Fig. 3, 8 sub-kernels). The paper's cube is
-D = 2k' + 2d + 1 (`paper_kernel_size`); with T = 3 clips that puts every live tap of the centre frame's output
-in the zero padding, so MaskedSkipUNet wants D = 3 (temporal distance 0: corners of the previous and next
-frames). `centre_frame=True` computes only the centre frame's output (and its loss against the centre input
+D = 2k' + 2d + 1 (`paper_kernel_size`): corners at distance d from the masked centre in time as in space
+(`Options.depth='paper'`). Its live taps for a clip's centre frame are d+1..d+k' frames away, so it needs clips of
+T >= 2k' + 2d + 1 frames; shorter ones are refused, naming that minimum. `depth='clip'` (D = T, what models built
+before issue 19 have) keeps the corners in the clip's first and last k' frames: temporal distance (T-1)/2 - k',
+0 for T = 3. `centre_frame=True` computes only the centre frame's output (and its loss against the centre input
 frame); the paper reconstructs every frame (`centre_frame=False`).
+
+Placement (`Options.placement`): the paper replaces its host's penultimate convolution (Sec. 4.3; Table VIII's
+best is the late decoder placement). Here that is `penultimate`: the last decoder block's 3/5/7 conv layer (the
+layer before the network's final 1x1 conv) is the block instead, on the same input; its width becomes the input's.
+`latent_skip`, `all_skips` and `decoder` (a block inserted before the last decoder block) are placements the paper
+does not test.
 
 Where the published code (github.com/ristea/ssmctb, torch_ssmctb*.py) differs from the paper, we follow the paper:
   * its loss is MSE, `mean((out - in)**2)`, not the Huber loss of Eq. 7;
@@ -46,7 +55,8 @@ from maskedskip_jax.errors import UserError
 from maskedskip_jax.nn import layers
 
 LOSS_COLLECTION = "losses"
-PLACEMENTS = ("none", "latent_skip", "all_skips", "decoder")
+PLACEMENTS = ("none", "latent_skip", "all_skips", "decoder", "penultimate")
+DEPTHS = ("paper", "clip")  # the 3-D kernel's depth: 2k' + 2d + 1, or T
 
 
 def paper_kernel_size(kernel_prime: int, distance: int) -> int:
@@ -199,9 +209,12 @@ class SSMCTB(nn.Module):
 class Options:
   """Where a model puts SSMCTBs and how they are built; frozen, so it can be a Flax module attribute.
 
-  placement: 'none' | 'latent_skip' (skip 4) | 'all_skips' | 'decoder' (before the last decoder block).
-  dims: 2 = a 2-D block on the centre frame's skip output; 3 = a 3-D block (kernel depth = T) on the T-frame
-  encoder features before the skip conv. The decoder only has the centre frame, so it always gets a 2-D block.
+  placement: 'none' | 'latent_skip' (skip 4) | 'all_skips' | 'decoder' (inserted before the last decoder block) |
+  'penultimate' (the paper's: instead of the last decoder block's 3/5/7 conv layer, see the module docstring).
+  dims: 2 = a 2-D block on the centre frame's skip output; 3 = a 3-D block on the T-frame encoder features before
+  the skip conv, with kernel depth `depth` ('paper': 2k' + 2d + 1, needs T >= that; 'clip': T). The decoder only
+  has the centre frame, so its placements always get a 2-D block. `depth` defaults to 'clip' here so that bundles
+  written before it existed rebuild with their shapes; the config schema's default is 'paper'.
   """
 
   placement: str = "none"
@@ -210,23 +223,41 @@ class Options:
   distance: int = 1
   delta: float = 1.0
   weight: float = 0.1
+  depth: str = "clip"
 
   def check(self, temporal: int) -> "Options":
     if self.placement not in PLACEMENTS:
       raise UserError(f"model.ssmctb.placement: expected one of {PLACEMENTS}, got {self.placement!r}")
     if self.dims not in (2, 3):
       raise UserError(f"model.ssmctb.dims: expected 2 or 3, got {self.dims!r}")
+    if self.depth not in DEPTHS:
+      raise UserError(f"model.ssmctb.depth: expected one of {DEPTHS}, got {self.depth!r}")
     if self.delta <= 0 or self.weight < 0:
       raise UserError(f"model.ssmctb: delta must be > 0 and weight >= 0, got {self.delta}, {self.weight}")
-    uses_3d = self.dims == 3 and self.placement in ("latent_skip", "all_skips")
-    _check_geometry(self.kernel_prime, self.distance, temporal if uses_3d else None)
+    depth = self.kernel_depth(temporal)
+    _check_geometry(self.kernel_prime, self.distance, depth)
+    if depth is not None and temporal < depth:
+      # SAME padding would put every live temporal tap of the centre frame's output in the zero padding.
+      raise UserError(
+        f"model.ssmctb.depth: the paper's 3-D block (corner cubes at distance d={self.distance} in time too) needs "
+        f"clips of T >= 2k'+2d+1 = {depth} frames, got T={temporal}; raise model.temporal or use depth 'clip'"
+      )
     return self
+
+  def kernel_depth(self, temporal: int) -> int | None:
+    """The 3-D block's kernel depth for clips of `temporal` frames; None where the block is 2-D."""
+    if self.dims != 3 or self.placement not in ("latent_skip", "all_skips"):
+      return None
+    return paper_kernel_size(self.kernel_prime, self.distance) if self.depth == "paper" else temporal
 
   def at_skip(self, i: int) -> bool:
     return self.placement == "all_skips" or (self.placement == "latent_skip" and i == 4)
 
   def at_decoder(self) -> bool:
     return self.placement == "decoder"
+
+  def at_penultimate(self) -> bool:
+    return self.placement == "penultimate"
 
   def block(
     self, name: str | None = None, *, temporal: int | None = None, dtype=jnp.float32, param_dtype=jnp.float32

@@ -4,7 +4,6 @@ The loop restores the newest checkpoint of the workdir (state and, through `step
 restarted run ends with exactly the parameters of an uninterrupted one.
 """
 
-import functools
 import os
 import sys
 import time
@@ -25,7 +24,6 @@ from maskedskip_jax.train import optim
 from maskedskip_jax.train import progress as train_progress
 from maskedskip_jax.train import sharding
 from maskedskip_jax.train import state as train_state
-from maskedskip_jax.train import step as step_lib
 
 
 def _check_writable(workdir: str) -> None:
@@ -81,12 +79,14 @@ def train(config, workdir: str) -> dict[str, Any]:
     f"device(s), {jax.process_count()} process(es)) in {os.path.abspath(workdir)}"
   )
 
-  step_fn = jax.jit(
-    functools.partial(step_lib.train_step, model=model, tx=tx, loss=step_lib.LossOptions.from_config(c)),
-    donate_argnums=0,
-    in_shardings=(repl, data_sharding),
-    out_shardings=(repl, repl),
-  )
+  def step_fn(stage):
+    return jax.jit(
+      train_state.train_step_fn(c, model=model, tx=tx, stage=stage),
+      donate_argnums=0,
+      in_shardings=(repl, data_sharding),
+      out_shardings=(repl, repl),
+    )
+
   batches = pipeline.train_iterator(
     store,
     t.batch_size,
@@ -114,16 +114,19 @@ def train(config, workdir: str) -> dict[str, Any]:
   )
   progress.saved = latest
   watch = checkpointing.PreemptionWatch()
-  preempted, compiled, pending = False, None, None
+  preempted, compiled, pending = False, {}, None
   try:
     for step in range(start, total):
       batch = next(batches)
-      if compiled is None:
+      # One compiled step per stage (AED-MAE has two), each compiled when first reached.
+      stage = train_state.stage_of(c, step, total)
+      if stage not in compiled:
         begin = time.perf_counter()
-        compiled = step_fn.lower(state, batch).compile()
-        _say(f"compiled the train step in {time.perf_counter() - begin:.1f} s")
-        progress.start_clock()
-      state, metrics = compiled(state, batch)
+        compiled[stage] = step_fn(stage).lower(state, batch).compile()
+        _say(f"compiled the train step{f' of stage {stage}' if stage else ''} in {time.perf_counter() - begin:.1f} s")
+        if len(compiled) == 1:
+          progress.start_clock()
+      state, metrics = compiled[stage](state, batch)
       done = step + 1
       # The previous step's metrics are read while this one runs, keeping the device busy.
       if pending is not None:

@@ -1,7 +1,8 @@
-"""The optimiser: Adam (the reference's), optional schedule and clipping, masked-kernel mode."""
+"""The optimisers: Adam (the reference's), optional schedule and clipping, masked-kernel mode; AED-MAE's two stages."""
 
 import optax
 
+from maskedskip_jax.nn import aed_mae
 from maskedskip_jax.nn import models
 
 MASKED_KERNEL_MODES = ("train", "frozen")
@@ -42,3 +43,35 @@ def make_optimizer(
   if masked_kernels == "frozen":
     tx = optax.multi_transform({"free": tx, "masked": optax.set_to_zero()}, models.masked_kernel_labels)
   return tx
+
+
+def two_stage_optimizer(
+  learning_rate: float,
+  *,
+  stage1_steps: int,
+  total_steps: int,
+  schedule: str = "constant",
+  warmup_steps: int = 0,
+  grad_clip_norm: float = 0.0,
+) -> optax.GradientTransformation:
+  """AED-MAE's two stages as one transformation: Adam on the backbone and the teacher head for the first
+  `stage1_steps` updates, then Adam on the student alone.
+
+  One transformation, so the optimiser state has the same tree in both stages and a checkpoint from either
+  restores into it. `optax.transforms.conditionally_mask` gates each group on its own update count (which equals
+  the state's step): outside its stage a group gets exact zeros and its Adam state is left as it was. The
+  student's Adam thus starts at stage 2 from count 0, as a separate second training would, rather than from
+  moments and a bias correction decayed through stage 1 (what a step-dependent learning rate on one Adam would
+  give). Each stage's schedule runs over that stage's length.
+  """
+  stage2_steps = total_steps - stage1_steps
+
+  def adam(steps):
+    return optax.adam(learning_rate_schedule(learning_rate, schedule, steps, warmup_steps))
+
+  teacher = optax.transforms.conditionally_mask(adam(stage1_steps), lambda count: count < stage1_steps)
+  student = optax.transforms.conditionally_mask(adam(stage2_steps), lambda count: count >= stage1_steps)
+  tx = optax.multi_transform(
+    {"backbone": teacher, "teacher_head": teacher, "student": student}, aed_mae.backbone_labels
+  )
+  return optax.chain(optax.clip_by_global_norm(grad_clip_norm), tx) if grad_clip_norm > 0 else tx

@@ -1,7 +1,9 @@
-"""The training state and what builds it: the model and optimiser from a config, the state at step 0, its
-shapes for restoring, and the weights of a workdir's checkpoint for evaluation and export.
+"""The training state and what builds it: the model, optimiser and train step from a config, the state at step 0,
+its shapes for restoring, and the weights of a workdir's checkpoint for evaluation and export.
 
-The state is a plain dict {params, batch_stats, opt_state, step, rng}, replicated over the mesh.
+The state is a plain dict {params, batch_stats, opt_state, step, rng}, replicated over the mesh. Two families share
+it: MaskedSkipUNet's variants and AED-MAE (model.variant='aed_mae'); `input_shape` is always a clip's (B, T, H, W,
+C), which AED-MAE's step turns into its stacked frames.
 """
 
 import functools
@@ -14,12 +16,15 @@ import optax
 from maskedskip_jax import config as config_lib
 from maskedskip_jax import validation
 from maskedskip_jax.errors import UserError
+from maskedskip_jax.nn import aed_mae
 from maskedskip_jax.nn import dtypes
 from maskedskip_jax.nn import initialization
 from maskedskip_jax.nn import models
+from maskedskip_jax.train import aed_mae_step
 from maskedskip_jax.train import checkpointing
 from maskedskip_jax.train import optim
 from maskedskip_jax.train import sharding
+from maskedskip_jax.train import step as step_lib
 
 # Keys whose change makes a workdir's checkpoints belong to another experiment.
 MUST_MATCH = (
@@ -31,25 +36,52 @@ MUST_MATCH = (
   "data.image_size",
   "data.channels",
 )
+# The same for AED-MAE's shapes, checked only when both runs are AED-MAE runs.
+AED_MAE_MUST_MATCH = tuple(
+  f"model.aed_mae.{k}"
+  for k in ("patch", "frame_offset", "embed_dim", "depth", "decoder_dim", "decoder_depth", "student_depth", "heads")
+)
 
 
-def build_model(config) -> models.MaskedSkipUNet:
-  m = config.model
+def is_aed_mae(config) -> bool:
+  return config.model.variant == aed_mae_step.VARIANT
+
+
+def build_model(config) -> models.MaskedSkipUNet | aed_mae.AedMae:
+  m, dtype = config.model, dtypes.compute_dtype(config.train.compute_dtype)
+  if is_aed_mae(config):
+    # Every model.aed_mae key but the input's frame spacing is a field of the network.
+    fields = {k: v for k, v in m.aed_mae.items() if k != "frame_offset"}
+    return aed_mae.AedMae(channels=config.data.channels, dtype=dtype, **fields)
   return models.build(
     m.variant,
     latent_dim=m.latent_dim,
     channels=config.data.channels,
     temporal=m.temporal,
     centre_only=m.centre_only,
-    dtype=dtypes.compute_dtype(config.train.compute_dtype),
+    dtype=dtype,
     ssmctb=dict(m.ssmctb),
     conv_lowering=m.conv_lowering,
     mask_head=m.mask_head,
   )
 
 
+def stage1_steps(config, total_steps: int) -> int:
+  """AED-MAE: the steps that train the teacher; the last round(train.stage2_fraction * total) train the student."""
+  return total_steps - round(config.train.stage2_fraction * total_steps)
+
+
 def build_optimizer(config, total_steps: int) -> optax.GradientTransformation:
   t = config.train
+  if is_aed_mae(config):
+    return optim.two_stage_optimizer(
+      t.learning_rate,
+      stage1_steps=stage1_steps(config, total_steps),
+      total_steps=total_steps,
+      schedule=t.schedule,
+      warmup_steps=t.warmup_steps,
+      grad_clip_norm=t.grad_clip_norm,
+    )
   return optim.make_optimizer(
     t.learning_rate,
     masked_kernels=config.model.masked_kernels,
@@ -60,9 +92,31 @@ def build_optimizer(config, total_steps: int) -> optax.GradientTransformation:
   )
 
 
+def stage_of(config, step: int, total_steps: int) -> int:
+  """The stage of the step taken from `step` (0-based): AED-MAE's 1 (teacher) or 2 (student); 0 for one stage."""
+  if not is_aed_mae(config):
+    return 0
+  return 1 if step < stage1_steps(config, total_steps) else 2
+
+
+def train_step_fn(config, *, model, tx, stage: int = 0):
+  """The train step of the config's family and `stage` (`stage_of`), options bound: a function of (state, batch)."""
+  if is_aed_mae(config):
+    options = aed_mae_step.StageOptions(stage, config.model.aed_mae.frame_offset)
+    return functools.partial(aed_mae_step.train_step, model=model, tx=tx, options=options)
+  return functools.partial(step_lib.train_step, model=model, tx=tx, loss=step_lib.LossOptions.from_config(config))
+
+
 def clip_shape(config) -> tuple[int, ...]:
-  """One clip's shape as the model sees it: (1, T, H, W, C)."""
+  """One clip's shape as the data has it: (1, T, H, W, C)."""
   return (1, config.model.temporal, *config.data.image_size, config.data.channels)
+
+
+def variable_shapes(model, input_shape) -> dict[str, Any]:
+  """The model's variables' shapes and dtypes for clips of `input_shape`, traced only."""
+  if isinstance(model, aed_mae.AedMae):
+    return aed_mae.variable_shapes(model, aed_mae_step.stacked_shape(input_shape))
+  return jax.eval_shape(lambda: model.init(jax.random.key(0), jnp.zeros(input_shape, jnp.float32), train=False))
 
 
 def _state(variables, *, tx, seed: int) -> dict[str, Any]:
@@ -77,9 +131,7 @@ def _state(variables, *, tx, seed: int) -> dict[str, Any]:
 
 def state_shapes(*, model, tx, input_shape) -> dict[str, Any]:
   """The state's shapes and dtypes (jax.ShapeDtypeStruct leaves), traced only, for restoring."""
-  return jax.eval_shape(
-    lambda: _state(model.init(jax.random.key(0), jnp.zeros(input_shape, jnp.float32), train=False), tx=tx, seed=0)
-  )
+  return jax.eval_shape(functools.partial(_state, tx=tx, seed=0), variable_shapes(model, input_shape))
 
 
 def abstract_state(*, model, tx, input_shape, placement) -> dict[str, Any]:
@@ -93,13 +145,16 @@ def abstract_state(*, model, tx, input_shape, placement) -> dict[str, Any]:
 def init_state(seed: int, *, model, tx, input_shape, placement=None) -> dict[str, Any]:
   """The state at step 0; `seed` fixes the parameters and the step rng.
 
-  Parameters are drawn on the host by initialization.init_variables: `model.init` would compile
-  one random draw per parameter into XLA, which takes a minute or more on a CPU. The
+  Parameters are drawn on the host by initialization.init_variables (aed_mae.init_variables for AED-MAE):
+  `model.init` would compile one random draw per parameter into XLA, which takes a minute or more on a CPU. The
   state is placed with `placement` (a sharding; default: replicated over all devices).
   """
   seed = int(seed)
   placement = placement or sharding.replicated(sharding.make_mesh())
-  host = initialization.init_variables(model, seed, input_shape)
+  if isinstance(model, aed_mae.AedMae):
+    host = aed_mae.init_variables(model, seed, aed_mae_step.stacked_shape(input_shape))
+  else:
+    host = initialization.init_variables(model, seed, input_shape)
   # Every process computes the same values, so each fills its own devices' copies.
   variables = jax.tree.map(
     lambda x: jax.make_array_from_callback(x.shape, placement, lambda index, x=x: x[index]), host
@@ -110,7 +165,8 @@ def init_state(seed: int, *, model, tx, input_shape, placement=None) -> dict[str
 def check_same_experiment(meta: dict[str, Any], config, directory: str) -> None:
   """Refuses a config that differs from a checkpoint's in a key that changes the experiment (MUST_MATCH)."""
   saved, now = meta.get("config", {}), config_lib.to_json(config)
-  for key in MUST_MATCH:
+  both_aed_mae = saved.get("model.variant") == now["model.variant"] == aed_mae_step.VARIANT
+  for key in MUST_MATCH + (AED_MAE_MUST_MATCH if both_aed_mae else ()):
     if key in saved and saved[key] != now[key]:
       raise UserError(
         f"{directory}: checkpoints were trained with {key}={saved[key]!r}, the config says "

@@ -44,6 +44,18 @@ class LossOptions:
     )
 
 
+def apply_gradients(state: dict[str, Any], grads, *, tx, batch_stats, rng) -> dict[str, Any]:
+  """The state after one optimiser update with `grads`, the new BatchNorm statistics and the next step rng."""
+  updates, opt_state = tx.update(grads, state["opt_state"], state["params"])
+  return dict(
+    params=optax.apply_updates(state["params"], updates),
+    batch_stats=batch_stats,
+    opt_state=opt_state,
+    step=state["step"] + 1,
+    rng=rng,
+  )
+
+
 def train_step(
   state: dict[str, Any], batch: dict[str, jax.Array], *, model, tx, loss: LossOptions = LossOptions()
 ) -> tuple[dict[str, Any], dict[str, jax.Array]]:
@@ -90,12 +102,5 @@ def train_step(
     return total, (updates["batch_stats"], extra)
 
   (total, (batch_stats, extra)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state["params"])
-  updates, opt_state = tx.update(grads, state["opt_state"], state["params"])
-  new_state = dict(
-    params=optax.apply_updates(state["params"], updates),
-    batch_stats=batch_stats,
-    opt_state=opt_state,
-    step=state["step"] + 1,
-    rng=rng,
-  )
+  new_state = apply_gradients(state, grads, tx=tx, batch_stats=batch_stats, rng=rng)
   return new_state, {"loss": total, "grad_norm": optax.tree.norm(grads), **extra}

@@ -117,7 +117,13 @@ def test_part_names_and_arms():
   with pytest.raises(UserError, match=r"--parts: unknown \(none given\)"):
     parts_ablation.parse_parts([])
   arms = dict(parts_ablation.part_arms("unet", ("ssmctb",)))
-  assert arms == {"unet": {}, "unet+ssmctb": {"model.ssmctb.placement": "latent_skip"}}  # one part: no "all" row
+  paper = {"model.ssmctb.placement": "penultimate", "model.ssmctb.weight": 0.1}  # SSMCTB's own placement, lambda
+  assert arms == {"unet": {}, "unet+ssmctb": paper}  # one part: no "all" row
+  # lambda = 1 is another setting of the same part: a row of its own, never a second SSMCTB in the "all" row.
+  arms = dict(parts_ablation.part_arms("unet", ("ssmctb", "ssmctb_lambda1")))
+  assert arms == {"unet": {}, "unet+ssmctb": paper, "unet+ssmctb_lambda1": {**paper, "model.ssmctb.weight": 1.0}}
+  name, together = parts_ablation.part_arms("unet", ("ssmctb", "ssmctb_lambda1", "paste"))[-1]
+  assert name == "unet+ssmctb+paste" and together == {**paper, "train.paste_prob": 0.25}
   # paste_mask_head already holds paste's switch: together they are that arm again, not a fourth training.
   names = [n for n, _ in parts_ablation.part_arms("unet", ("paste", "paste_mask_head"))]
   assert names == ["unet", "unet+paste", "unet+paste_mask_head"]

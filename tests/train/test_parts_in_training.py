@@ -13,6 +13,7 @@ import tiny_run
 
 from data_pipeline import anomaly_paste
 from maskedskip_jax import config as config_lib
+from maskedskip_jax import validation
 from maskedskip_jax.errors import UserError
 from maskedskip_jax.eval import evaluate
 from maskedskip_jax.nn import initialization
@@ -37,21 +38,29 @@ def _clips(seed=0, batch=2, t=3, size=32):
   return clips
 
 
-# Each placement compiles its own train step: the default run keeps the cheapest, -m slow runs them all.
+# Each placement compiles its own train step: the default run keeps the paper's, -m slow runs them all.
 @pytest.mark.parametrize(
   "placement",
-  [pytest.param("latent_skip", marks=pytest.mark.slow), pytest.param("all_skips", marks=pytest.mark.slow), "decoder"],
+  [
+    pytest.param("latent_skip", marks=pytest.mark.slow),
+    pytest.param("all_skips", marks=pytest.mark.slow),
+    pytest.param("decoder", marks=pytest.mark.slow),
+    "penultimate",
+  ],
 )
 def test_ssmctb_blocks_sit_where_configured_and_their_loss_joins_the_step(placement):
   model = models.build("maskedskip_unet", latent_dim=16, channels=1, ssmctb={"placement": placement})
   names = {
     "latent_skip": {"ssmctb_skip4"},
     "decoder": {"ssmctb_decoder"},
+    "penultimate": {"ssmctb_penultimate"},
     "all_skips": {f"ssmctb_skip{i}" for i in range(1, 5)},
   }[placement]
   tx = optim.make_optimizer(1e-3)
   state = train_state.init_state(0, model=model, tx=tx, input_shape=(1, 3, 32, 32, 1))
   assert {k for k in state["params"] if k.startswith("ssmctb")} == names
+  # The paper's placement is instead of the last decoder conv layer: that layer's kernels are gone.
+  assert ("convs_0" in state["params"]["decoder_4"]) == (placement != "penultimate")
   batch = {"clips": jnp.asarray(_clips())}
   recon, upd = model.apply(
     {"params": state["params"], "batch_stats": state["batch_stats"]},
@@ -86,6 +95,24 @@ def test_ssmctb_three_dimensional_block_needs_t_frames():
     models.build("unet", latent_dim=16, channels=1, ssmctb={"placement": "all_skips", "dims": 3})
   with pytest.raises(UserError, match=r"model.ssmctb: unknown keys \['lambda'\]"):
     models.build("maskedskip_unet", latent_dim=16, channels=1, ssmctb={"lambda": 0.1})
+
+
+def test_config_names_the_shortest_clip_the_paper_s_3d_block_needs():
+  config = tiny_run.config("unused")
+  paper_3d = {"model.ssmctb.placement": "all_skips", "model.ssmctb.dims": 3}
+  assert config.model.ssmctb.depth == "paper" and config.model.temporal == 3  # the config default is the paper's
+  with pytest.raises(UserError, match=r"config key model.temporal: .* at least 2k'\+2d\+1 = 5 frames, got 3"):
+    validation.validate(config_lib.with_values(config, paper_3d))
+  with pytest.raises(UserError, match=r"at least 2k'\+2d\+1 = 7 frames, got 5"):
+    validation.validate(config_lib.with_values(config, {**paper_3d, "model.temporal": 5, "model.ssmctb.distance": 2}))
+  validation.validate(config_lib.with_values(config, {**paper_3d, "model.temporal": 5}))
+  validation.validate(config_lib.with_values(config, {**paper_3d, "model.ssmctb.depth": "clip"}))  # T=3: distance 0
+  with pytest.raises(UserError, match="config key model.latent_dim: .*'penultimate'.* 2 channels"):
+    validation.validate(
+      config_lib.with_values(config, {"model.ssmctb.placement": "penultimate", "model.latent_dim": 8})
+    )
+  model = train_state.build_model(config_lib.with_values(config, {**paper_3d, "model.temporal": 5}))
+  assert model.ssmctb.kernel_depth(5) == 5 and model.ssmctb.depth == "paper"
 
 
 @pytest.mark.parametrize("weighting", ["pixel", "patch"])
