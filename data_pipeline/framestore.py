@@ -17,7 +17,6 @@ import time
 from typing import Any
 import uuid
 
-from absl import logging
 import cv2
 import numpy as np
 
@@ -90,6 +89,13 @@ class FrameStore:
     """uint8 (n, H0, W0) pixel masks at the original resolution, or None."""
     loader = getattr(self._records[v], "mask_loader", None)
     return None if loader is None else np.asarray(loader(), np.uint8)
+
+
+def _log_info(message: str, *args) -> None:
+  # absl is imported only when there is something to log: scoring a video with onnxruntime needs no absl.
+  from absl import logging  # pylint: disable=g-import-not-at-top
+
+  logging.info(message, *args)
 
 
 def convert(frame: np.ndarray, image_size: tuple[int, int], channels: int) -> np.ndarray:
@@ -228,14 +234,14 @@ def build(
     frames = np.empty(shape, np.uint8)
     _decode_into(frames, records, reader, num_threads)
     frames.setflags(write=False)
-    logging.info("Decoded %d frames in %.1f s.", shape[0], time.time() - start)
+    _log_info("Decoded %d frames in %.1f s.", shape[0], time.time() - start)
     return FrameStore(frames, lengths, records)
 
   os.makedirs(cache_dir, exist_ok=True)
   base = os.path.join(cache_dir, cache_key(records, image_size, channels, cache_tag))
   frames = _open_cached(base, shape, lengths)
   if frames is not None:
-    logging.info("Opened cached frame store %s.npy.", base)
+    _log_info("Opened cached frame store %s.npy.", base)
     return FrameStore(frames, lengths, records, path=base + ".npy")
   tmp = f"{base}.npy.tmp-{os.getpid()}-{uuid.uuid4().hex}"
   try:
@@ -258,6 +264,6 @@ def build(
       "shape": list(shape),
     },
   )
-  logging.info("Decoded %d frames into %s.npy in %.1f s.", shape[0], base, time.time() - start)
+  _log_info("Decoded %d frames into %s.npy in %.1f s.", shape[0], base, time.time() - start)
   frames = np.load(base + ".npy", mmap_mode="r", allow_pickle=False)
   return FrameStore(frames, lengths, records, path=base + ".npy")

@@ -11,8 +11,6 @@ import sys
 import time
 from typing import Any
 
-import tqdm
-
 INTERVAL_S = 30.0
 
 
@@ -28,6 +26,8 @@ def write(message: str, stream=None) -> None:
   """`message` on its own line of `stream` (default stderr), clear of any bar drawn there."""
   stream = stream or sys.stderr
   if is_interactive(stream):
+    import tqdm  # pylint: disable=g-import-not-at-top  (terminals only: the onnxruntime path needs no tqdm)
+
     tqdm.tqdm.write(message, file=stream)
   else:
     stream.write(message + "\n")
@@ -67,6 +67,8 @@ class Progress:
     self.interval_s, self.clock, self.disable = interval_s, clock, disable
     self.fields: dict[str, Any] = {}
     interactive = is_interactive(self.stream) if interactive is None else interactive
+    if interactive:
+      import tqdm  # pylint: disable=g-import-not-at-top  (terminals only)
     self.bar = (
       tqdm.tqdm(
         total=self.total,

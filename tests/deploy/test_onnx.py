@@ -37,7 +37,20 @@ ROOT = pathlib.Path(__file__).resolve().parents[2]
 CONFIG = {"variant": "maskedskip_unet", "latent_dim": 8, "channels": 1, "image_size": (32, 32)}
 SHAPE = (2, 3, 32, 32, 1)  # batch 2: the last batch of an odd-length video is padded
 # Everything the jax backend needs and the onnxruntime one must not.
-BLOCKED = ("jax", "jaxlib", "flax", "optax", "orbax", "chex", "jax2onnx", "tensorflow", "ml_collections", "torch")
+BLOCKED = (
+  "jax",
+  "jaxlib",
+  "flax",
+  "optax",
+  "orbax",
+  "chex",
+  "jax2onnx",
+  "tensorflow",
+  "ml_collections",
+  "torch",
+  "absl",
+  "tqdm",
+)
 WITHOUT_JAX = f"""
 import importlib.abc, runpy, sys
 
