@@ -288,3 +288,13 @@ def test_score_variants_reports_every_variant_and_patch16_is_the_evaluations_sco
   # synthetic.py's headline post-processing is the 17-frame median: the per-video AUCs are that row's.
   assert report["postprocess"] == "median:window=17"
   assert record["variants"]["patch16"]["median:window=17"]["per_video_auc"] == report["per_video_auc"]
+
+
+@pytest.mark.slow  # compiles the paper-size network three times
+def test_aed_mae_size_reports_every_setting():
+  out = subprocess.run(
+    [sys.executable, os.path.join(ROOT, "benchmarks", "aed_mae_size.py")], capture_output=True, text=True, check=True
+  )
+  doc = json.loads(out.stdout)
+  assert [r["setting"] for r in doc["rows"]] == ["avenue", "shanghaitech", "ped2"]
+  assert all(r["params"] > 1_000_000 and r["gflops_per_frame"] > 0 for r in doc["rows"])
