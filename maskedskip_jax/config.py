@@ -50,6 +50,7 @@ def _at_least(lo):
 _positive = lambda v: None if v > 0 else "a number > 0"
 _fraction = lambda v: None if 0 <= v <= 1 else "a fraction in [0, 1]"
 _below_one = lambda v: None if 0 <= v < 1 else "a fraction in [0, 1)"
+_holdout_share = lambda v: None if 0 <= v < 1 else "a fraction in [0, 1)"
 _open_fraction = lambda v: None if 0 < v < 1 else "a fraction strictly between 0 and 1"
 _odd = lambda v: None if v >= 1 and v % 2 == 1 else "a positive odd number (the target is the centre frame)"
 _multiple_of_8 = lambda v: None if v >= 8 and v % 8 == 0 else "a positive multiple of 8"
@@ -88,6 +89,9 @@ SCHEMA: dict[str, Field] = {
   "data.tfds_data_dir": Field("", None, "read a TFDS build from here instead of data.root"),
   "data.backend": Field("auto", _one_of("auto", *pipeline.BACKENDS), "clip streaming: tf.data or Grain"),
   "data.stride": Field(1, _at_least(1), "frames between the starts of consecutive training clips"),
+  "data.holdout_share": Field(
+    0.1, _holdout_share, "share of the training videos kept out of training to calibrate the alarm threshold"
+  ),
   "model.variant": Field(
     "maskedskip_unet",
     _one_of(*models.VARIANTS, aed_mae_step.VARIANT),

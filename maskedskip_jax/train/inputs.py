@@ -57,3 +57,11 @@ def load_split(config, workdir: str, split: str, *, all_processes: bool = True):
     cache_dir=os.path.expanduser(d.cache_dir) or None,
     tfds_data_dir=os.path.expanduser(d.tfds_data_dir) or None,
   )
+
+
+def training_and_held_out(config, workdir: str, *, all_processes: bool = True):
+  """(the training split minus its held-out share, the held-out share or None): data.holdout_share of the
+  training videos never trains, so that an alarm threshold can be calibrated on normal footage (holdout)."""
+  from data_pipeline import holdout  # pylint: disable=g-import-not-at-top
+
+  return holdout.split(load_split(config, workdir, "train", all_processes=all_processes), config.data.holdout_share)

@@ -57,7 +57,7 @@ def train(config, workdir: str) -> dict[str, Any]:
 
   from data_pipeline import pipeline  # pylint: disable=g-import-not-at-top
 
-  store = train_data.load_split(c, workdir, "train")
+  store, _ = train_data.training_and_held_out(c, workdir)
   steps_per_epoch = pipeline.steps_per_epoch(store, t.batch_size, c.model.temporal, c.data.stride)
   total = t.num_steps if t.num_steps > 0 else t.epochs * steps_per_epoch
   model, tx = train_state.build_model(c), train_state.build_optimizer(c, total)

@@ -35,6 +35,7 @@ MUST_MATCH = (
   "model.mask_head",
   "data.image_size",
   "data.channels",
+  "data.holdout_share",
 )
 # The same for AED-MAE's shapes, checked only when both runs are AED-MAE runs.
 AED_MAE_MUST_MATCH = tuple(
