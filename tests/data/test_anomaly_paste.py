@@ -11,7 +11,7 @@ def _clips(b=6, t=3, h=32, w=40, c=3, seed=0):
   return np.random.default_rng(seed).uniform(size=(b, t, h, w, c)).astype(np.float32)
 
 
-@pytest.mark.parametrize("source", anomaly_paste.SOURCES)
+@pytest.mark.parametrize("source", [s for s in anomaly_paste.SOURCES if s != "cutouts"])  # test_cutouts.py
 def test_only_masked_pixels_change_and_target_is_the_clean_centre(source):
   clips = _clips()
   before = clips.copy()
@@ -86,7 +86,15 @@ def test_rate_follows_p_and_uint8_clips_work():
 
 
 @pytest.mark.parametrize(
-  "kwargs", [dict(p=1.5), dict(p=0.5, source="ubnormal"), dict(p=0.5, size=(0.5, 0.1)), dict(p=0.5, max_objects=0)]
+  "kwargs",
+  [
+    dict(p=1.5),
+    dict(p=0.5, source="ubnormal"),
+    dict(p=0.5, size=(0.5, 0.1)),
+    dict(p=0.5, max_objects=0),
+    dict(p=0.5, blend="soft"),
+    dict(p=0.5, source="cutouts"),
+  ],
 )
 def test_bad_settings_raise_user_error(kwargs):
   with pytest.raises(UserError):

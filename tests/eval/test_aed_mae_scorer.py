@@ -1,0 +1,78 @@
+import numpy as np
+import pytest
+
+from maskedskip_jax.errors import UserError
+from maskedskip_jax.eval import aed_mae_scorer
+from maskedskip_jax.nn import aed_mae
+from maskedskip_jax.nn import aed_mae_losses
+
+HW, C, OFFSET = 16, 1, 2
+
+
+@pytest.fixture(scope="module")
+def tiny():
+  model = aed_mae.AedMae(
+    channels=C, patch=4, embed_dim=16, depth=1, decoder_dim=8, decoder_depth=2, student_depth=1, heads=2
+  )
+  return model, aed_mae.init_variables(model, 0, (1, HW, HW, 3 * C))
+
+
+def _video(n, seed):
+  rng = np.random.default_rng(seed)
+  return rng.integers(0, 256, (n, HW, HW, C), dtype=np.uint8)
+
+
+def _by_hand(model, variables, frames, settings):
+  """Eq. 6 on every frame at once, then the whole-volume filter, frame max and Gaussian of aed_mae_losses."""
+  n = len(frames)
+  x = frames.astype(np.float32) / 255.0
+  idx = np.arange(n)
+  stacked = np.concatenate([x[np.clip(idx - OFFSET, 0, n - 1)], x, x[np.clip(idx + OFFSET, 0, n - 1)]], axis=-1)
+  out = model.apply(variables, stacked, train=False)
+  maps = aed_mae_losses.pixel_scores(
+    x, out["teacher"], out["student"], out["logit"], settings.alpha, settings.beta, settings.gamma
+  )
+  return np.asarray(aed_mae_losses.frame_scores(maps, settings.box, settings.sigma, settings.taps))
+
+
+def test_scores_match_the_whole_volume_formula_across_chunks(tiny):
+  model, variables = tiny
+  settings = aed_mae_scorer.ScoreSettings(box=5, sigma=3.0, taps=9)
+  videos = [_video(100, 1), _video(7, 2)]  # 100 frames: several filter chunks; 7: fewer than one batch
+  scorer = aed_mae_scorer.AedMaeScorer(
+    model, variables, (HW, HW), frame_offset=OFFSET, batch_size=16, settings=settings, map_size=(4, 4)
+  )
+  items = list(scorer.compile().stream(iter(videos)))
+  assert [(i.video, i.frame) for i in items] == [(0, f) for f in range(100)] + [(1, f) for f in range(7)]
+  assert items[0].score_map.shape == (4, 4)
+  for v, frames in enumerate(videos):
+    got = np.array([i.score for i in items if i.video == v])
+    np.testing.assert_allclose(got, _by_hand(model, variables, frames, settings), rtol=2e-5, atol=1e-6)
+  assert set(scorer.components) == set(aed_mae_scorer.COMPONENTS)
+  alone = aed_mae_scorer.ScoreSettings(alpha=1.0, beta=0.0, gamma=0.0, box=5, sigma=3.0, taps=9)
+  np.testing.assert_allclose(
+    scorer.components["reconstruction"][0], _by_hand(model, variables, videos[0], alone), rtol=2e-5, atol=1e-6
+  )
+
+
+def test_headline_is_the_weighted_sum_of_its_terms(tiny):
+  model, variables = tiny
+  settings = aed_mae_scorer.ScoreSettings(box=3, taps=1)  # both filters are linear, so the sum survives them
+  scorer = aed_mae_scorer.AedMaeScorer(model, variables, (HW, HW), frame_offset=OFFSET, settings=settings)
+  scores = np.array([i.score for i in scorer.stream([_video(20, 3)])])
+  parts = {k: v[0] for k, v in scorer.components.items()}
+  assert not np.allclose(parts["reconstruction"], parts["distillation"])
+  # The frame max does not distribute over the sum, so the headline is bounded by the weighted maxima.
+  bound = 0.4 * parts["reconstruction"] + 0.3 * parts["distillation"] + 0.3 * parts["classifier"]
+  assert np.all(scores <= bound + 1e-6) and np.all(scores >= 0.3 * parts["classifier"] - 1e-6)
+
+
+def test_bad_frames_and_sizes_are_one_line_errors(tiny):
+  model, variables = tiny
+  with pytest.raises(UserError, match="odd"):
+    aed_mae_scorer.AedMaeScorer(
+      model, variables, (HW, HW), frame_offset=1, settings=aed_mae_scorer.ScoreSettings(box=4)
+    )
+  scorer = aed_mae_scorer.AedMaeScorer(model, variables, (HW, HW), frame_offset=1)
+  with pytest.raises(UserError, match="video 0: expected uint8"):
+    list(scorer.stream([np.zeros((3, HW, HW, 3), np.uint8)]))
