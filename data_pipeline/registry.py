@@ -24,6 +24,11 @@ _SOURCES: dict[str, Callable[[str, str], list[Video]]] = {
   "synthetic": generic.list_videos,
 }
 
+# Frames per second of the layouts distributed at one rate, as their releases are commonly described (not read
+# from the files: the UCSD and ShanghaiTech test sets are frame folders). Alarm events and false alarms per hour
+# need it; the other layouts take data.fps.
+FPS = {"ucsd_ped1": 10.0, "ucsd_ped2": 10.0, "cuhk_avenue": 25.0, "shanghaitech": 24.0}
+
 
 def list_videos(name: str, root: str, split: str) -> list[Video]:
   """The videos of split 'train' or 'test' of dataset `name` stored at `root`."""

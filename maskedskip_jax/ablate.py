@@ -4,9 +4,12 @@ r"""The ablation tables from the command line: `python -m maskedskip_jax.ablate`
   python -m maskedskip_jax.ablate --config=configs/ped2.py --config.data.root=/data/UCSDped2 \
       --workdir=runs/ablate_ped2 --variants=maskedskip_unet,unet,autoencoder
   python -m maskedskip_jax.ablate --config=configs/synthetic.py --parts=all
+  python -m maskedskip_jax.ablate --config=configs/aed_mae_ped2.py
 
 Without `--parts`: paper Table 2, the nine variants (experiments/ablation.py). With `--parts`: the config's
-variant (or each of --variants) with each listed part on alone and all together (experiments/parts.py).
+variant (or each of --variants) with each listed part on alone and all together (experiments/parts.py). An
+AED-MAE config (`model.variant=aed_mae`) gets its own paper's Table 2 instead: a vanilla masked AE, then each of
+its components added in turn (experiments/aed_mae_ablation.py).
 Default workdir: runs/ablate_<config>. Rerunning skips finished rows and resumes an interrupted one.
 """
 
@@ -39,7 +42,13 @@ def main(argv: list[str]) -> None:
     app_lib.initialize_processes()
     name = app_lib.config_name()
     workdir = app_lib.WORKDIR.value or os.path.join("runs", f"ablate_{name}")
-    if _PARTS.value is not None:
+    if config.model.variant == "aed_mae":
+      if _PARTS.value is not None or _VARIANTS.value is not None:
+        raise UserError("--parts/--variants: an aed_mae config ablates AED-MAE's own components (its Table 2)")
+      from maskedskip_jax.experiments import aed_mae_ablation  # pylint: disable=g-import-not-at-top
+
+      result = aed_mae_ablation.run(config, workdir, config_name=name)
+    elif _PARTS.value is not None:
       result = parts_lib.run(config, workdir, _PARTS.value, _VARIANTS.value, config_name=name)
     else:
       from maskedskip_jax.experiments import ablation  # pylint: disable=g-import-not-at-top

@@ -3,13 +3,11 @@
 Config files (configs/*.py) start from `default_config()` and override what they need, so every config has every
 key. It is a type-safe ml_collections ConfigDict: each key's type is its default's, a value of another type is
 refused where it is assigned (an int may stand for a float), and `--config.key=value` is parsed by that type.
-Each key's value rule lives here beside its default; `validation.validate` applies them. Each list of choices is
-owned by the module that uses it and imported from there.
+Each key's value rule (a check from `config_fields`, imported as `f`) lives here beside its default;
+`validation.validate` applies them. Each list of choices is owned by the module that uses it and imported from there.
 """
 
-from collections.abc import Callable
 import copy
-import dataclasses
 from typing import Any
 
 import ml_collections
@@ -18,10 +16,11 @@ from data_pipeline import anomaly_paste
 from data_pipeline import pipeline
 from data_pipeline import registry
 from data_pipeline import synthetic
-from maskedskip_jax.errors import UserError
+from maskedskip_jax import config_fields as f
 from maskedskip_jax.eval import baselines
 from maskedskip_jax.eval import hybrid
-from maskedskip_jax.eval import postprocess
+from maskedskip_jax.eval import threshold
+from maskedskip_jax.nn import cae
 from maskedskip_jax.nn import conv_lowering
 from maskedskip_jax.nn import dtypes
 from maskedskip_jax.nn import models
@@ -31,190 +30,179 @@ from maskedskip_jax.train import aed_mae_step
 from maskedskip_jax.train import optim
 from maskedskip_jax.train import step
 
-
-@dataclasses.dataclass(frozen=True)
-class Field:
-  default: Any  # its type is the key's type; a tuple is (height, width)
-  check: Callable[[Any], str | None] | None = None  # returns what was expected when the value is bad
-  doc: str = ""
-
-
-def _one_of(*options):
-  return lambda v: None if v in options else f"one of {', '.join(map(repr, options))}"
-
-
-def _at_least(lo):
-  return lambda v: None if v >= lo else f"a number >= {lo}"
-
-
-_positive = lambda v: None if v > 0 else "a number > 0"
-_fraction = lambda v: None if 0 <= v <= 1 else "a fraction in [0, 1]"
-_below_one = lambda v: None if 0 <= v < 1 else "a fraction in [0, 1)"
-_holdout_share = lambda v: None if 0 <= v < 1 else "a fraction in [0, 1)"
-_open_fraction = lambda v: None if 0 < v < 1 else "a fraction strictly between 0 and 1"
-_odd = lambda v: None if v >= 1 and v % 2 == 1 else "a positive odd number (the target is the centre frame)"
-_multiple_of_8 = lambda v: None if v >= 8 and v % 8 == 0 else "a positive multiple of 8"
-
-
-def _image_size(v):
-  if len(v) == 2 and all(isinstance(s, int) and not isinstance(s, bool) and s > 0 and s % 16 == 0 for s in v):
-    return None
-  return "(height, width), both multiples of 16 (the network downsamples 4 times by 2)"
-
-
-def _postprocess(v):
-  try:
-    postprocess.parse_chain(v)
-  except UserError as e:
-    return f"a post-processing chain such as 'median' or 'gaussian:sigma=3+zscore' ({e})"
-  return None
-
-
-def _baseline_names(v):
-  if all(n.strip() in baselines.BASELINES for n in v.split(",") if n.strip()):
-    return None
-  return f"comma-separated names from {', '.join(baselines.BASELINES)} ('' for none)"
-
-
-SCHEMA: dict[str, Field] = {
-  "data.name": Field("synthetic", _one_of(*registry.KNOWN), "dataset layout (data_pipeline.registry)"),
-  "data.root": Field("", None, "dataset folder; '' for synthetic means generate into data.cache_dir"),
-  "data.image_size": Field(
-    (64, 64), _image_size, "frames are resized to (height, width); one side alone (128) means a square"
+SCHEMA: dict[str, f.Field] = {
+  "data.name": f.Field("synthetic", f.one_of(*registry.KNOWN), "dataset layout (data_pipeline.registry)"),
+  "data.root": f.Field("", None, "dataset folder; '' for synthetic means generate into data.cache_dir"),
+  "data.image_size": f.Field(
+    (64, 64), f.image_size, "frames are resized to (height, width); one side alone (128) means a square"
   ),
-  "data.channels": Field(1, _one_of(1, 3), "1 = grey, 3 = RGB"),
-  "data.cache_dir": Field(
+  "data.channels": f.Field(1, f.one_of(1, 3), "1 = grey, 3 = RGB"),
+  "data.cache_dir": f.Field(
     "~/.cache/maskedskip_jax", None, "decoded-frame stores and generated synthetic data; '' = keep in memory"
   ),
-  "data.tfds_data_dir": Field("", None, "read a TFDS build from here instead of data.root"),
-  "data.backend": Field("auto", _one_of("auto", *pipeline.BACKENDS), "clip streaming: tf.data or Grain"),
-  "data.stride": Field(1, _at_least(1), "frames between the starts of consecutive training clips"),
-  "data.holdout_share": Field(
-    0.1, _holdout_share, "share of the training videos kept out of training to calibrate the alarm threshold"
+  "data.tfds_data_dir": f.Field("", None, "read a TFDS build from here instead of data.root"),
+  "data.backend": f.Field("auto", f.one_of("auto", *pipeline.BACKENDS), "clip streaming: tf.data or Grain"),
+  "data.stride": f.Field(1, f.at_least(1), "frames between the starts of consecutive training clips"),
+  "data.holdout_share": f.Field(
+    0.1, f.below_one, "share of the training videos kept out of training to calibrate the alarm threshold"
   ),
-  "model.variant": Field(
+  "data.fps": f.Field(0.0, f.at_least(0), "footage frame rate (alarm events); 0 = the layout's (registry.FPS) else 25"),
+  "model.variant": f.Field(
     "maskedskip_unet",
-    _one_of(*models.VARIANTS, aed_mae_step.VARIANT),
+    f.one_of(*models.VARIANTS, aed_mae_step.VARIANT, cae.VARIANT),
     "models.VARIANTS (the U-Net family), or 'aed_mae' (AED-MAE, its settings under model.aed_mae)",
   ),
-  "model.latent_dim": Field(512, _multiple_of_8, "widths are latent/8, /4, /2, /1"),
-  "model.temporal": Field(3, _odd, "frames per clip (1 for unet / masked2d_skip_unet / autoencoder)"),
-  "model.masked_kernels": Field(
-    "train", _one_of(*optim.MASKED_KERNEL_MODES), "'frozen' = the published code (masked-conv kernels never update)"
+  "model.latent_dim": f.Field(512, f.multiple_of_8, "widths are latent/8, /4, /2, /1"),
+  "model.temporal": f.Field(3, f.odd, "frames per clip (1 for unet / masked2d_skip_unet / autoencoder)"),
+  "model.masked_kernels": f.Field(
+    "train", f.one_of(*optim.MASKED_KERNEL_MODES), "'frozen' = the published code (masked-conv kernels never update)"
   ),
-  "model.centre_only": Field(True, None, "compute only the centre frame of the 3-D skip convs"),
-  "model.conv_lowering": Field(
+  "model.centre_only": f.Field(True, None, "compute only the centre frame of the 3-D skip convs"),
+  "model.conv_lowering": f.Field(
     "auto",
-    _one_of(*conv_lowering.LOWERINGS),
+    f.one_of(*conv_lowering.LOWERINGS),
     "conv compute: 'cpu' fast paths (FFT weight gradients, im2col), XLA's convs, "
     "or 'auto' (cpu fast paths on the CPU backend only)",
   ),
-  "model.mask_head": Field(
+  "model.mask_head": f.Field(
     False,
     None,
     "also predict the pasted-object map as an extra output channel (needs "
     "train.paste_prob > 0); scored only with eval.mask_weight > 0",
   ),
-  "model.ssmctb.placement": Field(
+  "model.ssmctb.placement": f.Field(
     "none",
-    _one_of(*ssmctb.PLACEMENTS),
+    f.one_of(*ssmctb.PLACEMENTS),
     "SSMCTB blocks: in skip 4, in every skip, before the last decoder block, or 'penultimate' (the paper's: "
     "instead of the last decoder block's conv layer)",
   ),
-  "model.ssmctb.dims": Field(2, _one_of(2, 3), "2-D block on the centre skip, or 3-D on the T frames (skips only)"),
-  "model.ssmctb.depth": Field(
+  "model.ssmctb.dims": f.Field(2, f.one_of(2, 3), "2-D block on the centre skip, or 3-D on the T frames (skips only)"),
+  "model.ssmctb.depth": f.Field(
     "paper",
-    _one_of(*ssmctb.DEPTHS),
+    f.one_of(*ssmctb.DEPTHS),
     "3-D kernel depth: 'paper' = 2k'+2d+1 (corners d frames from the centre; needs model.temporal >= that) or "
     "'clip' = T (corners in the first and last k' frames)",
   ),
-  "model.ssmctb.kernel_prime": Field(1, _at_least(1), "k': side of each live corner sub-kernel"),
-  "model.ssmctb.distance": Field(1, _at_least(0), "d: distance of the corners from the masked centre"),
-  "model.ssmctb.delta": Field(1.0, _positive, "Huber threshold of the block's self-supervised loss"),
-  "model.ssmctb.weight": Field(
-    0.1, _at_least(0), "lambda: weight of that loss in the total (the seed text lost the paper's; SSPCAB's 0.1)"
+  "model.ssmctb.kernel_prime": f.Field(1, f.at_least(1), "k': side of each live corner sub-kernel"),
+  "model.ssmctb.distance": f.Field(1, f.at_least(0), "d: distance of the corners from the masked centre"),
+  "model.ssmctb.delta": f.Field(1.0, f.positive, "Huber threshold of the block's self-supervised loss"),
+  "model.ssmctb.weight": f.Field(
+    0.1, f.at_least(0), "lambda: weight of that loss in the total (the seed text lost the paper's; SSPCAB's 0.1)"
   ),
-  "model.aed_mae.patch": Field(16, _at_least(1), "d: token side (paper: 16 Avenue, 8 ShanghaiTech/UBnormal, 4 Ped2)"),
-  "model.aed_mae.mask_ratio": Field(0.5, _below_one, "share of tokens dropped in training (the authors' code)"),
-  "model.aed_mae.frame_offset": Field(
-    3, _at_least(1), "input: frames t - offset, t, t + offset on channels (authors' input_3d); T = 2 * offset + 1"
+  "model.aed_mae.patch": f.Field(
+    16, f.at_least(1), "d: token side (paper: 16 Avenue, 8 ShanghaiTech/UBnormal, 4 Ped2)"
   ),
-  "model.aed_mae.embed_dim": Field(256, _at_least(1), "encoder width"),
-  "model.aed_mae.depth": Field(3, _at_least(1), "encoder CvT blocks"),
-  "model.aed_mae.decoder_dim": Field(128, _at_least(1), "decoder width"),
-  "model.aed_mae.decoder_depth": Field(3, _at_least(2), "teacher decoder blocks, the first shared with the student"),
-  "model.aed_mae.student_depth": Field(1, _at_least(1), "student decoder blocks after the shared one"),
-  "model.aed_mae.heads": Field(4, _at_least(1), "attention heads per block; divides embed_dim and decoder_dim"),
-  "model.aed_mae.dropout": Field(0.1, _fraction, "MLP dropout (the authors' code)"),
-  "train.batch_size": Field(16, _at_least(1), "global batch, split over all devices"),
-  "train.epochs": Field(10, _at_least(0), "used when train.num_steps is 0"),
-  "train.num_steps": Field(0, _at_least(0), "> 0 overrides train.epochs"),
-  "train.learning_rate": Field(1e-2, _positive, "Adam"),
-  "train.schedule": Field("constant", _one_of(*optim.SCHEDULES), "learning-rate schedule"),
-  "train.warmup_steps": Field(0, _at_least(0), "for warmup_cosine"),
-  "train.grad_clip_norm": Field(0.0, _at_least(0), "0 = no clipping"),
-  "train.seed": Field(0, _at_least(0), "parameter init, rng and data order"),
-  "train.checkpoint_every_steps": Field(500, _at_least(1), "also saved at the end and on SIGTERM"),
-  "train.keep_checkpoints": Field(3, _at_least(1), "newest N are kept"),
-  "train.async_checkpoints": Field(
+  "model.aed_mae.mask_ratio": f.Field(0.5, f.below_one, "share of tokens dropped in training (the authors' code)"),
+  "model.aed_mae.frame_offset": f.Field(
+    3, f.at_least(1), "input: frames t - offset, t, t + offset on channels (authors' input_3d); T = 2 * offset + 1"
+  ),
+  "model.aed_mae.embed_dim": f.Field(256, f.at_least(1), "encoder width"),
+  "model.aed_mae.depth": f.Field(3, f.at_least(1), "encoder CvT blocks"),
+  "model.aed_mae.decoder_dim": f.Field(128, f.at_least(1), "decoder width"),
+  "model.aed_mae.decoder_depth": f.Field(3, f.at_least(2), "teacher decoder blocks, the first shared with the student"),
+  "model.aed_mae.student_depth": f.Field(1, f.at_least(1), "student decoder blocks after the shared one"),
+  "model.aed_mae.heads": f.Field(4, f.at_least(1), "attention heads per block; divides embed_dim and decoder_dim"),
+  "model.aed_mae.dropout": f.Field(0.1, f.fraction, "MLP dropout (the authors' code)"),
+  "model.aed_mae.motion_weights": f.Field(True, None, "Eq. 1-2 token weights (False: uniform; Table 2's first row)"),
+  "model.aed_mae.anomaly_maps": f.Field(
+    True, None, "the anomaly map is a target channel, boosts the weights and is scored (Table 2)"
+  ),
+  "model.aed_mae.classifier": f.Field(True, None, "Eq. 5's [CLS] head is trained and scored (Table 2)"),
+  "train.batch_size": f.Field(16, f.at_least(1), "global batch, split over all devices"),
+  "train.epochs": f.Field(10, f.at_least(0), "used when train.num_steps is 0"),
+  "train.num_steps": f.Field(0, f.at_least(0), "> 0 overrides train.epochs"),
+  "train.learning_rate": f.Field(1e-2, f.positive, "Adam"),
+  "train.schedule": f.Field("constant", f.one_of(*optim.SCHEDULES), "learning-rate schedule"),
+  "train.warmup_steps": f.Field(0, f.at_least(0), "for warmup_cosine"),
+  "train.decay_factor": f.Field(0.95, f.open_fraction, "step_decay: the rate is multiplied by this every decay period"),
+  "train.decay_every_epochs": f.Field(10, f.at_least(1), "step_decay: the decay period, in epochs"),
+  "train.early_stopping_patience": f.Field(0, f.at_least(0), "epochs without a lower held-out loss to stop; 0 = off"),
+  "train.augment": f.Field(False, None, "random crop (resized back), left-right flip and rotation of training clips"),
+  "train.augment_crop": f.Field(0.8, f.crop, "augment: the smallest crop side, as a share of the frame's"),
+  "train.augment_degrees": f.Field(10.0, f.at_least(0), "augment: the largest rotation either way, in degrees"),
+  "train.hybrid_alpha": f.Field(1.0, f.at_least(0), "cae: loss = alpha * MSE + beta * motion-weighted MSE"),
+  "train.hybrid_beta": f.Field(1.0, f.at_least(0), "cae: the motion term's weight (the paper gives neither)"),
+  "train.grad_clip_norm": f.Field(0.0, f.at_least(0), "0 = no clipping"),
+  "train.seed": f.Field(0, f.at_least(0), "parameter init, rng and data order"),
+  "train.checkpoint_every_steps": f.Field(500, f.at_least(1), "also saved at the end and on SIGTERM"),
+  "train.keep_checkpoints": f.Field(3, f.at_least(1), "newest N are kept"),
+  "train.async_checkpoints": f.Field(
     True,
     None,
     "write checkpoints while training goes on (a SIGKILL mid-write then "
     "costs up to interval + write time, not one interval)",
   ),
-  "train.log_every_steps": Field(50, _at_least(1), "metrics.jsonl / TensorBoard interval"),
-  "train.compute_dtype": Field(
-    "auto", _one_of(*dtypes.COMPUTE_DTYPES), "'auto' = bfloat16 on GPU/TPU, float32 on CPU; params stay float32"
+  "train.log_every_steps": f.Field(50, f.at_least(1), "metrics.jsonl / TensorBoard interval"),
+  "train.compute_dtype": f.Field(
+    "auto", f.one_of(*dtypes.COMPUTE_DTYPES), "'auto' = bfloat16 on GPU/TPU, float32 on CPU; params stay float32"
   ),
-  "train.compilation_cache_dir": Field(
+  "train.compilation_cache_dir": f.Field(
     "~/.cache/maskedskip_jax/jax", None, "JAX persistent compilation cache; '' = off"
   ),
-  "train.prefetch": Field(2, _at_least(1), "batches placed on the devices ahead of the step"),
-  "train.motion_weighting": Field(
-    "none", _one_of(*step.MOTION_WEIGHTINGS), "weight the loss by frame-difference motion, per pixel or per patch"
+  "train.prefetch": f.Field(2, f.at_least(1), "batches placed on the devices ahead of the step"),
+  "train.motion_weighting": f.Field(
+    "none", f.one_of(*step.MOTION_WEIGHTINGS), "weight the loss by frame-difference motion, per pixel or per patch"
   ),
-  "train.motion_median": Field(0, _one_of(*motion.MEDIAN_SIZES), "median filter before differencing (0 = off)"),
-  "train.motion_patch": Field(16, _at_least(1), "patch side for motion_weighting='patch'"),
-  "train.motion_uniform_mix": Field(0.0, _fraction, "share of uniform weight mixed into motion weights"),
-  "train.paste_prob": Field(0.0, _fraction, "probability that a training clip gets a pasted object"),
-  "train.paste_source": Field("mixed", _one_of(*anomaly_paste.SOURCES), "pasted objects: other clips or sprites"),
-  "train.stage2_fraction": Field(
-    40 / 140, _open_fraction, "aed_mae: share of the steps that train the student alone (paper: 100 + 40 epochs)"
+  "train.motion_median": f.Field(0, f.one_of(*motion.MEDIAN_SIZES), "median filter before differencing (0 = off)"),
+  "train.motion_patch": f.Field(16, f.at_least(1), "patch side for motion_weighting='patch'"),
+  "train.motion_uniform_mix": f.Field(0.0, f.fraction, "share of uniform weight mixed into motion weights"),
+  "train.paste_prob": f.Field(0.0, f.fraction, "probability that a training clip gets a pasted object"),
+  "train.paste_source": f.Field(
+    "mixed", f.one_of(*anomaly_paste.SOURCES), "pasted objects: other clips, sprites, or train.paste_dir's cut-outs"
   ),
-  "train.mask_loss_weight": Field(1.0, _at_least(0), "weight of the mask head's binary cross-entropy in the loss"),
-  "eval.batch_size": Field(32, _at_least(1), "clips per evaluation batch (global)"),
-  "eval.postprocess": Field("none", _postprocess, "frame-score smoothing, e.g. 'median:window=17'"),
-  "eval.patch": Field(16, _at_least(1), "frame score = max over patch means of this size"),
-  "eval.gaussian_sigma": Field(3.0, _positive, "sigma of the Gaussian row of the post-processing table"),
-  "eval.write_videos": Field(False, None, "also write input | reconstruction | difference videos"),
-  "eval.pixel_metrics": Field(True, None, "pixel AUROC, RBDC and TBDC where the test set has masks"),
-  "eval.pixel_size": Field(64, _at_least(8), "pixel metrics on maps resized to at most this side"),
-  "eval.region_thresholds": Field(20, _at_least(2), "score thresholds swept for RBDC/TBDC"),
-  "eval.hybrid_alpha": Field(1.0, _at_least(0), "frame score = alpha * reconstruction + beta * motion"),
-  "eval.hybrid_beta": Field(0.0, _at_least(0), "0 = reconstruction only (the paper's score)"),
-  "eval.motion_median": Field(0, _one_of(*motion.MEDIAN_SIZES), "median filter for the 'gradient' motion score"),
-  "eval.hybrid_motion": Field(
+  "train.paste_blend": f.Field("hard", f.one_of(*anomaly_paste.BLENDS), "hard edges, or feathered (AED-MAE blends)"),
+  "train.paste_dir": f.Field("", None, "folder of cut-out object clips with masks, for paste_source='cutouts'"),
+  "train.stage2_fraction": f.Field(
+    40 / 140,
+    f.below_one,
+    "aed_mae: share of the steps that train the student alone (paper: 100 + 40 epochs; 0: no self-distillation)",
+  ),
+  "train.mask_loss_weight": f.Field(1.0, f.at_least(0), "weight of the mask head's binary cross-entropy in the loss"),
+  "eval.aed_mae.alpha": f.Field(0.4, f.at_least(0), "aed_mae score (Eq. 6): weight of the teacher's error"),
+  "eval.aed_mae.beta": f.Field(0.3, f.at_least(0), "aed_mae score: weight of the teacher-student gap"),
+  "eval.aed_mae.gamma": f.Field(0.3, f.at_least(0), "aed_mae score: weight of the classifier's probability"),
+  "eval.aed_mae.box": f.Field(9, f.odd_positive, "aed_mae score: side of the 3-D mean filter (the authors' code)"),
+  "eval.aed_mae.sigma": f.Field(
+    11.0, f.positive, "aed_mae score: temporal Gaussian sigma (authors: 11 Avenue, 282 SHT)"
+  ),
+  "eval.aed_mae.taps": f.Field(37, f.odd_positive, "aed_mae score: temporal Gaussian taps (1 = none)"),
+  "eval.batch_size": f.Field(32, f.at_least(1), "clips per evaluation batch (global)"),
+  "eval.postprocess": f.Field("none", f.postprocess_chain, "frame-score smoothing, e.g. 'median:window=17'"),
+  "eval.patch": f.Field(16, f.at_least(1), "frame score = max over patch means of this size"),
+  "eval.gaussian_sigma": f.Field(3.0, f.positive, "sigma of the Gaussian row of the post-processing table"),
+  "eval.write_videos": f.Field(False, None, "also write input | reconstruction | difference videos"),
+  "eval.pixel_metrics": f.Field(True, None, "pixel AUROC, RBDC and TBDC where the test set has masks"),
+  "eval.pixel_size": f.Field(64, f.at_least(8), "pixel metrics on maps resized to at most this side"),
+  "eval.region_thresholds": f.Field(20, f.at_least(2), "score thresholds swept for RBDC/TBDC"),
+  "eval.hybrid_alpha": f.Field(1.0, f.at_least(0), "frame score = alpha * reconstruction + beta * motion"),
+  "eval.hybrid_beta": f.Field(0.0, f.at_least(0), "0 = reconstruction only (the paper's score)"),
+  "eval.motion_median": f.Field(0, f.one_of(*motion.MEDIAN_SIZES), "median filter for the 'gradient' motion score"),
+  "eval.hybrid_motion": f.Field(
     "gradient",
-    _one_of(*hybrid.MOTIONS),
+    f.one_of(*hybrid.MOTIONS),
     "the hybrid's motion term: 'gradient' (centre frame vs neighbours) or a baseline",
   ),
-  "eval.hybrid_standardise": Field(
+  "eval.hybrid_standardise": f.Field(
     False, None, "standardise the hybrid's terms by their mean/std on the training videos"
   ),
-  "eval.mask_weight": Field(
-    0.0, _at_least(0), "frame score += this * the mask head's patch-pooled map (needs model.mask_head)"
+  "eval.mask_weight": f.Field(
+    0.0, f.at_least(0), "frame score += this * the mask head's patch-pooled map (needs model.mask_head)"
   ),
-  "eval.baselines": Field(
+  "eval.baselines": f.Field(
     ",".join(baselines.BASELINES),
-    _baseline_names,
+    f.baseline_names,
     "no-learning baselines scored beside the model (comma-separated; '' = none)",
   ),
-  "export.onnx": Field(
-    "off", _one_of("off", "auto", "on"), "ONNX graphs in the bundle: 'auto' when jax2onnx converts, 'on' or fail"
+  "eval.false_alarm_rate": f.Field(0.01, f.open_fraction, "share of held-out normal frames above the alarm threshold"),
+  "eval.alarm_postprocess": f.Field(threshold.DEFAULT_POSTPROCESS, threshold.postprocess_problem, "alarm smoothing"),
+  "eval.min_event_seconds": f.Field(0.5, f.at_least(0), "alarm events shorter than this are dropped"),
+  "eval.merge_gap_seconds": f.Field(1.0, f.at_least(0), "alarm events this close merge into one"),
+  "export.onnx": f.Field(
+    "off", f.one_of("off", "auto", "on"), "ONNX graphs in the bundle: 'auto' when jax2onnx converts, 'on' or fail"
   ),
 }
 for _key, _value in synthetic.DEFAULTS.items():
-  SCHEMA[f"data.synthetic.{_key}"] = Field(_value, _at_least(0), "synthetic generator parameter")
+  SCHEMA[f"data.synthetic.{_key}"] = f.Field(_value, f.at_least(0), "synthetic generator parameter")
 
 
 def default_config() -> ml_collections.ConfigDict:

@@ -12,6 +12,7 @@ import ml_collections
 
 from maskedskip_jax import config as config_lib
 from maskedskip_jax.errors import UserError
+from maskedskip_jax.nn import cae
 from maskedskip_jax.nn import models
 from maskedskip_jax.nn import ssmctb
 from maskedskip_jax.train import aed_mae_step
@@ -67,8 +68,17 @@ def validate(config) -> None:
 
 
 def _check_together(flat: dict[str, Any]) -> None:
-  if flat["model.variant"] == aed_mae_step.VARIANT:
+  variant, size = flat["model.variant"], tuple(flat["data.image_size"])
+  if variant != cae.VARIANT and any(s % 16 for s in size):
+    raise UserError(
+      f"config key data.image_size: expected (height, width), both multiples of 16 for {variant!r} (four 2x "
+      f"downsamplings; the 'cae' variant takes multiples of 8), got {size!r}"
+    )
+  _check_training_options(flat)
+  if variant == aed_mae_step.VARIANT:
     _check_aed_mae(flat)
+  elif variant == cae.VARIANT:
+    _check_cae(flat)
   elif models.default_temporal(flat["model.variant"]) == 1 and flat["model.temporal"] != 1:
     raise UserError(
       f"config key model.temporal: variant {flat['model.variant']!r} sees single frames; "
@@ -81,6 +91,10 @@ def _check_together(flat: dict[str, Any]) -> None:
     raise UserError(
       "config key model.mask_head: needs train.paste_prob > 0 (the head learns from pasted "
       "objects' maps), got train.paste_prob=0"
+    )
+  if flat["train.paste_prob"] > 0 and flat["train.paste_source"] == "cutouts" and not flat["train.paste_dir"]:
+    raise UserError(
+      "config key train.paste_dir: train.paste_source='cutouts' pastes the object clips of a folder; none was given"
     )
   if flat["eval.mask_weight"] > 0 and not flat["model.mask_head"]:
     raise UserError(
@@ -98,6 +112,35 @@ def _check_together(flat: dict[str, Any]) -> None:
     )
   if flat["model.variant"] in models.VARIANTS and flat["model.ssmctb.placement"] != "none":
     _check_ssmctb(flat)
+
+
+def _check_training_options(flat: dict[str, Any]) -> None:
+  """Early stopping and augmentation: what they need, and the family that has neither (AED-MAE's two stages)."""
+  if flat["train.early_stopping_patience"] > 0 and flat["data.holdout_share"] == 0:
+    raise UserError(
+      "config key train.early_stopping_patience: stops on the held-out training videos' loss, so it needs "
+      "data.holdout_share > 0; got data.holdout_share=0"
+    )
+  for key in ("train.early_stopping_patience", "train.augment"):
+    if flat[key] and flat["model.variant"] == aed_mae_step.VARIANT:
+      raise UserError(f"config key {key}: not available for aed_mae; expected 0 / False, got {flat[key]!r}")
+
+
+def _check_cae(flat: dict[str, Any]) -> None:
+  if flat["model.temporal"] == 1 and flat["train.hybrid_beta"] > 0:
+    raise UserError(
+      "config key model.temporal: the cae's motion term (train.hybrid_beta > 0) weighs by the difference from the "
+      "neighbouring frames, so expected an odd T >= 3, got 1 (or set train.hybrid_beta=0)"
+    )
+  if flat["train.hybrid_alpha"] == flat["train.hybrid_beta"] == 0:
+    raise UserError("config key train.hybrid_alpha: train.hybrid_alpha and train.hybrid_beta are both 0: no loss")
+  fixed = {"model.mask_head": False, "model.ssmctb.placement": "none", "train.motion_weighting": "none"}
+  for key, want in fixed.items():
+    if flat[key] != want:
+      raise UserError(
+        f"config key {key}: the cae has no mask head or SSMCTB blocks and weighs its own motion term "
+        f"(train.hybrid_beta); expected {want!r}, got {flat[key]!r}"
+      )
 
 
 def _check_aed_mae(flat: dict[str, Any]) -> None:

@@ -3,7 +3,9 @@
   params.msgpack       {'params', 'batch_stats'} as numpy, flax msgpack (no pickle),
                        keys sorted so equal values give equal bytes
   model.json           format version, architecture (variant, latent_dim, channels,
-                       temporal, skip kernels/masks, ssmctb, mask_head), image_size, metadata
+                       temporal, skip kernels/masks, ssmctb, mask_head), image_size, metadata,
+                       and "alarm" when a threshold was calibrated (`eval/threshold.py`; older
+                       bundles and those exported with data.holdout_share=0 have none)
   inference.stablehlo  optional jax.export of the eval-mode forward at a fixed shape
   encode.onnx          optional: the forward's two halves as ONNX graphs at the same batch, for onnxruntime
   decode.onnx          without jax (`onnx_export.py` writes them, `onnx_runtime.py` runs them)
@@ -84,6 +86,18 @@ def _check_shapes(model, variables: dict, where: str) -> None:
     raise UserError(f"{where}: variables do not fit the {model.variant} model config: {shown}")
 
 
+def _checked_alarm(alarm: Mapping, where: str) -> dict:
+  """The alarm record as given, once it has every key `predict` reads (`threshold.RECORD_KEYS`)."""
+  from maskedskip_jax.eval import threshold  # pylint: disable=g-import-not-at-top
+
+  missing = [k for k in threshold.RECORD_KEYS if k not in alarm]
+  if missing or alarm.get("threshold") is None:
+    raise UserError(
+      f"{where}: the alarm record lacks {missing or ['threshold']}; expected threshold.calibrate's record"
+    )
+  return dict(alarm)
+
+
 def _json_bytes(doc) -> bytes:
   return (json.dumps(doc, indent=2, sort_keys=True) + "\n").encode()
 
@@ -116,13 +130,15 @@ def save(
   metadata: Mapping | None = None,
   example_shape=None,
   onnx: bool = False,
+  alarm: Mapping | None = None,
 ) -> str:
   """Writes a bundle for `variables` ({'params', 'batch_stats'}) of the model `model_config` describes.
 
   `model_config` holds `models.build` arguments (at least 'variant') and optionally 'image_size' (H, W).
   `example_shape` (B, T, H, W, C) also exports the float32 eval-mode forward for that input shape, and `onnx` its
   ONNX graphs at that batch, checked against jax (`onnx_export.OnnxExportError` if that fails). Arrays must be
-  fully addressable (gather sharded ones first). Returns the bundle's absolute path.
+  fully addressable (gather sharded ones first). `alarm`: the alarm threshold record (`threshold.calibrate`), stored
+  in model.json under "alarm"; None leaves the key out. Returns the bundle's absolute path.
   """
   arch = _architecture(model_config)
   model = _build(arch)
@@ -143,6 +159,7 @@ def save(
     "metadata": dict(metadata or {}),
     "export": None,
     "onnx": None,
+    **({"alarm": _checked_alarm(alarm, out_dir)} if alarm is not None else {}),
   }
   files = {PARAMS_FILE: serialization.msgpack_serialize(tree)}
   if example_shape is not None:

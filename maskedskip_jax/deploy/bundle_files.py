@@ -4,6 +4,7 @@
 from collections.abc import Mapping
 import hashlib
 import json
+import math
 import os
 
 from maskedskip_jax.errors import UserError
@@ -13,6 +14,9 @@ FORMAT_VERSION = 1
 PARAMS_FILE = "params.msgpack"
 CONFIG_FILE = "model.json"
 MANIFEST_FILE = "manifest.json"
+ALARM_KEY = "alarm"  # model.json's calibrated alarm threshold, when the export calibrated one
+ALARM_SCORE = "reconstruction"  # the one frame score predict computes
+DEFAULT_PATCH = 16  # the frame-score patch (`nn/scoring.py`) of a bundle without an alarm record
 
 
 def read_json(path: str, data: bytes) -> dict:
@@ -64,3 +68,60 @@ def read_verified(bundle_dir: str, name: str, files: Mapping) -> bytes:
   if hashlib.sha256(data).hexdigest() != entry.get("sha256"):
     raise UserError(f"{path}: sha256 does not match manifest.json (file modified or corrupted)")
   return data
+
+
+def model_config(bundle_dir: str) -> dict:
+  """model.json's contents, checked against the manifest."""
+  files = manifest(bundle_dir)
+  return read_json(os.path.join(bundle_dir, CONFIG_FILE), read_verified(bundle_dir, CONFIG_FILE, files))
+
+
+def _number(record: Mapping, key: str, where: str, *, minimum: float | None = None, default=None) -> float:
+  value = record.get(key, default)
+  ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+  if not ok or (minimum is not None and value < minimum):
+    bound = "" if minimum is None else f" >= {minimum:g}"
+    raise UserError(f"{where}: alarm record: '{key}' must be a finite number{bound}, got {value!r}")
+  return float(value)
+
+
+def alarm(bundle_dir: str) -> dict | None:
+  """The bundle's calibrated alarm (model.json's 'alarm', checked against the manifest), or None if it has none.
+
+  Returned with every key present: threshold, score, patch, postprocess, false_alarm_rate (None if not recorded),
+  min_event_seconds and merge_gap_seconds (None if not recorded), calibration ({} if not recorded).
+  """
+  where = os.path.join(bundle_dir, CONFIG_FILE)
+  record = model_config(bundle_dir).get(ALARM_KEY)
+  if record is None:
+    return None
+  if not isinstance(record, dict):
+    raise UserError(f"{where}: alarm record: expected a JSON object, got {type(record).__name__}")
+  if record.get("score", ALARM_SCORE) != ALARM_SCORE:
+    raise UserError(
+      f"{where}: alarm record: calibrated on the {record['score']!r} score; predict computes only the "
+      f"{ALARM_SCORE!r} score"
+    )
+  patch = record.get("patch", DEFAULT_PATCH)
+  if isinstance(patch, bool) or not isinstance(patch, int) or patch < 1:
+    raise UserError(f"{where}: alarm record: 'patch' must be a positive integer, got {patch!r}")
+  chain = record.get("postprocess", "none")
+  if not isinstance(chain, str) or not chain.strip():
+    raise UserError(
+      f"{where}: alarm record: 'postprocess' must be a chain string like 'gaussian:sigma=3', got {chain!r}"
+    )
+  calibration = record.get("calibration", {})
+  if not isinstance(calibration, dict):
+    raise UserError(f"{where}: alarm record: 'calibration' must be a JSON object, got {calibration!r}")
+  optional = {
+    key: None if record.get(key) is None else _number(record, key, where, minimum=0)
+    for key in ("false_alarm_rate", "min_event_seconds", "merge_gap_seconds")
+  }
+  return {
+    "threshold": _number(record, "threshold", where),
+    "score": ALARM_SCORE,
+    "patch": patch,
+    "postprocess": chain,
+    **optional,
+    "calibration": calibration,
+  }

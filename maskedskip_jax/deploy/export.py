@@ -9,6 +9,10 @@ checkpoint always gives byte-identical files: nothing time- or host-dependent is
 recorded. The bundle is built beside `export/` and renamed into place, so an
 export that fails leaves the previous one as it was.
 
+The bundle's model.json holds the alarm threshold under "alarm" (`eval/threshold.py`): calibrated for this
+checkpoint on the held-out share of the training videos (data.holdout_share), at eval.false_alarm_rate. With
+data.holdout_share=0 there is no held-out footage and the bundle has no "alarm"; export says so in one line.
+
 With `--config.export.onnx=auto` (or `on`) the bundle also holds that forward as ONNX
 graphs at the same batch (`onnx_export.py`, needs the `onnx` extra), for
 `predict --backend onnxruntime`. Under 'auto' a model they cannot convert is exported
@@ -72,6 +76,25 @@ def _onnx(config, onnx: bool | None) -> bool | None:
   return onnx
 
 
+def _alarm(config, workdir: str, model, variables, step: int) -> dict | None:
+  """The alarm record of this checkpoint, calibrated on the held-out share of the training split; None without one."""
+  from maskedskip_jax.eval import streaming  # pylint: disable=g-import-not-at-top
+  from maskedskip_jax.eval import threshold  # pylint: disable=g-import-not-at-top
+  from maskedskip_jax.train import inputs  # pylint: disable=g-import-not-at-top
+
+  if config.data.holdout_share == 0:
+    print("export: no alarm threshold in the bundle: data.holdout_share is 0, so no normal footage was held out")
+    return None
+  train = inputs.load_split(config, workdir, "train", all_processes=False)  # process 0 alone gets here
+  scorer = streaming.StreamingScorer(
+    model, variables, config.data.image_size, batch_size=config.eval.batch_size, patch=config.eval.patch
+  )
+  record = threshold.calibrate(threshold.plan(config, train, step), scorer)
+  if record["calibration"]["warning"]:
+    print(f"warning: alarm threshold: {record['calibration']['warning']}", file=sys.stderr)
+  return record
+
+
 def run(
   config, workdir: str, *, batch_size: int | None = None, config_name: str | None = None, onnx: bool | None = None
 ) -> str:
@@ -89,6 +112,8 @@ def run(
   out_dir = export_dir(workdir)
   if jax.process_index() != 0:
     return out_dir  # every process restored the same weights; process 0 writes
+  variables = sharding.host_copy(variables)
+  alarm = _alarm(config, workdir, model, variables, step)
   model_config = {
     "variant": model.variant,
     "latent_dim": model.latent_dim,
@@ -109,7 +134,7 @@ def run(
   }
   example_shape = (batch, model.temporal, *config.data.image_size, model.channels)
   save = functools.partial(
-    bundle.save, out_dir, sharding.host_copy(variables), model_config, metadata, example_shape=example_shape
+    bundle.save, out_dir, variables, model_config, metadata, example_shape=example_shape, alarm=alarm
   )
   with_onnx = onnx_export.available() if onnx is None else onnx
   try:
@@ -120,5 +145,9 @@ def run(
     print(f"warning: exporting without ONNX graphs: {e}", file=sys.stderr)
     path, with_onnx = save(onnx=False), False
   graphs = " and ONNX graphs" if with_onnx else ""
+  if alarm:
+    graphs += (
+      f", alarm threshold {alarm['threshold']:.6g} at {alarm['false_alarm_rate'] * 100:g}% held-out false alarms"
+    )
   print(f"exported checkpoint step {step} ({model.variant}, input {example_shape}{graphs}) -> {path}")
   return path

@@ -50,7 +50,7 @@ def read_bundle(bundle_dir: str) -> tuple[dict, bytes, bytes]:
 class OnnxScorer:
   """Scores every frame of a stream of videos with a bundle's ONNX graphs; the batch is the graphs' own."""
 
-  def __init__(self, bundle_dir: str):
+  def __init__(self, bundle_dir: str, patch: int | None = None):
     try:
       import onnxruntime as ort  # pylint: disable=g-import-not-at-top
     except ImportError:
@@ -61,6 +61,12 @@ class OnnxScorer:
     self.image_size = tuple(int(s) for s in config["image_size"])
     self.batch_size = int(config["onnx"]["batch"])
     self.half = (self.temporal - 1) // 2
+    # The decode graph scores with the patch it was exported with; another (an alarm calibrated with its own) is
+    # computed here from the graph's score map, as `nn/scoring.frame_scores` does.
+    self.patch = int(config["onnx"].get("patch", bundle_files.DEFAULT_PATCH)) if patch is None else int(patch)
+    self._own_patch = self.patch != int(config["onnx"].get("patch", bundle_files.DEFAULT_PATCH))
+    if self.patch < 1 or self.patch > min(self.image_size):
+      raise UserError(f"{bundle_dir}: frame-score patch {self.patch} does not fit {self.image_size} frames")
     # The CPU provider, the one the export checked the graphs with: GPUs are the jax backend's job, and onnxruntime's
     # CUDA provider may compute float32 convolutions in TF32.
     providers = ["CPUExecutionProvider"]
@@ -130,4 +136,18 @@ class OnnxScorer:
           window[i, d] = f
     maps, scores = self._decode.run(["score_map", "score"], {"target": target, **dict(zip(self._feat_names, windows))})
     for i, c in enumerate(centres):
-      yield ScoredFrame(v, c, float(scores[i]), maps[i])
+      score = patch_score(maps[i], self.patch) if self._own_patch else float(scores[i])
+      yield ScoredFrame(v, c, score, maps[i])
+
+
+def patch_score(score_map: np.ndarray, patch: int) -> float:
+  """A (H, W) score map's frame score, as `nn/scoring.frame_scores`: the largest patch mean on the aligned grid and
+  the grid shifted by half a patch."""
+  m = np.asarray(score_map, np.float32)
+  best = -np.inf
+  for offset in sorted({0, patch // 2}):
+    h, w = (m.shape[0] - offset) // patch, (m.shape[1] - offset) // patch
+    if h and w:
+      tiles = m[offset : offset + h * patch, offset : offset + w * patch].reshape(h, patch, w, patch)
+      best = max(best, float(tiles.mean(axis=(1, 3), dtype=np.float32).max()))
+  return best

@@ -39,6 +39,7 @@ class ScoreSettings:
   box: int = aed_mae_losses.BOX
   sigma: float = aed_mae_losses.TEMPORAL_GAUSSIAN["avenue"][0]
   taps: int = aed_mae_losses.TEMPORAL_GAUSSIAN["avenue"][1]
+  anomaly_maps: bool = True  # False for a model trained without them: the map channel is left out
 
   def describe(self) -> dict:
     return {
@@ -50,15 +51,31 @@ class ScoreSettings:
     }
 
 
+def settings(config) -> ScoreSettings:
+  """The config's score: eval.aed_mae's weights and filters, with the terms of components a run did not train
+  (no student: train.stage2_fraction 0; no classifier; no maps) left out."""
+  e, m = config.eval.aed_mae, config.model.aed_mae
+  return ScoreSettings(
+    alpha=e.alpha,
+    beta=e.beta if config.train.stage2_fraction > 0 else 0.0,
+    gamma=e.gamma if m.classifier else 0.0,
+    box=e.box,
+    sigma=e.sigma,
+    taps=e.taps,
+    anomaly_maps=m.anomaly_maps,
+  )
+
+
 @functools.partial(jax.jit, static_argnames=("model", "settings"))
 def _maps(model, settings: ScoreSettings, variables, x, frames):
   """(B, H, W) maps of the headline and of each term alone; x is the stacked input, frames the targets."""
   out = model.apply(variables, x, train=False)
   t, s, logit = out["teacher"], out["student"], out["logit"]
+  maps = functools.partial(aed_mae_losses.pixel_scores, frames, t, s, logit, anomaly_maps=settings.anomaly_maps)
   return {
-    "score": aed_mae_losses.pixel_scores(frames, t, s, logit, settings.alpha, settings.beta, settings.gamma),
-    "reconstruction": aed_mae_losses.pixel_scores(frames, t, s, logit, 1.0, 0.0, 0.0),
-    "distillation": aed_mae_losses.pixel_scores(frames, t, s, logit, 0.0, 1.0, 0.0),
+    "score": maps(settings.alpha, settings.beta, settings.gamma),
+    "reconstruction": maps(1.0, 0.0, 0.0),
+    "distillation": maps(0.0, 1.0, 0.0),
     "classifier": jax.nn.sigmoid(logit),
   }
 

@@ -1,7 +1,9 @@
 """Figures a person looks at after an evaluation, to see where and why the model fails.
 
   plots/<video>.png   the model's headline score over time beside the best baseline's (each min-max scaled within
-                      the video, as the legend says), labelled-anomalous frames shaded
+                      the video, as the legend says), labelled-anomalous frames shaded, and the alarm threshold:
+                      on the headline curve when that is the alarm's score, else in a panel below with the alarm
+                      score it applies to
   worst_frames.png    the misses: the labelled-anomalous frames with the lowest headline model scores, one row
                       each: input frame, reconstruction, score map, with video, frame and score
 
@@ -23,11 +25,20 @@ from maskedskip_jax.nn import scoring
 WORST_FRAMES = 8
 
 
-def video_plots(folder: str, names, labels, scores, method: str, baseline=None) -> None:
+def video_plots(folder: str, names, labels, scores, method: str, baseline=None, alarm=None) -> None:
   """plots/<video>.png for every video: the model's `scores` and, given `baseline` = (name, per-video scores),
-  the baseline's on the same min-max scaled axis."""
+  the baseline's on the same min-max scaled axis. `alarm` = (per-video alarm scores, threshold, label,
+  on_headline), as `threshold.drawn` gives it: the threshold line on `scores` when on_headline, else the alarm
+  score and its threshold in a panel of their own."""
   for v, name in enumerate(names):
     others = [(baseline[1][v], f"{baseline[0]} baseline")] if baseline else []
+    line = panel = None
+    if alarm is not None:
+      alarm_scores, value, label, on_headline = alarm
+      if on_headline:
+        line = (value, f"alarm threshold {value:.4g}")
+      else:
+        panel = (alarm_scores[v], value, label)
     plots.plot_scores(
       scores[v],
       labels[v],
@@ -35,6 +46,8 @@ def video_plots(folder: str, names, labels, scores, method: str, baseline=None) 
       title=f"{name} ({method})",
       others=others,
       label="model",
+      threshold=line,
+      alarm=panel,
     )
 
 

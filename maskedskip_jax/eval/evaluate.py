@@ -2,10 +2,12 @@
 
   scores.csv    video,frame,score,label: every test frame, raw score (label -1 where unknown); a
                 score_postprocessed column is added when eval.postprocess is not 'none', and a
-                score_<baseline> column of raw scores for each no-learning baseline (eval.baselines)
+                score_<baseline> column of raw scores for each no-learning baseline (eval.baselines), and
+                score_alarm (the alarm's score) when an alarm threshold was calibrated
   report.json   frame AUC micro/macro (+ policy), EER, AP, counts, the post-processing table, pixel AUROC and
                 RBDC/TBDC when the test set has masks, the baselines' headline metrics (`baselines`, scored and
-                post-processed exactly like the model: baseline_eval), and every protocol choice behind them
+                post-processed exactly like the model: baseline_eval), every protocol choice behind them, and
+                `alarm`: the threshold calibrated on held-out normal footage and what it gives here (`threshold`)
   roc.png       the model's ROC curve beside the baselines'
   plots/<video>.png, worst_frames.png   diagnostics (see `diagnostics`)
   report.html   all of the above for a person: report.json's numbers and the figures, self-contained (`html_report`)
@@ -35,6 +37,7 @@ from maskedskip_jax.eval import plots
 from maskedskip_jax.eval import postprocess as postprocess_lib
 from maskedskip_jax.eval import report as eval_report
 from maskedskip_jax.eval import streaming
+from maskedskip_jax.eval import threshold
 from maskedskip_jax.nn import models
 from maskedskip_jax.train import console
 from maskedskip_jax.train import inputs as train_data
@@ -102,6 +105,7 @@ def evaluate_store(
   progress: bool = True,
   baselines=baselines_lib.BASELINES,
   worst_frames: int = diagnostics.WORST_FRAMES,
+  alarm: threshold.Plan | None = None,
 ) -> dict[str, Any]:
   """Scores every frame of `store` (a FrameStore) and writes the evaluation files to `out_dir`; returns the report.
 
@@ -111,7 +115,7 @@ def evaluate_store(
   reconstruction's, or a hybrid with a motion term and/or the mask head's map (`hybrid`; `train_store`, the
   training split, is needed to standardise it); a hybrid's terms alone are reported in `score_components`. A model
   with a mask head also gets the AUCs of its map alone in the report (`mask_head_score`). `worst_frames`: the
-  misses drawn in worst_frames.png (0 = none).
+  misses drawn in worst_frames.png (0 = none). `alarm`: the threshold's calibration (`threshold.plan`).
   """
   baselines = baselines_lib.parse_names(baselines)
   if mask_weight > 0 and not model.mask_head:
@@ -142,6 +146,7 @@ def evaluate_store(
     mask_scores = [np.asarray(s, np.float64) for s in collect.mask_scores]
     spec = hybrid.Spec(hybrid_alpha, hybrid_beta, hybrid_motion, motion_median, mask_weight, hybrid_standardise, patch)
     recon = [np.asarray(s, np.float64) for s in collect.scores]
+    alarm, alarm_scores = threshold.section(alarm, scorer, recon, labels, names)
     base = baseline_eval.evaluate(store, baselines, patch, labels, known, steps)
     motion_terms = None
     if spec.beta > 0:  # a baseline already scored as the motion term (flow is the costly one) is not redone
@@ -174,6 +179,7 @@ def evaluate_store(
       "scoring_seconds": seconds,
       "frames_per_second": store.total_frames / max(seconds, 1e-9),
       "pixel": None,
+      "alarm": alarm,
       **baseline_eval.report_section(base, patch, method),
     }
     if not spec.reconstruction_only:
@@ -197,6 +203,7 @@ def evaluate_store(
       "label": eval_report.label_column(labels),
       **({"score_postprocessed": processed} if method != "none" else {}),
       **baseline_eval.csv_columns(base),
+      **({"score_alarm": alarm_scores} if alarm_scores else {}),
     }
     eval_report.write_csv(os.path.join(tmp, "scores.csv"), names, columns)
     if roc is not None:
@@ -210,9 +217,9 @@ def evaluate_store(
         curves=baseline_eval.roc_curves(base),
       )
     best = baseline_eval.best(report["baselines"])
-    diagnostics.video_plots(
-      os.path.join(tmp, "plots"), names, labels, processed, method, (best, base[best].processed) if best else None
-    )
+    best = (best, base[best].processed) if best else None
+    drawn = threshold.drawn(alarm, alarm_scores, method if spec.reconstruction_only else None)
+    diagnostics.video_plots(os.path.join(tmp, "plots"), names, labels, processed, method, best, drawn)
     if worst_frames > 0:
       diagnostics.worst_frames(
         model, variables, store, processed, labels, os.path.join(tmp, "worst_frames.png"), worst_frames, method
@@ -223,12 +230,13 @@ def evaluate_store(
 
 
 def load_model(config, workdir: str):
-  """(model, host variables, checkpoint step, source) of the workdir's newest checkpoint."""
+  """(model, host variables, checkpoint step, source) of the workdir's newest checkpoint (early stopping: best)."""
   from maskedskip_jax.train import sharding  # pylint: disable=g-import-not-at-top
   from maskedskip_jax.train import state as train_state  # pylint: disable=g-import-not-at-top
 
   model, variables, step = train_state.restore_variables(config, workdir)
-  return model, sharding.host_copy(variables), step, os.path.join(os.path.abspath(workdir), "checkpoints", str(step))
+  folder = os.path.abspath(train_state.checkpoints_used(config, workdir))
+  return model, sharding.host_copy(variables), step, os.path.join(folder, "checkpoints", str(step))
 
 
 def run(config, workdir: str, *, trained=None, out_dir: str | None = None) -> dict[str, Any] | None:
@@ -246,21 +254,21 @@ def run(config, workdir: str, *, trained=None, out_dir: str | None = None) -> di
     return None  # one writer: every process holds the same model, process 0 scores the test set
   models.check_input_shape(model, (1, model.temporal, *config.data.image_size, config.data.channels))
   store = train_data.load_split(config, workdir, "test", all_processes=False)  # the others have returned
-  train_store = (
-    train_data.load_split(config, workdir, "train", all_processes=False)
-    if s["hybrid_standardise"] and s["hybrid_beta"] > 0
-    else None
-  )
+  # The training split: to standardise a hybrid score, and for its held-out share, the alarm's calibration.
+  needed = s["hybrid_standardise"] and s["hybrid_beta"] > 0 or config.data.holdout_share > 0
+  train = train_data.load_split(config, workdir, "train", all_processes=False) if needed else None
   info = {
     "dataset": config.data.name,
     "variant": model.variant,
     "checkpoint_step": step,
     "checkpoint": source,
-    "checkpoint_selection": "the newest checkpoint (or the given bundle); never chosen on test data",
+    "checkpoint_selection": "the newest checkpoint, the best on the held-out training videos under "
+    "train.early_stopping_patience, or the given bundle; never chosen on test data",
   }
   out_dir = os.path.abspath(out_dir or os.path.join(workdir, "eval"))
   # The eval.* settings are evaluate_store's keyword arguments by name.
-  report = evaluate_store(model, variables, store, out_dir=out_dir, train_store=train_store, info=info, **s)
+  alarm = threshold.plan(config, train, step)
+  report = evaluate_store(model, variables, store, out_dir=out_dir, train_store=train, info=info, alarm=alarm, **s)
   print(report["postprocess_table_markdown"])
   line = (
     f"eval ({report['postprocess']}): frame AUC micro {report['frame_auc_micro']}, macro "
@@ -279,4 +287,5 @@ def run(config, workdir: str, *, trained=None, out_dir: str | None = None) -> di
   if report.get("score_components"):
     each = ", ".join(f"{n} {eval_report.cell(m['frame_auc_micro'])}" for n, m in report["score_components"].items())
     print(f"the frame score's terms alone ({report['postprocess']}), frame AUC micro: {each}")
+  print(threshold.summary(report["alarm"]))
   return report

@@ -7,9 +7,11 @@ head alone, each baseline), the post-processing tables, the ROC curves, each vid
 frames, the pixel and region metrics, and the protocol. The page is XHTML-compatible markup (every tag closed,
 every text escaped) so an XML parser can check it.
 
-The alarm threshold hook: a report with a `threshold` entry (a number, or {'value': ..., 'rule': ...}) has it
-stated beside the headline and with the per-video plots; the line itself is drawn into plots/<video>.png by
-whoever draws those (`diagnostics.video_plots`), since the page only embeds them.
+The alarm threshold: a report with an `alarm` section (`threshold.section`) gets a table of its numbers beside
+the headline metrics (the threshold, how it was calibrated, and what it gives on the test set, as report.json has
+them), or the reason there is none; an older report's `threshold` entry (a number, or {'value': ..., 'rule': ...})
+is stated beside the headline. The line itself is drawn into plots/<video>.png by whoever draws those
+(`diagnostics.video_plots`), since the page only embeds them.
 """
 
 import base64
@@ -23,49 +25,16 @@ from maskedskip_jax.eval import report as eval_report
 
 FILENAME = "report.html"
 # Protocol entries shown in this order when present; anything not listed (and not shown elsewhere) follows.
-_PROTOCOL = (
-  "dataset",
-  "variant",
-  "checkpoint",
-  "checkpoint_step",
-  "checkpoint_selection",
-  "postprocess",
-  "scoring",
-  "frame_score",
-  "baselines_protocol",
-  "temporal",
-  "image_size",
-  "channels",
-  "dtype",
-  "batch_size",
-  "compile_seconds",
-  "scoring_seconds",
-  "frames_per_second",
+_PROTOCOL = tuple(
+  "dataset variant checkpoint checkpoint_step checkpoint_selection postprocess scoring frame_score baselines_protocol "
+  "temporal image_size channels dtype batch_size compile_seconds scoring_seconds frames_per_second".split()
 )
 # Shown in their own sections, or only a machine reads them.
-_ELSEWHERE = {
-  "frame_auc_micro",
-  "frame_auc_macro",
-  "eer",
-  "average_precision",
-  "per_video_auc",
-  "baselines",
-  "score_components",
-  "mask_head_score",
-  "pixel",
-  "postprocess_table",
-  "postprocess_table_markdown",
-  "postprocess_tables",
-  "markdown",
-  "threshold",
-  "num_frames",
-  "num_videos",
-  "unlabelled_videos",
-  "macro_policy",
-  "notes",
-  "num_anomalous_frames",
-  "eer_threshold",
-}
+_ELSEWHERE = set(
+  "frame_auc_micro frame_auc_macro eer average_precision per_video_auc baselines score_components mask_head_score "
+  "pixel postprocess_table postprocess_table_markdown postprocess_tables markdown threshold alarm num_frames "
+  "num_videos unlabelled_videos macro_policy notes num_anomalous_frames eer_threshold".split()
+)
 _STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 70em; padding: 0 1em; color: #222; }
 h1 { font-size: 1.5em; } h2 { font-size: 1.2em; margin-top: 2em; border-bottom: 1px solid #ccc; }
@@ -90,6 +59,12 @@ def _image(path: str, alt: str) -> str:
 
 
 def _threshold(report: dict[str, Any]) -> str | None:
+  alarm = report.get("alarm") or {}
+  if alarm.get("threshold") is not None:
+    return (
+      f"alarm threshold {alarm['threshold']:.6g} (on the {alarm['score']} score, {alarm['postprocess']}; "
+      f"{alarm['false_alarm_rate'] * 100:g}% of held-out normal frames above it)"
+    )
   t = report.get("threshold")
   if t is None:
     return None
@@ -162,6 +137,46 @@ def _headline(report: dict[str, Any]) -> list[str]:
   return out
 
 
+# The alarm's numbers on the test set, in this order, with what each row says.
+_ALARM_TEST = (
+  ("precision", "frame precision"),
+  ("recall", "frame recall"),
+  ("f1", "frame F1"),
+  ("false_positive_rate", "frame false-positive rate"),
+  ("flagged_frames", "frames flagged"),
+  ("events", "events"),
+  ("false_alarms", "false alarms (events overlapping no anomalous frame)"),
+  ("false_alarms_per_hour", "false alarms per hour"),
+  ("hours", "hours of labelled test footage"),
+  ("anomaly_intervals_hit", "anomalous intervals hit"),
+  ("anomaly_intervals", "anomalous intervals"),
+)
+
+
+def _alarm(report: dict[str, Any]) -> list[str]:
+  alarm = report.get("alarm")
+  if not alarm:
+    return []
+  out = ["<h2>Alarm threshold</h2>"]
+  if alarm.get("threshold") is None:
+    return out + [f'<p class="note">No alarm threshold: {_e(alarm.get("reason", "not calibrated"))}.</p>']
+  c, t = alarm["calibration"], alarm.get("test") or {}
+  rows = [
+    ("threshold", _value(alarm["threshold"])),
+    ("score", _e(f"{alarm['score']} (patch {alarm['patch']}), {alarm['postprocess']}")),
+    ("false-alarm rate asked", _value(alarm["false_alarm_rate"])),
+    ("held-out normal frames", _value(c.get("held_out_frames"))),
+    ("held-out videos", _value(c.get("videos"))),
+  ]
+  rows += [(text, _value(t[k])) for k, text in _ALARM_TEST if k in t]
+  rows += [
+    ("events", _e(f"at least {alarm['min_event_seconds']:g} s, gaps up to {alarm['merge_gap_seconds']:g} s merged")),
+    ("frame rate", _e(f"{c.get('fps')} ({c.get('fps_source')})")),
+  ]
+  notes = [c.get("quantile_rule", ""), t.get("protocol", ""), c.get("warning") or ""]
+  return out + [_table(rows)] + [f'<p class="note">{_e(n)}</p>' for n in notes if n]
+
+
 def _tables(report: dict[str, Any]) -> list[str]:
   out = []
   if report.get("postprocess_table"):
@@ -200,7 +215,12 @@ def _videos(folder: str, report: dict[str, Any], videos) -> list[str]:
     "video has one class only or no labels."
   )
   threshold = _threshold(report)
-  if threshold:
+  if threshold and report.get("alarm"):
+    note += (
+      f" The {threshold} is drawn on the headline curve when that is the alarm's score, else in a panel below it "
+      "with the alarm score."
+    )
+  elif threshold:
     note += f" The {threshold} applies to the headline score."
   out = ["<h2>Scores over time</h2>", f'<p class="note">{_e(note)}</p>', _video_index(shown, aucs)]
   for i, (name, path) in enumerate(shown):
@@ -235,7 +255,7 @@ def page(folder: str, report: dict[str, Any], videos=None) -> str:
       f'<p class="note">Checkpoint step {_e(report["checkpoint_step"])}: '
       f"{_e(report.get('checkpoint_selection', ''))}</p>"
     )
-  body += _headline(report) + _tables(report)
+  body += _headline(report) + _alarm(report) + _tables(report)
   if os.path.isfile(os.path.join(folder, "roc.png")):
     body += ["<h2>ROC curves</h2>", _image(os.path.join(folder, "roc.png"), "frame-level ROC curves")]
   body += _videos(folder, report, videos)

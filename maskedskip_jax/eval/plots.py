@@ -71,33 +71,58 @@ def minmax(scores) -> np.ndarray:
   return (s - s.min()) / span if span > 0 else np.zeros_like(s)
 
 
-def plot_scores(scores, labels, path: str, title: str = "", others=(), label: str = "score") -> str:
+def _scaled_like(value: float, scores: np.ndarray) -> float:
+  """`value` under the min-max scaling `minmax` gives `scores` (so a threshold stays where it was on the curve)."""
+  span = scores.max() - scores.min() if scores.size else 0.0
+  return (value - scores.min()) / span if span > 0 else value - (scores.min() if scores.size else 0.0)
+
+
+def _shade(ax, labels) -> None:
+  for i, (first, last) in enumerate(anomalous_intervals(labels)):
+    # Half a frame either side so a one-frame anomaly is visible and adjacent frames meet.
+    ax.axvspan(first - 0.5, last + 0.5, color="tab:red", alpha=0.2, lw=0, label="anomalous" if i == 0 else None)
+
+
+def _threshold_line(ax, value: float, label: str) -> None:
+  ax.axhline(value, color="black", ls="--", lw=1.0, label=label)
+
+
+def plot_scores(
+  scores, labels, path: str, title: str = "", others=(), label: str = "score", threshold=None, alarm=None
+) -> str:
   """Writes a video's frame scores against frame index, anomalous frames (labels != 0) shaded; returns path.
 
   labels may be None (no ground truth): the curve is drawn without shading. `others` are more (scores, label)
   curves of the same video (a baseline's); with any, every curve is min-max scaled to [0, 1] within the video,
-  since their units differ, and the legend says so.
+  since their units differ, and the legend says so. `threshold` = (value, label): a horizontal line in `scores`'
+  units (scaled with that curve when the curves are scaled). `alarm` = (scores, threshold, label): another score of
+  the video drawn in a panel below, in its own units, with its threshold line and the same shading.
   """
   scores = np.asarray(scores, np.float64)
   if scores.ndim != 1:
     raise UserError(f"plot_scores: scores must be 1-D, got shape {scores.shape}")
   curves = [(scores, label)] + [(np.asarray(s, np.float64), name) for s, name in others]
-  for s, name in curves[1:]:
+  checked = curves[1:] + ([(np.asarray(alarm[0], np.float64), alarm[2])] if alarm is not None else [])
+  for s, name in checked:
     if s.shape != scores.shape:
       raise UserError(f"plot_scores: {name} scores {s.shape} must match scores {scores.shape}")
-  fig = Figure(figsize=(8, 2.8), dpi=100)
-  ax = fig.add_subplot()
   if labels is not None:
     labels = np.asarray(labels)
     if labels.shape != scores.shape:
       raise UserError(f"plot_scores: labels {labels.shape} must match scores {scores.shape}")
-    for i, (first, last) in enumerate(anomalous_intervals(labels)):
-      # Half a frame either side so a one-frame anomaly is visible and adjacent frames meet.
-      ax.axvspan(first - 0.5, last + 0.5, color="tab:red", alpha=0.2, lw=0, label="anomalous" if i == 0 else None)
+  fig = Figure(figsize=(8, 2.8 if alarm is None else 4.8), dpi=100)
+  axes = fig.subplots(1 if alarm is None else 2, 1, sharex=True, squeeze=False)[:, 0]
+  ax = axes[0]
+  if labels is not None:
+    _shade(ax, labels)
   colours = ("tab:blue", "tab:orange", "tab:green", "tab:purple")
   for i, (s, name) in enumerate(curves):
     ax.plot(np.arange(len(s)), minmax(s) if others else s, lw=1.0, color=colours[i % len(colours)], label=name)
-  ax.set(xlabel="Frame", ylabel="Score, min-max scaled" if others else "Anomaly score", title=title)
+  if threshold is not None:
+    value, text = threshold
+    _threshold_line(ax, _scaled_like(value, scores) if others else value, text)
+  ax.set(xlabel="Frame" if alarm is None else None, ylabel="Score, min-max scaled" if others else "Anomaly score")
+  ax.set_title(title)
   if len(scores):
     ax.set_xlim(-0.5, len(scores) - 0.5)
   if others:  # beside the axes: several curves would hide each other's data under it
@@ -110,6 +135,15 @@ def plot_scores(scores, labels, path: str, title: str = "", others=(), label: st
     )
   else:
     ax.legend(loc="upper right", fontsize="small")
+  if alarm is not None:
+    a_scores, a_value, a_label = alarm
+    ax = axes[1]
+    if labels is not None:
+      _shade(ax, labels)
+    ax.plot(np.arange(len(scores)), np.asarray(a_scores, np.float64), lw=1.0, color="tab:gray", label=a_label)
+    _threshold_line(ax, a_value, f"alarm threshold {a_value:.4g}")
+    ax.set(xlabel="Frame", ylabel="Alarm score")
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0) if others else None, fontsize="small")
   fig.tight_layout()
   return _save(fig, path)
 

@@ -13,9 +13,15 @@ from maskedskip_jax import config as config_lib
 from maskedskip_jax.errors import UserError
 from maskedskip_jax.eval import metrics
 from maskedskip_jax.eval import postprocess as postprocess_lib
+from maskedskip_jax.eval import threshold
 
-# eval.* keys the evaluations read, with the value used when a config lacks them.
-DEFAULTS = {k.split(".", 1)[1]: f.default for k, f in config_lib.SCHEMA.items() if k.startswith("eval.")}
+# eval.* keys the evaluations read, with the value used when a config lacks them. The alarm's keys are read by
+# `threshold.plan`, and groups (eval.aed_mae.*) by their own model's scorer, from the config itself.
+DEFAULTS = {
+  k.split(".", 1)[1]: f.default
+  for k, f in config_lib.SCHEMA.items()
+  if k.startswith("eval.") and k.count(".") == 1 and k.split(".", 1)[1] not in threshold.SETTINGS
+}
 HEADLINE = ("frame_auc_micro", "frame_auc_macro", "eer", "average_precision")
 HEADLINE_HEADERS = ("frame AUC micro", "frame AUC macro", "EER", "AP")
 

@@ -6,7 +6,8 @@ clip repeats each frame's encoding T times. Here the model runs in its two halve
   encode(frames)          `MaskedSkipUNet.encode`: the encoder's features of each frame;
   decode_centre(windows)  `MaskedSkipUNet.decode`: the skips on a T-frame window of those features and the decoder.
 
-Whatever the variant, both are the model's own code, the same that `MaskedSkipUNet.__call__` runs.
+Whatever the variant, both are the model's own code, the same that `MaskedSkipUNet.__call__` runs; they are called
+by name, so any model with that interface streams (seed 003's CAE, `nn/cae.py`, has one feature level).
 
 `StreamingScorer` drives one jitted step over a stream of frames from one or more videos: B new frames are encoded
 and written into a device ring buffer of features, then B ready clips (all of whose frames are encoded) are gathered
@@ -33,7 +34,7 @@ def encode(model: models.MaskedSkipUNet, variables, frames: jax.Array) -> tuple[
 
   frames: (N, H, W, C) in [0, 1].
   """
-  return model.apply(variables, frames, train=False, method=models.MaskedSkipUNet.encode)
+  return model.apply(variables, frames, train=False, method="encode")
 
 
 def decode_centre(model: models.MaskedSkipUNet, variables, windows, return_mask: bool = False):
@@ -42,9 +43,7 @@ def decode_centre(model: models.MaskedSkipUNet, variables, windows, return_mask:
   windows: per level, (B, T, h_i, w_i, c_i) features of the T frames of each clip, as `encode` returns them.
   return_mask: (recon, predicted anomaly map (B, H, W)), for a model with a mask head.
   """
-  return model.apply(
-    variables, tuple(windows), train=False, return_mask=return_mask, method=models.MaskedSkipUNet.decode
-  )
+  return model.apply(variables, tuple(windows), train=False, return_mask=return_mask, method="decode")
 
 
 def _resize_maps(maps: jax.Array, size: tuple[int, int]) -> jax.Array:

@@ -18,7 +18,9 @@ from maskedskip_jax import validation
 from maskedskip_jax.errors import UserError
 from maskedskip_jax.eval import postprocess as postprocess_lib
 from maskedskip_jax.eval import report as eval_report
+from maskedskip_jax.nn import aed_mae
 from maskedskip_jax.nn import models
+from maskedskip_jax.train import aed_mae_step
 from maskedskip_jax.train import state as train_state
 
 CONFIG_JSON = "ablation_config.json"
@@ -95,6 +97,9 @@ def check_same_ablation(config, workdir: str) -> None:
 
 def count_params(config) -> int:
   model = train_state.build_model(config)
+  if train_state.is_aed_mae(config):
+    shape = aed_mae_step.stacked_shape(train_state.clip_shape(config))
+    return aed_mae.count_params(aed_mae.variable_shapes(model, shape)["params"])
   x = jax.ShapeDtypeStruct(train_state.clip_shape(config), np.float32)
   return models.count_params(jax.eval_shape(model.init, jax.random.key(0), x)["params"])
 

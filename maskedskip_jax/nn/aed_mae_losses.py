@@ -28,6 +28,8 @@ Gaussian is centred and sums to 1 (theirs peaks one tap early and is unnormalise
 the mean filter averages over the in-bounds part of its window.
 """
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import optax
@@ -118,8 +120,40 @@ def classification_loss(logits: jax.Array, labels: jax.Array) -> jax.Array:
   return jnp.mean(optax.sigmoid_binary_cross_entropy(logits, jnp.asarray(labels, jnp.float32)))
 
 
+@dataclasses.dataclass(frozen=True)
+class Components:
+  """Which of the paper's novel components are on (Table 2's columns); all on is the full method.
+
+  motion: Eq. 1-2 token weights (off: uniform). anomaly_maps: the map channel is a target, boosts the weights and
+  counts in the score (off: the frame's c channels alone). classifier: Eq. 5's head is trained and scored (off:
+  neither). Synthetic data (train.paste_prob) and self-distillation (train.stage2_fraction and the score's beta)
+  are switched where they live.
+  """
+
+  motion: bool = True
+  anomaly_maps: bool = True
+  classifier: bool = True
+
+
+def _weights(frame, previous, patch, anomaly_map, parts: Components) -> jax.Array:
+  if parts.motion:
+    return motion_weights(frame, previous, patch, anomaly_map if parts.anomaly_maps else None)
+  n = (frame.shape[1] // patch) * (frame.shape[2] // patch)
+  return jnp.full((frame.shape[0], n), 1.0 / n, jnp.float32)
+
+
+def _frame_only(x: jax.Array, parts: Components) -> jax.Array:
+  """Outputs without the map channel when the maps are off (the model always has c + 1 outputs)."""
+  return x if parts.anomaly_maps else x[..., :-1]
+
+
 def stage1_loss(
-  outputs: dict, frame: jax.Array, previous: jax.Array, anomaly_map: jax.Array, patch: int
+  outputs: dict,
+  frame: jax.Array,
+  previous: jax.Array,
+  anomaly_map: jax.Array,
+  patch: int,
+  parts: Components = Components(),
 ) -> tuple[jax.Array, dict]:
   """Stage 1 (teacher): Eq. 3 + Eq. 5, and both parts for logging.
 
@@ -127,19 +161,26 @@ def stage1_loss(
   from the normal video); `anomaly_map` the pasted pixels of x_t, all 0 for an untouched frame, which also gives
   the label. `outputs` is `AedMae`'s dict.
   """
-  weights = motion_weights(frame, previous, patch, anomaly_map)
-  rec = reconstruction_loss(with_map(frame, anomaly_map), outputs["teacher"], weights, patch)
+  weights = _weights(frame, previous, patch, anomaly_map, parts)
+  target = _frame_only(with_map(frame, anomaly_map), parts)
+  rec = reconstruction_loss(target, _frame_only(outputs["teacher"], parts), weights, patch)
   labels = (jnp.max(jnp.asarray(anomaly_map), axis=(1, 2)) > 0).astype(jnp.float32)
-  bce = classification_loss(outputs["logit"], labels)
+  bce = classification_loss(outputs["logit"], labels) if parts.classifier else jnp.zeros((), jnp.float32)
   return rec + bce, {"reconstruction": rec, "classification": bce}
 
 
 def stage2_loss(
-  outputs: dict, frame: jax.Array, previous: jax.Array, anomaly_map: jax.Array, patch: int
+  outputs: dict,
+  frame: jax.Array,
+  previous: jax.Array,
+  anomaly_map: jax.Array,
+  patch: int,
+  parts: Components = Components(),
 ) -> tuple[jax.Array, dict]:
   """Stage 2 (student): Eq. 4 with the same motion weights as stage 1."""
-  weights = motion_weights(frame, previous, patch, anomaly_map)
-  sd = self_distillation_loss(outputs["teacher"], outputs["student"], weights, patch)
+  weights = _weights(frame, previous, patch, anomaly_map, parts)
+  teacher, student = _frame_only(outputs["teacher"], parts), _frame_only(outputs["student"], parts)
+  sd = self_distillation_loss(teacher, student, weights, patch)
   return sd, {"self_distillation": sd}
 
 
@@ -151,8 +192,12 @@ def pixel_scores(
   alpha: float = ALPHA,
   beta: float = BETA,
   gamma: float = GAMMA,
+  anomaly_maps: bool = True,
 ) -> jax.Array:
-  """Eq. 6: (B, H, W) float32 anomaly maps o_t of test frames (B, H, W, c) from `AedMae`'s outputs."""
+  """Eq. 6: (B, H, W) float32 anomaly maps o_t of test frames (B, H, W, c) from `AedMae`'s outputs.
+
+  `anomaly_maps` False leaves the predicted map channel out of both norms (a model trained without maps).
+  """
   target = with_map(frame)
   if target.shape != teacher.shape or teacher.shape != student.shape:
     raise UserError(
@@ -160,6 +205,8 @@ def pixel_scores(
       f"{student.shape} must match"
     )
   teacher, student = jnp.asarray(teacher, jnp.float32), jnp.asarray(student, jnp.float32)
+  if not anomaly_maps:
+    target, teacher, student = target[..., :-1], teacher[..., :-1], student[..., :-1]
   rec = jnp.sum(jnp.square(target - teacher), axis=-1)
   gap = jnp.sum(jnp.square(teacher - student), axis=-1)
   prob = jax.nn.sigmoid(jnp.asarray(logit, jnp.float32))

@@ -5,6 +5,7 @@ The encoder sees each frame as an independent image (frames folded into the batc
 each skip passes through its own conv whose output for the centre frame is all the
 decoder sees. With `mask_head` the last decoder block also predicts the map of pasted
 pixels (synthetic-anomaly training, issue 9), returned only when asked for.
+`build` and `check_input_shape` also serve seed 003's CAE (nn/cae.py, same encode / decode interface).
 """
 
 import dataclasses
@@ -15,6 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from maskedskip_jax.errors import UserError
+from maskedskip_jax.nn import cae as cae_lib
 from maskedskip_jax.nn import conv_lowering as conv_lowering_lib
 from maskedskip_jax.nn import layers
 from maskedskip_jax.nn import ssmctb as ssmctb_lib
@@ -200,11 +202,13 @@ def build(
   ssmctb=None,
   conv_lowering: str = "auto",
   mask_head: bool = False,
-) -> MaskedSkipUNet:
+) -> MaskedSkipUNet | cae_lib.Cae:
   """A checked model; `ssmctb` is an ssmctb.Options or its fields as a mapping (None: no blocks).
 
   `mask_head` adds the predicted anomaly map as an extra output channel (see MaskedSkipUNet.__call__).
   """
+  if variant == cae_lib.VARIANT:  # seed 003's CAE: no skips, and its plain convs need no lowering choice
+    return cae_lib.build(latent_dim, channels, temporal, dtype, param_dtype, ssmctb=ssmctb, mask_head=mask_head)
   s = spec(variant)
   temporal = s.temporal if temporal is None else temporal
   if s.temporal == 1 and temporal != 1:
@@ -255,8 +259,11 @@ def penultimate_width(variant: str, latent_dim: int) -> int:
   return latent_dim // 8 * (1 if spec(variant).skips == "none" else 2)
 
 
-def check_input_shape(model: MaskedSkipUNet, shape) -> None:
+def check_input_shape(model: MaskedSkipUNet | cae_lib.Cae, shape) -> None:
   """Raise UserError unless `shape` is (B, T, H, W, C) this model accepts."""
+  if isinstance(model, cae_lib.Cae):
+    cae_lib.check_input_shape(model, shape)
+    return
   if len(shape) != 5:
     raise UserError(f"model input: expected (batch, T, H, W, C), got shape {tuple(shape)}")
   _, t, h, w, c = shape

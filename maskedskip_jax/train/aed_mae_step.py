@@ -35,10 +35,23 @@ PARTS = ("reconstruction", "classification", "self_distillation")  # the loss te
 
 @dataclasses.dataclass(frozen=True)
 class StageOptions:
-  """stage: 1 trains the teacher, 2 the student. frame_offset: see `stacked`."""
+  """stage: 1 trains the teacher, 2 the student. frame_offset: see `stacked`. parts: the paper's components that
+  are on (Table 2's ablation; all by default)."""
 
   stage: int
   frame_offset: int = 3
+  parts: aed_mae_losses.Components = aed_mae_losses.Components()
+
+
+# model.aed_mae keys that are not fields of the network: the input's frame spacing and Table 2's switches.
+COMPONENT_KEYS = ("motion_weights", "anomaly_maps", "classifier")
+NOT_NETWORK_KEYS = ("frame_offset", *COMPONENT_KEYS)
+
+
+def stage_options(section, stage: int) -> StageOptions:
+  """The options of `stage` from a config's model.aed_mae section."""
+  parts = aed_mae_losses.Components(section.motion_weights, section.anomaly_maps, section.classifier)
+  return StageOptions(stage, section.frame_offset, parts)
 
 
 def stacked(clips: jax.Array, offset: int) -> jax.Array:
@@ -90,7 +103,7 @@ def train_step(
       rngs=rngs,
     )
     loss = aed_mae_losses.stage1_loss if stage1 else aed_mae_losses.stage2_loss
-    total, parts = loss(out, frame, previous, anomaly_map, model.patch)
+    total, parts = loss(out, frame, previous, anomaly_map, model.patch, options.parts)
     stats = updates["batch_stats"]
     return total, (_keep_student(state["batch_stats"], stats) if stage1 else stats, parts)
 

@@ -6,15 +6,26 @@ import os
 import jax
 
 
-def with_pasted_anomalies(batches, *, start: int, seed: int, p: float, source: str, row_offset: int):
+def with_pasted_anomalies(
+  batches, *, start: int, seed: int, p: float, source: str, row_offset: int, blend: str = "hard", cutouts=()
+):
   """Training batches with objects pasted into a share p of the clips (anomaly_paste), clean targets kept."""
   from data_pipeline import anomaly_paste  # pylint: disable=g-import-not-at-top
 
   for step, batch in enumerate(batches, start=start):
     clips, target, masks = anomaly_paste.paste_anomalies(
-      batch["clips"], seed=seed, step=step, p=p, source=source, row_offset=row_offset
+      batch["clips"], seed=seed, step=step, p=p, source=source, row_offset=row_offset, blend=blend, cutouts=cutouts
     )
     yield dict(batch, clips=clips, target=target, anomaly_map=masks[:, (clips.shape[1] - 1) // 2])
+
+
+def cutouts(config) -> tuple:
+  """train.paste_dir's object clips when train.paste_source is 'cutouts', else none."""
+  if config.train.paste_source != "cutouts":
+    return ()
+  from data_pipeline import cutouts as cutouts_lib  # pylint: disable=g-import-not-at-top
+
+  return cutouts_lib.load(config.train.paste_dir, config.data.channels)
 
 
 def dataset_root(config, workdir: str, *, all_processes: bool = True) -> str | None:

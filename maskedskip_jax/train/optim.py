@@ -6,15 +6,25 @@ from maskedskip_jax.nn import aed_mae
 from maskedskip_jax.nn import models
 
 MASKED_KERNEL_MODES = ("train", "frozen")
-SCHEDULES = ("constant", "cosine", "warmup_cosine")
+SCHEDULES = ("constant", "cosine", "warmup_cosine", "step_decay")
 
 
 def learning_rate_schedule(
-  learning_rate: float, schedule: str = "constant", total_steps: int = 0, warmup_steps: int = 0
+  learning_rate: float,
+  schedule: str = "constant",
+  total_steps: int = 0,
+  warmup_steps: int = 0,
+  *,
+  decay_every: int = 1,
+  decay_factor: float = 1.0,
 ) -> optax.Schedule:
+  """`schedule` over `total_steps`; 'step_decay' multiplies the rate by `decay_factor` after every `decay_every`
+  steps (seed 003: x0.95 every 10 epochs), and holds it in between."""
   assert schedule in SCHEDULES, schedule  # config.validate checked train.schedule
   if schedule == "constant":
     return optax.constant_schedule(learning_rate)
+  if schedule == "step_decay":
+    return optax.exponential_decay(learning_rate, max(decay_every, 1), decay_factor, staircase=True)
   if schedule == "cosine":
     return optax.cosine_decay_schedule(learning_rate, max(total_steps, 1))
   return optax.warmup_cosine_decay_schedule(0.0, learning_rate, warmup_steps, max(total_steps, warmup_steps + 1))
@@ -28,6 +38,8 @@ def make_optimizer(
   total_steps: int = 0,
   warmup_steps: int = 0,
   grad_clip_norm: float = 0.0,
+  decay_every: int = 1,
+  decay_factor: float = 1.0,
 ) -> optax.GradientTransformation:
   """Adam over all params; with `masked_kernels='frozen'` masked-conv kernels never move.
 
@@ -36,7 +48,9 @@ def make_optimizer(
   done here, in the optimiser, so the model is the same in both modes.
   """
   assert masked_kernels in MASKED_KERNEL_MODES, masked_kernels  # config.validate checked model.masked_kernels
-  lr = learning_rate_schedule(learning_rate, schedule, total_steps, warmup_steps)
+  lr = learning_rate_schedule(
+    learning_rate, schedule, total_steps, warmup_steps, decay_every=decay_every, decay_factor=decay_factor
+  )
   tx = optax.adam(lr)
   if grad_clip_norm > 0:
     tx = optax.chain(optax.clip_by_global_norm(grad_clip_norm), tx)
@@ -53,6 +67,8 @@ def two_stage_optimizer(
   schedule: str = "constant",
   warmup_steps: int = 0,
   grad_clip_norm: float = 0.0,
+  decay_every: int = 1,
+  decay_factor: float = 1.0,
 ) -> optax.GradientTransformation:
   """AED-MAE's two stages as one transformation: Adam on the backbone and the teacher head for the first
   `stage1_steps` updates, then Adam on the student alone.
@@ -67,7 +83,8 @@ def two_stage_optimizer(
   stage2_steps = total_steps - stage1_steps
 
   def adam(steps):
-    return optax.adam(learning_rate_schedule(learning_rate, schedule, steps, warmup_steps))
+    decay = dict(decay_every=decay_every, decay_factor=decay_factor)
+    return optax.adam(learning_rate_schedule(learning_rate, schedule, steps, warmup_steps, **decay))
 
   teacher = optax.transforms.conditionally_mask(adam(stage1_steps), lambda count: count < stage1_steps)
   student = optax.transforms.conditionally_mask(adam(stage2_steps), lambda count: count >= stage1_steps)

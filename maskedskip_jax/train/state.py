@@ -1,9 +1,9 @@
 """The training state and what builds it: the model, optimiser and train step from a config, the state at step 0,
 its shapes for restoring, and the weights of a workdir's checkpoint for evaluation and export.
 
-The state is a plain dict {params, batch_stats, opt_state, step, rng}, replicated over the mesh. Two families share
-it: MaskedSkipUNet's variants and AED-MAE (model.variant='aed_mae'); `input_shape` is always a clip's (B, T, H, W,
-C), which AED-MAE's step turns into its stacked frames.
+The state is a plain dict {params, batch_stats, opt_state, step, rng}, replicated over the mesh. Three families
+share it: MaskedSkipUNet's variants, AED-MAE (model.variant='aed_mae') and seed 003's CAE ('cae', no batch
+statistics); `input_shape` is always a clip's (B, T, H, W, C), which AED-MAE's step turns into its stacked frames.
 """
 
 import functools
@@ -17,11 +17,15 @@ from maskedskip_jax import config as config_lib
 from maskedskip_jax import validation
 from maskedskip_jax.errors import UserError
 from maskedskip_jax.nn import aed_mae
+from maskedskip_jax.nn import cae
 from maskedskip_jax.nn import dtypes
 from maskedskip_jax.nn import initialization
 from maskedskip_jax.nn import models
 from maskedskip_jax.train import aed_mae_step
+from maskedskip_jax.train import augment
+from maskedskip_jax.train import cae_step
 from maskedskip_jax.train import checkpointing
+from maskedskip_jax.train import early_stopping
 from maskedskip_jax.train import optim
 from maskedskip_jax.train import sharding
 from maskedskip_jax.train import step as step_lib
@@ -48,11 +52,11 @@ def is_aed_mae(config) -> bool:
   return config.model.variant == aed_mae_step.VARIANT
 
 
-def build_model(config) -> models.MaskedSkipUNet | aed_mae.AedMae:
+def build_model(config) -> models.MaskedSkipUNet | aed_mae.AedMae | cae.Cae:
   m, dtype = config.model, dtypes.compute_dtype(config.train.compute_dtype)
   if is_aed_mae(config):
     # Every model.aed_mae key but the input's frame spacing is a field of the network.
-    fields = {k: v for k, v in m.aed_mae.items() if k != "frame_offset"}
+    fields = {k: v for k, v in m.aed_mae.items() if k not in aed_mae_step.NOT_NETWORK_KEYS}
     return aed_mae.AedMae(channels=config.data.channels, dtype=dtype, **fields)
   return models.build(
     m.variant,
@@ -72,24 +76,38 @@ def stage1_steps(config, total_steps: int) -> int:
   return total_steps - round(config.train.stage2_fraction * total_steps)
 
 
-def build_optimizer(config, total_steps: int) -> optax.GradientTransformation:
+def _decay(config, steps_per_epoch: int) -> dict[str, Any]:
+  """step_decay's keyword arguments: its factor, every train.decay_every_epochs epochs of `steps_per_epoch`."""
   t = config.train
+  return dict(decay_every=t.decay_every_epochs * steps_per_epoch, decay_factor=t.decay_factor)
+
+
+def learning_rate_schedule(config, total_steps: int, steps_per_epoch: int = 1) -> optax.Schedule:
+  """The learning rate at each step, as `build_optimizer` schedules it (AED-MAE's stage 1)."""
+  t = config.train
+  return optim.learning_rate_schedule(
+    t.learning_rate, t.schedule, total_steps, t.warmup_steps, **_decay(config, steps_per_epoch)
+  )
+
+
+def build_optimizer(config, total_steps: int, steps_per_epoch: int = 1) -> optax.GradientTransformation:
+  """The optimiser; `steps_per_epoch` places step_decay's epochs (the optimiser state does not depend on it)."""
+  t = config.train
+  common = dict(schedule=t.schedule, warmup_steps=t.warmup_steps, grad_clip_norm=t.grad_clip_norm)
   if is_aed_mae(config):
     return optim.two_stage_optimizer(
       t.learning_rate,
       stage1_steps=stage1_steps(config, total_steps),
       total_steps=total_steps,
-      schedule=t.schedule,
-      warmup_steps=t.warmup_steps,
-      grad_clip_norm=t.grad_clip_norm,
+      **common,
+      **_decay(config, steps_per_epoch),
     )
   return optim.make_optimizer(
     t.learning_rate,
     masked_kernels=config.model.masked_kernels,
-    schedule=t.schedule,
     total_steps=total_steps,
-    warmup_steps=t.warmup_steps,
-    grad_clip_norm=t.grad_clip_norm,
+    **common,
+    **_decay(config, steps_per_epoch),
   )
 
 
@@ -103,9 +121,19 @@ def stage_of(config, step: int, total_steps: int) -> int:
 def train_step_fn(config, *, model, tx, stage: int = 0):
   """The train step of the config's family and `stage` (`stage_of`), options bound: a function of (state, batch)."""
   if is_aed_mae(config):
-    options = aed_mae_step.StageOptions(stage, config.model.aed_mae.frame_offset)
+    options = aed_mae_step.stage_options(config.model.aed_mae, stage)
     return functools.partial(aed_mae_step.train_step, model=model, tx=tx, options=options)
-  return functools.partial(step_lib.train_step, model=model, tx=tx, loss=step_lib.LossOptions.from_config(config))
+  kw = dict(model=model, tx=tx, augment=augment.Options.from_config(config))
+  if isinstance(model, cae.Cae):
+    return functools.partial(cae_step.train_step, loss=cae_step.HybridOptions.from_config(config), **kw)
+  return functools.partial(step_lib.train_step, loss=step_lib.LossOptions.from_config(config), **kw)
+
+
+def held_out_losses_fn(config, model):
+  """(variables, clips) -> (B,) per-clip eval-mode losses of the config's family, for early stopping."""
+  if isinstance(model, cae.Cae):
+    return functools.partial(cae_step.held_out_losses, model=model, loss=cae_step.HybridOptions.from_config(config))
+  return functools.partial(step_lib.held_out_losses, model=model, loss=step_lib.LossOptions.from_config(config))
 
 
 def clip_shape(config) -> tuple[int, ...]:
@@ -117,6 +145,8 @@ def variable_shapes(model, input_shape) -> dict[str, Any]:
   """The model's variables' shapes and dtypes for clips of `input_shape`, traced only."""
   if isinstance(model, aed_mae.AedMae):
     return aed_mae.variable_shapes(model, aed_mae_step.stacked_shape(input_shape))
+  if isinstance(model, cae.Cae):  # no BatchNorm: an empty collection keeps the state's structure
+    return {"batch_stats": {}, **jax.eval_shape(lambda: model.init(jax.random.key(0), jnp.zeros(input_shape)))}
   return jax.eval_shape(lambda: model.init(jax.random.key(0), jnp.zeros(input_shape, jnp.float32), train=False))
 
 
@@ -154,6 +184,8 @@ def init_state(seed: int, *, model, tx, input_shape, placement=None) -> dict[str
   placement = placement or sharding.replicated(sharding.make_mesh())
   if isinstance(model, aed_mae.AedMae):
     host = aed_mae.init_variables(model, seed, aed_mae_step.stacked_shape(input_shape))
+  elif isinstance(model, cae.Cae):
+    host = cae.init_variables(model, seed, input_shape)
   else:
     host = initialization.init_variables(model, seed, input_shape)
   # Every process computes the same values, so each fills its own devices' copies.
@@ -175,11 +207,21 @@ def check_same_experiment(meta: dict[str, Any], config, directory: str) -> None:
       )
 
 
+def checkpoints_used(config, workdir: str) -> str:
+  """The workdir-like folder evaluation and export restore from: with early stopping, the best state's."""
+  if config.train.early_stopping_patience > 0 and early_stopping.has_best(workdir):
+    return early_stopping.best_workdir(workdir)
+  return workdir
+
+
 def restore_variables(config, workdir: str, step: int | None = None):
-  """(model, {'params', 'batch_stats'}, step) of a workdir's newest (or given) checkpoint; for eval/export."""
+  """(model, {'params', 'batch_stats'}, step) of a workdir's newest (or given) checkpoint; for eval/export.
+
+  With train.early_stopping_patience > 0 that is the state with the lowest held-out loss (`early_stopping`).
+  """
   validation.validate(config)
   model = build_model(config)
-  mngr = checkpointing.manager(workdir, read_only=True)
+  mngr = checkpointing.manager(checkpoints_used(config, workdir), read_only=True)
   abstract = abstract_state(
     model=model,
     tx=build_optimizer(config, 1),

@@ -14,6 +14,7 @@ import optax
 from maskedskip_jax.nn import losses
 from maskedskip_jax.nn import motion
 from maskedskip_jax.nn import ssmctb
+from maskedskip_jax.train import augment as augment_lib
 
 MOTION_WEIGHTINGS = ("none", "pixel", "patch")
 
@@ -56,26 +57,53 @@ def apply_gradients(state: dict[str, Any], grads, *, tx, batch_stats, rng) -> di
   )
 
 
+def _motion_weights(clips, loss: LossOptions, anomaly_maps=None):
+  """The loss weights of `loss.motion_weighting` for the clips' centre frames, or None."""
+  if loss.motion_weighting == "none":
+    return None
+  return motion.motion_weights(
+    clips,
+    median=loss.motion_median,
+    anomaly_maps=anomaly_maps,
+    patch=loss.motion_patch if loss.motion_weighting == "patch" else None,
+    uniform_mix=loss.motion_uniform_mix,
+  )
+
+
+def held_out_losses(variables, clips: jax.Array, *, model, loss: LossOptions = LossOptions()) -> jax.Array:
+  """(B,) eval-mode reconstruction loss of each clip's centre frame, motion-weighted as the step's: the loss early
+  stopping watches on held-out videos (the SSMCTB and mask-head terms, which score no reconstruction, left out)."""
+  recon = model.apply(variables, clips, train=False)
+  diff = clips[:, (clips.shape[1] - 1) // 2].astype(jnp.float32) - recon.astype(jnp.float32)
+  norm = jnp.sqrt(jnp.sum(diff * diff, axis=-1) + 1e-12)
+  weights = _motion_weights(clips, loss)
+  return jnp.mean(norm if weights is None else weights * norm, axis=(1, 2))
+
+
 def train_step(
-  state: dict[str, Any], batch: dict[str, jax.Array], *, model, tx, loss: LossOptions = LossOptions()
+  state: dict[str, Any],
+  batch: dict[str, jax.Array],
+  *,
+  model,
+  tx,
+  loss: LossOptions = LossOptions(),
+  augment: augment_lib.Options | None = None,
 ) -> tuple[dict[str, Any], dict[str, jax.Array]]:
   """One optimiser step; returns (new state, metrics).
 
   `batch` holds 'clips' and, when anomalies were pasted into them, the clean centre frames
   'target' and the pasted pixels 'anomaly_map' (B, H, W); without a map the mask head learns all zeros.
+  `augment` transforms the batch first (`augment.augment_batch`) with a key drawn from the state's rng; without it
+  the rng is split as it always was, so runs without augmentation are unchanged.
   """
+  if augment is None:
+    rng, step_rng = jax.random.split(state["rng"])
+  else:
+    rng, step_rng, key = jax.random.split(state["rng"], 3)
+    batch = augment_lib.augment_batch(key, batch, augment)
   clips = batch["clips"]
   target = batch.get("target", clips[:, (clips.shape[1] - 1) // 2])
-  rng, step_rng = jax.random.split(state["rng"])
-  weights = None
-  if loss.motion_weighting != "none":
-    weights = motion.motion_weights(
-      clips,
-      median=loss.motion_median,
-      anomaly_maps=batch.get("anomaly_map"),
-      patch=loss.motion_patch if loss.motion_weighting == "patch" else None,
-      uniform_mix=loss.motion_uniform_mix,
-    )
+  weights = _motion_weights(clips, loss, batch.get("anomaly_map"))
   has_blocks = model.ssmctb.placement != "none"
   mutable = ["batch_stats", ssmctb.LOSS_COLLECTION] if has_blocks else ["batch_stats"]
 

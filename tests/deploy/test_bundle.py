@@ -163,3 +163,24 @@ def test_bundle_without_export_says_so(trained, tmp_path):
   bundle.save(str(tmp_path / "b"), variables, CONFIG)
   with pytest.raises(UserError, match="has no inference.stablehlo"):
     bundle.load_exported(str(tmp_path / "b"))
+
+
+def test_alarm_record_is_stored_whole_and_checked(trained, tmp_path):
+  _, variables, _ = trained
+  alarm = {
+    "threshold": 0.25,
+    "score": "reconstruction",
+    "patch": 16,
+    "postprocess": "gaussian:sigma=3.0,taps=25",
+    "false_alarm_rate": 0.01,
+    "min_event_seconds": 0.5,
+    "merge_gap_seconds": 1.0,
+    "calibration": {"held_out_frames": 300, "checkpoint_step": 7, "quantile_rule": "rule"},
+  }
+  path = bundle.save(str(tmp_path / "with"), variables, CONFIG, {"checkpoint_step": 7}, alarm=alarm)
+  assert bundle.load(path)[2]["alarm"] == alarm == bundle.verify(path)["alarm"]
+  assert "alarm" not in bundle.verify(bundle.save(str(tmp_path / "without"), variables, CONFIG))
+  for broken in ({k: v for k, v in alarm.items() if k != "postprocess"}, dict(alarm, threshold=None)):
+    with pytest.raises(UserError, match="the alarm record lacks"):
+      bundle.save(str(tmp_path / "broken"), variables, CONFIG, alarm=broken)
+  assert not (tmp_path / "broken").exists()

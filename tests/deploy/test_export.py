@@ -6,6 +6,7 @@ import shutil
 
 import jax
 import jax.numpy as jnp
+from model_helpers import centre_clips
 from model_helpers import random_variables
 import numpy as np
 import pytest
@@ -16,7 +17,12 @@ from maskedskip_jax.deploy import bundle
 from maskedskip_jax.deploy import export
 from maskedskip_jax.deploy import stablehlo_export
 from maskedskip_jax.errors import UserError
+from maskedskip_jax.eval import evaluate
+from maskedskip_jax.eval import postprocess
+from maskedskip_jax.eval import threshold
+from maskedskip_jax.nn import scoring
 from maskedskip_jax.train import checkpointing
+from maskedskip_jax.train import inputs as train_inputs
 from maskedskip_jax.train import state as train_state
 
 STEPS = (3, 6)
@@ -42,9 +48,9 @@ def _save_checkpoints(config, workdir):
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory):
-  """A workdir with two checkpoints, exported once."""
-  config = tiny_run.config("unused", "", model__latent_dim=8)
+def run(tmp_path_factory, tiny_dataset):
+  """A workdir with two checkpoints, exported once; the dataset's training videos give the alarm its footage."""
+  config = tiny_run.config(tiny_dataset, "", model__latent_dim=8)
   workdir = str(tmp_path_factory.mktemp("export") / "work")
   newest = _save_checkpoints(config, workdir)
   path = export.run(config, workdir, config_name="tiny")
@@ -97,6 +103,7 @@ def test_exporting_again_gives_identical_bytes(run, tmp_path):
   assert first[bundle.CONFIG_FILE] == exports[0][bundle.CONFIG_FILE] == exports[1][bundle.CONFIG_FILE]
   # The StableHLO records its caller's source location, so whole bundles match when exported by the same code.
   assert exports[0] == exports[1] and bundle.EXPORT_FILE in exports[0]
+  assert json.loads(first[bundle.CONFIG_FILE])["alarm"]["threshold"] is not None
 
 
 def test_batch_size_argument_sets_the_exported_shape(run, tmp_path):
@@ -145,3 +152,41 @@ def test_command_line_without_checkpoint_is_one_line(tmp_path):
   assert "Traceback" not in proc.stderr
   errors = [line for line in proc.stderr.splitlines() if line.startswith("error: ")]
   assert len(errors) == 1 and "no checkpoints here" in errors[0], proc.stderr[-2000:]
+
+
+def test_bundle_holds_the_alarm_threshold_of_its_checkpoint(run, tmp_path, capsys):
+  config, workdir, newest, path = run
+  alarm = bundle.verify(path)["alarm"]
+  assert set(threshold.RECORD_KEYS) <= set(alarm)
+  assert alarm["score"] == "reconstruction" and alarm["patch"] == 16 and alarm["false_alarm_rate"] == 0.01
+  assert alarm["postprocess"] == "gaussian:sigma=3.0,taps=25"
+  assert (alarm["min_event_seconds"], alarm["merge_gap_seconds"]) == (0.5, 1.0)
+  c = alarm["calibration"]
+  assert c["checkpoint_step"] == STEPS[-1] and c["share"] == 0.1 and c["videos"] == ["v1"]
+  assert c["held_out_frames"] == 20 and "fewer than 1 / false_alarm_rate = 100" in c["warning"]
+  # By hand: the newest weights' plain forward on the held-out video, smoothed; with 20 frames at 1 %, the largest.
+  model = train_state.build_model(config)
+  frames = train_inputs.load_split(config, workdir, "train", all_processes=False).video_frames(1)
+  clips = centre_clips([frames], model.temporal)
+  recon = jax.jit(lambda v, x: model.apply(v, x, train=False))(newest, clips)
+  scores = np.asarray(scoring.frame_scores(scoring.score_maps(clips[:, 1], recon), 16), np.float64)
+  assert alarm["threshold"] == pytest.approx(postprocess.postprocess([scores], "gaussian:sigma=3")[0].max(), rel=1e-5)
+
+  # Evaluation calibrates the same checkpoint the same way: its report carries the same record.
+  other = str(tmp_path / "work")
+  shutil.copytree(checkpointing.checkpoint_dir(workdir), checkpointing.checkpoint_dir(other))
+  report = evaluate.run(config, other)
+  assert {k: v for k, v in report["alarm"].items() if k != "test"} == alarm
+  assert capsys.readouterr().out.rstrip().splitlines()[-1].startswith(f"alarm at threshold {alarm['threshold']:.6g}")
+
+
+def test_no_held_out_share_means_no_alarm(tmp_path, tiny_dataset, capsys):
+  config = tiny_run.config(tiny_dataset, "", model__latent_dim=8, data__holdout_share=0.0)
+  workdir = str(tmp_path / "work")
+  _save_checkpoints(config, workdir)
+  path = export.run(config, workdir, config_name="tiny")
+  assert "alarm" not in bundle.verify(path)
+  said = [line for line in capsys.readouterr().out.splitlines() if "alarm" in line]
+  assert said == [
+    "export: no alarm threshold in the bundle: data.holdout_share is 0, so no normal footage was held out"
+  ]

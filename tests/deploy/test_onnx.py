@@ -215,8 +215,8 @@ def test_unconvertible_primitive_is_named_in_one_line():
 
 
 def _checkpoint(tmp_path):
-  """A workdir with one checkpoint of a tiny model."""
-  config = tiny_run.config("unused", "", model__latent_dim=8)
+  """A workdir with one checkpoint of a tiny model (no dataset: no held-out share, so no alarm to calibrate)."""
+  config = tiny_run.config("unused", "", model__latent_dim=8, data__holdout_share=0.0)
   workdir = str(tmp_path / "work")
   model = train_state.build_model(config)
   variables = random_variables(model, 1)

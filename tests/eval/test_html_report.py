@@ -141,3 +141,59 @@ def test_the_alarm_threshold_is_stated_when_the_report_has_one(tmp_path):
   report, _ = hand_built(tmp_path, threshold={"value": 0.4321, "rule": "99th percentile of training scores"})
   text = texts(parse(html_report.write(str(tmp_path), report)))
   assert "alarm threshold 0.4321 (99th percentile of training scores)" in text
+
+
+def _alarm(**extra):
+  return {
+    "threshold": 0.123456789,
+    "score": "reconstruction",
+    "patch": 16,
+    "postprocess": "gaussian:sigma=3.0,taps=25",
+    "false_alarm_rate": 0.01,
+    "min_event_seconds": 0.5,
+    "merge_gap_seconds": 1.0,
+    "calibration": {
+      "videos": ["Train016"],
+      "held_out_frames": 180,
+      "quantile_rule": "the rule <as stated>",
+      "fps": 10.0,
+      "fps_source": "data.fps",
+      "warning": None,
+    },
+    "test": {
+      "precision": 0.5,
+      "recall": 0.875,
+      "f1": 0.636363,
+      "false_positive_rate": 0.0625,
+      "flagged_frames": 14,
+      "events": 3,
+      "false_alarms": 1,
+      "false_alarms_per_hour": 276.923076923,
+      "hours": 0.0036111,
+      "anomaly_intervals": 2,
+      "anomaly_intervals_hit": 2,
+      "protocol": "frames flagged above the threshold",
+    },
+    **extra,
+  }
+
+
+def test_the_alarm_section_carries_report_json_numbers(tmp_path):
+  report, _ = hand_built(tmp_path, alarm=_alarm())
+  root = parse(html_report.write(str(tmp_path), report))
+  text = texts(root)
+  assert "Alarm threshold" in text and "alarm threshold 0.123457 (on the reconstruction score" in text
+  cells = {texts(tr[0]): texts(tr[1]) for tr in root.iter(f"{XHTML}tr") if len(tr) == 2}
+  assert cells["threshold"] == "0.123457" and cells["frame precision"] == "0.5" and cells["frame recall"] == "0.875"
+  assert cells["false alarms per hour"] == "276.923" and cells["anomalous intervals hit"] == "2"
+  assert cells["held-out normal frames"] == "180" and "the rule <as stated>" in text
+  # Beside the threshold-free metrics: right after the headline table, before the post-processing tables.
+  headings = [texts(h) for h in root.iter(f"{XHTML}h2")]
+  assert headings.index("Alarm threshold") == headings.index("Headline metrics") + 1
+
+
+def test_a_missing_alarm_says_why(tmp_path):
+  reason = "data.holdout_share is 0: no normal footage was held out"
+  report, _ = hand_built(tmp_path, alarm={"threshold": None, "reason": reason})
+  text = texts(parse(html_report.write(str(tmp_path), report)))
+  assert f"No alarm threshold: {reason}." in text

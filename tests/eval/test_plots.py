@@ -119,3 +119,43 @@ def test_no_pyplot_and_no_tensorflow(tmp_path):
   root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
   out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=root)
   assert out.stdout.strip() == "[]"
+
+
+@pytest.fixture
+def hlines(monkeypatch):
+  """Every horizontal line drawn, as (y, label): the threshold lines, whatever figure they go to."""
+  from matplotlib.axes import Axes  # pylint: disable=g-import-not-at-top
+
+  drawn, original = [], Axes.axhline
+
+  def record(self, y=0, *args, **kwargs):
+    drawn.append((y, kwargs.get("label")))
+    return original(self, y, *args, **kwargs)
+
+  monkeypatch.setattr(Axes, "axhline", record)
+  return drawn
+
+
+def test_plot_scores_draws_the_threshold_on_its_curve(tmp_path, hlines):
+  scores = np.linspace(2.0, 6.0, 50)
+  plain, line = tmp_path / "plain.png", tmp_path / "line.png"
+  plots.plot_scores(scores, None, str(plain))
+  plots.plot_scores(scores, None, str(line), threshold=(5.0, "alarm threshold 5"))
+  assert hlines == [(5.0, "alarm threshold 5")]  # in the curve's own units
+  a, b = cv2.imread(str(plain)), cv2.imread(str(line))
+  assert a.shape == b.shape and not np.array_equal(a, b)
+  # Min-max scaled beside a baseline: the line is scaled with its curve, so it crosses it where it did.
+  plots.plot_scores(scores, None, str(line), others=[(scores[::-1], "flow")], threshold=(5.0, "t"))
+  assert hlines[-1] == (pytest.approx(0.75), "t")
+
+
+def test_plot_scores_draws_another_alarm_score_in_a_panel_below(tmp_path, hlines):
+  scores, alarm = np.linspace(0, 1, 30), np.linspace(10, 40, 30)
+  labels = (np.arange(30) > 20).astype(int)
+  one, two = tmp_path / "one.png", tmp_path / "two.png"
+  plots.plot_scores(scores, labels, str(one))
+  plots.plot_scores(scores, labels, str(two), alarm=(alarm, 25.0, "alarm score (reconstruction, none)"))
+  assert hlines == [(25.0, "alarm threshold 25")]  # in the alarm score's units, not the headline's
+  assert cv2.imread(str(two)).shape[0] > cv2.imread(str(one)).shape[0] * 1.5
+  with pytest.raises(UserError, match="alarm score"):
+    plots.plot_scores(scores, labels, str(two), alarm=(alarm[:5], 25.0, "alarm score"))

@@ -112,7 +112,12 @@ def dataset(tiny_dataset):
 def test_loop_writes_metrics_and_checkpoints_and_stops_when_done(dataset, tmp_path):
   config = tiny_run.config(dataset, train__num_steps=5, train__checkpoint_every_steps=2)
   result = loop.train(config, str(tmp_path / "run"))
-  assert result == {"step": 5, "preempted": False, "checkpoint_dir": str(tmp_path / "run" / "checkpoints")}
+  assert result == {
+    "step": 5,
+    "preempted": False,
+    "early_stopped": False,
+    "checkpoint_dir": str(tmp_path / "run" / "checkpoints"),
+  }
   assert sorted(os.listdir(tmp_path / "run" / "checkpoints")) == ["2", "4", "5"]
   records = metrics_log.read(str(tmp_path / "run" / "metrics.jsonl"))
   assert [r["step"] for r in records] == [1, 2, 3, 4, 5]
