@@ -88,6 +88,9 @@ class AedMaeScorer:
   `map_size`: also return each frame's (unfiltered) Eq. 6 map resized to (h, w), for pixel metrics.
   """
 
+  score_name = "aed_mae"  # what an alarm threshold calibrated on these scores records as its score
+  patch = None  # no patch pooling: the frame score is the filtered map's maximum
+
   def __init__(
     self,
     model,

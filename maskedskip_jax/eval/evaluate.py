@@ -27,6 +27,7 @@ import numpy as np
 
 from maskedskip_jax import atomic
 from maskedskip_jax.errors import UserError
+from maskedskip_jax.eval import aed_mae_scorer
 from maskedskip_jax.eval import baseline_eval
 from maskedskip_jax.eval import baselines as baselines_lib
 from maskedskip_jax.eval import collect as eval_collect
@@ -38,6 +39,7 @@ from maskedskip_jax.eval import postprocess as postprocess_lib
 from maskedskip_jax.eval import report as eval_report
 from maskedskip_jax.eval import streaming
 from maskedskip_jax.eval import threshold
+from maskedskip_jax.nn import aed_mae as aed_mae_model
 from maskedskip_jax.nn import models
 from maskedskip_jax.train import console
 from maskedskip_jax.train import inputs as train_data
@@ -79,6 +81,37 @@ def _standardisation(scorer, train_store, spec: hybrid.Spec) -> hybrid.Standardi
   return hybrid.standardisation(recon, frames, spec)
 
 
+def _check_aed_mae_settings(hybrid_beta: float, mask_weight: float, write_videos: bool) -> None:
+  for key, value in (("hybrid_beta", hybrid_beta), ("mask_weight", mask_weight), ("write_videos", write_videos)):
+    if value:
+      raise UserError(
+        f"eval.{key}={value}: AED-MAE is scored by its paper's Eq. 6 (eval.aed_mae.*); eval.{key} belongs to "
+        "the U-Net family, set it to its default"
+      )
+
+
+def _aed_mae_section(settings) -> dict[str, Any]:
+  return {
+    "kind": "aed_mae",
+    "formula": "o_t = alpha ||x - x_teacher||^2 + beta ||x_teacher - x_student||^2 + gamma p(anomalous) (Eq. 6)",
+    "alpha": settings.alpha,
+    "beta": settings.beta,
+    "gamma": settings.gamma,
+    "box": settings.box,
+    "sigma": settings.sigma,
+    "taps": settings.taps,
+    "anomaly_maps": settings.anomaly_maps,
+  }
+
+
+def _components(components, labels, names, known, steps) -> dict[str, dict[str, Any]]:
+  out = {}
+  for name, scores in components.items():
+    result = eval_report.frame_results(scores, labels, names, known, steps)[1]
+    out[name] = {k: v for k, v in result.items() if k in eval_report.HEADLINE}
+  return out
+
+
 def evaluate_store(
   model,
   variables,
@@ -106,6 +139,8 @@ def evaluate_store(
   baselines=baselines_lib.BASELINES,
   worst_frames: int = diagnostics.WORST_FRAMES,
   alarm: threshold.Plan | None = None,
+  aed_mae: aed_mae_scorer.ScoreSettings | None = None,
+  frame_offset: int = 3,
 ) -> dict[str, Any]:
   """Scores every frame of `store` (a FrameStore) and writes the evaluation files to `out_dir`; returns the report.
 
@@ -116,33 +151,55 @@ def evaluate_store(
   training split, is needed to standardise it); a hybrid's terms alone are reported in `score_components`. A model
   with a mask head also gets the AUCs of its map alone in the report (`mask_head_score`). `worst_frames`: the
   misses drawn in worst_frames.png (0 = none). `alarm`: the threshold's calibration (`threshold.plan`).
+
+  An AED-MAE `model` is scored by its paper's Eq. 6 (`aed_mae_scorer`, settings `aed_mae`, input frames
+  `frame_offset` apart) instead of the reconstruction patch score; its terms alone go to `score_components`.
+  The hybrid, the mask head, reconstruction videos and worst frames belong to the U-Net family.
   """
   baselines = baselines_lib.parse_names(baselines)
-  if mask_weight > 0 and not model.mask_head:
+  is_aed_mae = isinstance(model, aed_mae_model.AedMae)
+  if is_aed_mae:
+    _check_aed_mae_settings(hybrid_beta, mask_weight, write_videos)
+    worst_frames = 0
+  elif mask_weight > 0 and not model.mask_head:
     raise UserError(
       f"eval.mask_weight={mask_weight} scores from the mask head's map, but this {model.variant} "
       "model has no mask head (model.mask_head=False)"
     )
-  if temporal is not None and temporal != model.temporal:
-    raise UserError(f"eval: the model takes T={model.temporal} frames per clip, but temporal={temporal} was asked")
+  model_temporal = 2 * frame_offset + 1 if is_aed_mae else model.temporal
+  if temporal is not None and temporal != model_temporal:
+    raise UserError(f"eval: the model takes T={model_temporal} frames per clip, but temporal={temporal} was asked")
   steps = postprocess_lib.parse_chain(postprocess)
   method = postprocess_lib.describe(steps)
   names = store.video_names
   labels, known = eval_report.labelled(store, "eval")
   out_dir = os.path.abspath(out_dir)
   grid = tuple(min(int(pixel_size), s) for s in store.image_size)  # never above the model's resolution
-  scorer = streaming.StreamingScorer(
-    model,
-    variables,
-    store.image_size,
-    batch_size=batch_size,
-    patch=patch,
-    with_recon=write_videos,
-    map_size=store.image_size if write_videos else grid if pixel_metrics else None,
-  )
+  if is_aed_mae:
+    settings = aed_mae or aed_mae_scorer.ScoreSettings()
+    scorer = aed_mae_scorer.AedMaeScorer(
+      model,
+      variables,
+      store.image_size,
+      frame_offset=frame_offset,
+      batch_size=batch_size,
+      settings=settings,
+      map_size=grid if pixel_metrics else None,
+    )
+  else:
+    scorer = streaming.StreamingScorer(
+      model,
+      variables,
+      store.image_size,
+      batch_size=batch_size,
+      patch=patch,
+      with_recon=write_videos,
+      map_size=store.image_size if write_videos else grid if pixel_metrics else None,
+    )
   with atomic.directory(out_dir) as tmp:
     collect = eval_collect.Collector(store, tmp, grid, write_videos, pixel_metrics)
     compile_seconds, seconds = _score_all(scorer, store, collect, progress)
+    components = dict(getattr(scorer, "components", {}))  # the test set's: the alarm's calibration streams again
     mask_scores = [np.asarray(s, np.float64) for s in collect.mask_scores]
     spec = hybrid.Spec(hybrid_alpha, hybrid_beta, hybrid_motion, motion_median, mask_weight, hybrid_standardise, patch)
     recon = [np.asarray(s, np.float64) for s in collect.scores]
@@ -168,9 +225,9 @@ def evaluate_store(
       "unlabelled_videos": [names[v] for v in range(store.num_videos) if labels[v] is None],
       "postprocess_table": table,
       "postprocess_table_markdown": eval_report.markdown_table(table),
-      "scoring": _scoring_protocol(patch),
-      "temporal": model.temporal,
-      "frame_score": hybrid.report_section(spec, stats),
+      "scoring": settings.describe() if is_aed_mae else _scoring_protocol(patch),
+      "temporal": model_temporal,
+      "frame_score": _aed_mae_section(settings) if is_aed_mae else hybrid.report_section(spec, stats),
       "image_size": list(store.image_size),
       "channels": model.channels,
       "dtype": np.dtype(model.dtype).name,
@@ -182,7 +239,12 @@ def evaluate_store(
       "alarm": alarm,
       **baseline_eval.report_section(base, patch, method),
     }
-    if not spec.reconstruction_only:
+    if is_aed_mae:
+      # Eq. 6's terms alone, each through the same 3-D and temporal filters, post-processed like the headline.
+      weights = {"reconstruction": settings.alpha, "distillation": settings.beta, "classifier": settings.gamma}
+      used = {k: v for k, v in components.items() if weights[k] > 0}
+      report["score_components"] = _components(used, labels, names, known, steps)
+    elif not spec.reconstruction_only:
       # The hybrid's terms alone, post-processed like the headline: the reconstruction's row is always there.
       terms = {"reconstruction": recon, **({f"motion ({spec.motion})": motion_terms} if motion_terms else {})}
       report["score_components"] = {
@@ -193,7 +255,7 @@ def evaluate_store(
         }
         for name, t in terms.items()
       }
-    if model.mask_head:
+    if not is_aed_mae and model.mask_head:
       alone = eval_report.frame_results(mask_scores, labels, names, known, postprocess_lib.parse_chain("none"))[1]
       report["mask_head_score"] = {k: alone[k] for k in eval_report.HEADLINE}
     if pixel_metrics and collect.maps:
@@ -218,7 +280,7 @@ def evaluate_store(
       )
     best = baseline_eval.best(report["baselines"])
     best = (best, base[best].processed) if best else None
-    drawn = threshold.drawn(alarm, alarm_scores, method if spec.reconstruction_only else None)
+    drawn = threshold.drawn(alarm, alarm_scores, method if spec.reconstruction_only or is_aed_mae else None)
     diagnostics.video_plots(os.path.join(tmp, "plots"), names, labels, processed, method, best, drawn)
     if worst_frames > 0:
       diagnostics.worst_frames(
@@ -252,14 +314,16 @@ def run(config, workdir: str, *, trained=None, out_dir: str | None = None) -> di
   model, variables, step, source = trained or load_model(config, workdir)
   if jax.process_index() != 0:
     return None  # one writer: every process holds the same model, process 0 scores the test set
-  models.check_input_shape(model, (1, model.temporal, *config.data.image_size, config.data.channels))
+  is_aed_mae = isinstance(model, aed_mae_model.AedMae)
+  if not is_aed_mae:
+    models.check_input_shape(model, (1, model.temporal, *config.data.image_size, config.data.channels))
   store = train_data.load_split(config, workdir, "test", all_processes=False)  # the others have returned
   # The training split: to standardise a hybrid score, and for its held-out share, the alarm's calibration.
   needed = s["hybrid_standardise"] and s["hybrid_beta"] > 0 or config.data.holdout_share > 0
   train = train_data.load_split(config, workdir, "train", all_processes=False) if needed else None
   info = {
     "dataset": config.data.name,
-    "variant": model.variant,
+    "variant": config.model.variant,
     "checkpoint_step": step,
     "checkpoint": source,
     "checkpoint_selection": "the newest checkpoint, the best on the held-out training videos under "
@@ -268,7 +332,14 @@ def run(config, workdir: str, *, trained=None, out_dir: str | None = None) -> di
   out_dir = os.path.abspath(out_dir or os.path.join(workdir, "eval"))
   # The eval.* settings are evaluate_store's keyword arguments by name.
   alarm = threshold.plan(config, train, step)
-  report = evaluate_store(model, variables, store, out_dir=out_dir, train_store=train, info=info, alarm=alarm, **s)
+  family = (
+    {"aed_mae": aed_mae_scorer.settings(config), "frame_offset": config.model.aed_mae.frame_offset}
+    if is_aed_mae
+    else {}
+  )
+  report = evaluate_store(
+    model, variables, store, out_dir=out_dir, train_store=train, info=info, alarm=alarm, **s, **family
+  )
   print(report["postprocess_table_markdown"])
   line = (
     f"eval ({report['postprocess']}): frame AUC micro {report['frame_auc_micro']}, macro "

@@ -100,6 +100,8 @@ class ScoredFrame:
 class StreamingScorer:
   """Scores every frame of a stream of videos with one compiled step.
 
+  Its frame score is `score_name` (an alarm threshold records it) over patches of side `patch`.
+
   Args:
     model: the model (its `temporal` is T).
     variables: {'params', 'batch_stats'}.
@@ -136,6 +138,7 @@ class StreamingScorer:
     self.map_size = None if map_size is None else tuple(int(s) for s in map_size)
     self.variables = jax.device_put(variables)
     self.patch = patch
+    self.score_name = "reconstruction"
 
   @property
   def frame_shape(self) -> tuple[int, int, int]:

@@ -24,7 +24,7 @@ from maskedskip_jax.errors import UserError
 from maskedskip_jax.eval import events
 from maskedskip_jax.eval import postprocess as postprocess_lib
 
-SCORE = "reconstruction"
+SCORE = "reconstruction"  # the U-Net family's frame score; a scorer names its own (score_name)
 DEFAULT_POSTPROCESS = "gaussian:sigma=3"
 DEFAULT_FPS = 25.0
 # The keys of the alarm record (`calibrate`) that readers of a bundle rely on; more may be added, none renamed.
@@ -153,8 +153,8 @@ def calibrate(plan_: Plan, scorer) -> dict[str, Any]:
     )
   return {
     "threshold": value,
-    "score": SCORE,
-    "patch": int(scorer.patch),
+    "score": scorer.score_name,
+    "patch": None if scorer.patch is None else int(scorer.patch),
     "postprocess": postprocess_lib.describe(steps),
     "false_alarm_rate": float(plan_.false_alarm_rate),
     "min_event_seconds": float(plan_.min_event_seconds),
