@@ -9,9 +9,10 @@
 A live source is read by a background thread (`Feed`), which stamps each frame with its arrival time, so latency is
 measured from the moment a frame could first be had, whatever the scorer is doing. A network stream has no end: a
 read that fails, or that gets no frame for `read_timeout` seconds (a stall), is a dropped connection. It is reopened
-after a wait that doubles from `retry_wait` seconds up to a minute, each attempt announced in one line on stderr; a
-connection that delivers frames again resets the count, and `retries` failed attempts in a row end the feed with a
-one-line error. Frames are never dropped here: a scorer slower than the source shows as growing latency.
+at once, then after waits that double from `retry_wait` seconds up to a minute, each failed attempt announced in one
+line on stderr, and the reconnection too; a connection that delivers frames again resets the count (one that opens
+but gives no frame is a failed attempt), and `retries` failed attempts in a row end the feed with a one-line error.
+Frames are never dropped here: a scorer slower than the source shows as growing latency.
 
 Frames are uint8 RGB (H, W, 3) or grey (H, W), as in training (`data_pipeline.frame_io`). Nothing here imports jax.
 """
@@ -248,16 +249,18 @@ class Feed:
     return False
 
   def _read(self, connection) -> None:
+    barren = 0  # connections in a row that opened but gave no frame: each counts as a failed attempt
     try:
       while connection is not None and not self.stop.is_set():
         count, why = self._drain(connection)
         connection.close()
         if self.stop.is_set() or self.realtime:
           break
-        if not self._put(_END):
+        if count and not self._put(_END):  # a connection without frames has nothing to end
           break
+        barren = 0 if count else barren + 1
         self._log(f"warning: {self.name}: stream {why} after {count} frame(s) ({self.frames} in all)")
-        connection = self._reopen("cannot reopen it")
+        connection = self._reopen("cannot reopen it", failed=barren)
         if connection is not None:
           self.reconnects += 1
     finally:
@@ -278,10 +281,14 @@ class Feed:
       self.frames += 1
     return count, "stopped"
 
-  def _reopen(self, failure: str):
-    """A new connection, after up to `retries` failed attempts with growing waits; None when giving up or stopped."""
-    wait = self.retry_wait
-    for attempt in range(self.retries + 1):
+  def _reopen(self, failure: str, failed: int = 0):
+    """A new connection, after up to `retries` failed attempts with growing waits; None when giving up or stopped.
+
+    `failed`: attempts that already failed in a row (connections that opened but gave no frame), so that a source
+    that accepts and closes every connection runs out of retries like one that refuses them.
+    """
+    wait = min(MAX_RETRY_WAIT, self.retry_wait * 2 ** max(0, failed - 1))
+    for attempt in range(failed, self.retries + 1):
       if attempt:
         self._log(f"warning: {self.name}: {failure}; retrying in {wait:g} s (attempt {attempt} of {self.retries})")
         if self.stop.wait(wait):
@@ -289,7 +296,7 @@ class Feed:
         wait = min(MAX_RETRY_WAIT, max(wait * 2, 0.1))
       connection = self._opener(self.spec, self.read_timeout)
       if connection is not None:
-        if attempt:
+        if attempt or self._thread is not None:  # after a drop, say it is back even at the first attempt
           self._log(f"{self.name}: reconnected")
         return connection
     kept = f" after {self.frames} frame(s)" if self.frames else ""

@@ -129,7 +129,7 @@ def _headline(report: dict[str, Any]) -> list[str]:
   if report.get("unlabelled_videos"):
     notes.append(f"Unlabelled, not measured: {', '.join(report['unlabelled_videos'])}.")
   if report.get("macro_policy"):
-    notes.append(f"Macro AUC: {report['macro_policy']}")
+    notes.append(f"Macro AUC: {report['macro_policy'].removesuffix(': []')}.")  # no names: no empty list shown
   threshold = _threshold(report)
   if threshold:
     notes.append(f"{threshold[0].upper()}{threshold[1:]}.")
@@ -137,20 +137,26 @@ def _headline(report: dict[str, Any]) -> list[str]:
   return out
 
 
-# The alarm's numbers on the test set, in this order, with what each row says.
+# The alarm's numbers on the test set, in this order, with what each row says and how it is shown: fractions as the
+# headline table shows its metrics (`eval_report.cell`), counts as they are.
 _ALARM_TEST = (
-  ("precision", "frame precision"),
-  ("recall", "frame recall"),
-  ("f1", "frame F1"),
-  ("false_positive_rate", "frame false-positive rate"),
-  ("flagged_frames", "frames flagged"),
-  ("events", "events"),
-  ("false_alarms", "false alarms (events overlapping no anomalous frame)"),
-  ("false_alarms_per_hour", "false alarms per hour"),
-  ("hours", "hours of labelled test footage"),
-  ("anomaly_intervals_hit", "anomalous intervals hit"),
-  ("anomaly_intervals", "anomalous intervals"),
+  ("precision", "frame precision", eval_report.cell),
+  ("recall", "frame recall", eval_report.cell),
+  ("f1", "frame F1", eval_report.cell),
+  ("false_positive_rate", "frame false-positive rate", eval_report.cell),
+  ("flagged_frames", "frames flagged", str),
+  ("events", "alarm events", str),
+  ("false_alarms", "false alarms (events overlapping no anomalous frame)", str),
+  ("false_alarms_per_hour", "false alarms per hour", lambda x: f"{x:.1f}"),
+  ("hours", "labelled test footage", lambda h: f"{h:.4g} h ({h * 3600:.0f} s)"),
+  ("anomaly_intervals_hit", "anomalous intervals hit", str),
+  ("anomaly_intervals", "anomalous intervals", str),
 )
+
+
+def _patch(patch) -> str:
+  """The alarm score's patch as the page states it; a score without patch pooling (AED-MAE's) has none."""
+  return "" if patch is None else f" (patch {patch})"
 
 
 def _alarm(report: dict[str, Any]) -> list[str]:
@@ -161,18 +167,17 @@ def _alarm(report: dict[str, Any]) -> list[str]:
   if alarm.get("threshold") is None:
     return out + [f'<p class="note">No alarm threshold: {_e(alarm.get("reason", "not calibrated"))}.</p>']
   c, t = alarm["calibration"], alarm.get("test") or {}
+  rate = alarm["false_alarm_rate"]
   rows = [
     ("threshold", _value(alarm["threshold"])),
-    ("score", _e(f"{alarm['score']} (patch {alarm['patch']}), {alarm['postprocess']}")),
-    ("false-alarm rate asked", _value(alarm["false_alarm_rate"])),
+    ("score", _e(f"{alarm['score']}{_patch(alarm.get('patch'))}, {alarm['postprocess']}")),
+    ("false-alarm rate asked", _e(f"{rate:g} ({rate * 100:g}% of held-out normal frames)")),
     ("held-out normal frames", _value(c.get("held_out_frames"))),
     ("held-out videos", _value(c.get("videos"))),
   ]
-  rows += [(text, _value(t[k])) for k, text in _ALARM_TEST if k in t]
-  rows += [
-    ("events", _e(f"at least {alarm['min_event_seconds']:g} s, gaps up to {alarm['merge_gap_seconds']:g} s merged")),
-    ("frame rate", _e(f"{c.get('fps')} ({c.get('fps_source')})")),
-  ]
+  rows += [(text, _e("n/a" if t[k] is None else show(t[k]))) for k, text, show in _ALARM_TEST if k in t]
+  rule = f"at least {alarm['min_event_seconds']:g} s; gaps up to {alarm['merge_gap_seconds']:g} s merged"
+  rows += [("event rule", _e(rule)), ("frame rate", _e(f"{c.get('fps')} ({c.get('fps_source')})"))]
   notes = [c.get("quantile_rule", ""), t.get("protocol", ""), c.get("warning") or ""]
   return out + [_table(rows)] + [f'<p class="note">{_e(n)}</p>' for n in notes if n]
 

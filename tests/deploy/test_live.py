@@ -1,6 +1,7 @@
 """predict on live sources: a file played at its frame rate scores like the batch path and takes its duration; a
-stream that dies or stalls mid-way is retried, reported, and keeps everything written up to the drop; SIGTERM ends
-a live run cleanly; the reading thread's reconnection rules on a fake source."""
+stream that dies or stalls mid-way is retried, reported, and keeps everything written up to the drop, events from
+the bundle's threshold included; one that comes back is scored on; SIGTERM or Ctrl-C ends a live run cleanly; the
+reading thread's reconnection rules on a fake source."""
 
 import csv
 import http.server
@@ -59,6 +60,23 @@ def model_dir(tmp_path_factory):
   return bundle.save(str(path), random_variables(model, seed=5), config)
 
 
+# A calibrated alarm as export stores it in model.json: what a live source's events use when no --threshold is given.
+ALARM = {
+  "threshold": 0.3, "score": "reconstruction", "patch": 16, "postprocess": "gaussian:sigma=3", "false_alarm_rate": 0.01,
+  "min_event_seconds": 0.1, "merge_gap_seconds": 0.2, "calibration": {"held_out_frames": 500},
+}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def alarm_dir(model_dir, tmp_path_factory):
+  from maskedskip_jax.nn import models  # pylint: disable=g-import-not-at-top
+
+  model = models.build("maskedskip_unet", latent_dim=8, channels=1)
+  path = tmp_path_factory.mktemp("live_alarm") / "model"
+  config = {"variant": "maskedskip_unet", "latent_dim": 8, "channels": 1, "image_size": (32, 32)}
+  return bundle.save(str(path), random_variables(model, seed=5), config, alarm=ALARM)
+
+
 def test_realtime_file_scores_like_the_batch_path_at_its_frame_rate(model_dir, tmp_path, capsys):
   video = write_mp4(tmp_path / "clip.mp4", 40)  # 2 s at 20 fps
   args = ["--model", model_dir, "--video", video, "--threshold", "0.3"]
@@ -83,9 +101,10 @@ def test_realtime_file_scores_like_the_batch_path_at_its_frame_rate(model_dir, t
 
 
 class MjpegServer:
-  """Serves `frames` MJPEG frames at FPS on the first request, then stalls or closes; later requests get 503."""
+  """Serves `frames` MJPEG frames at FPS on each of the first `sessions` requests, then stalls or closes; later
+  requests get 503."""
 
-  def __init__(self, frames: int, stall: bool):
+  def __init__(self, frames: int, stall: bool, sessions: int = 1):
     served = []
 
     class Handler(http.server.BaseHTTPRequestHandler):
@@ -93,7 +112,7 @@ class MjpegServer:
         pass
 
       def do_GET(self):  # noqa: N802  (http.server's name)
-        if served:
+        if len(served) >= sessions:
           self.send_error(503)
           return
         served.append(True)
@@ -120,10 +139,10 @@ class MjpegServer:
 
 
 @pytest.mark.parametrize("stall", [False, True], ids=["dropped", "stalled"])
-def test_stream_that_dies_is_retried_and_keeps_what_was_written(model_dir, tmp_path, capsys, stall):
+def test_stream_that_dies_is_retried_and_keeps_what_was_written(alarm_dir, tmp_path, capsys, stall):
   server = MjpegServer(30, stall)
   out = tmp_path / "out"
-  args = ["--model", model_dir, "--video", server.url, "--out", str(out), "--threshold", "0.3", "--no-overlay"]
+  args = ["--model", alarm_dir, "--video", server.url, "--out", str(out), "--no-overlay"]  # the bundle's threshold
   try:
     code = predict_cli.main([*args, "--retries", "2", "--retry-wait", "0.05", "--read-timeout", "1"])
   finally:
@@ -139,12 +158,38 @@ def test_stream_that_dies_is_retried_and_keeps_what_was_written(model_dir, tmp_p
   smoothed = [float(r["score_smoothed"]) for r in table]
   doc = json.loads((out / "events.json").read_text())
   assert doc["complete"] and doc["frames_scored"] == 30
-  found = events.segments(smoothed, 0.3, min_frames=doc["min_frames"], merge_gap=doc["merge_gap"])
+  assert (doc["threshold"], doc["threshold_source"], doc["false_alarm_rate"]) == (0.3, "bundle alarm", 0.01)
+  # The record's 0.1 s and 0.2 s at the frame rate the stream states (an MJPEG stream states none: 25).
+  rule = {"min_frames": events.min_frames(0.1, doc["fps"]), "merge_gap": events.gap_frames(0.2, doc["fps"])}
+  assert {k: doc[k] for k in rule} == rule and rule["min_frames"] > 1
+  found = events.segments(smoothed, 0.3, **rule)
+  assert found and found[-1].end == 29  # an event still open at the drop is closed there, and written
   want = [e.as_json(doc["fps"]) for e in found]
   assert [{**e, "peak_score": 0} for e in doc["events"]] == [{**e, "peak_score": 0} for e in want]
   np.testing.assert_allclose([e["peak_score"] for e in doc["events"]], [e["peak_score"] for e in want], rtol=1e-7)
   summary = json.loads((out / "summary.json").read_text())
   assert summary["ended"].startswith("gave up") and summary["frames"] == 30
+
+
+def test_stream_that_comes_back_is_scored_on_with_its_frame_numbers(model_dir, tmp_path, capsys):
+  server = MjpegServer(15, stall=False, sessions=2)  # 15 frames, a drop, 15 more, then it is gone
+  out = tmp_path / "out"
+  args = ["--model", model_dir, "--video", server.url, "--out", str(out), "--threshold", "0.3", "--no-overlay"]
+  try:
+    code = predict_cli.main([*args, "--retries", "1", "--retry-wait", "0.05", "--read-timeout", "1"])
+  finally:
+    server.close()
+  err = capsys.readouterr().err
+  assert code == 1 and "reconnected" in err and "gave up after 1 retries after 30 frame(s)" in err, err
+  table = rows(out / "scores.csv")
+  assert [int(r["frame"]) for r in table] == list(range(30))  # both connections, numbered on across the drop
+  # Each connection is scored as a video of its own: its first frames equal the first connection's.
+  score = [float(r["score"]) for r in table]
+  np.testing.assert_allclose(score[15:], score[:15], atol=1e-6)
+  summary = json.loads((out / "summary.json").read_text())
+  assert summary["connections"] == 2 and summary["frames"] == 30
+  doc = json.loads((out / "events.json").read_text())
+  assert doc["complete"] and [(e["start_frame"], e["end_frame"]) for e in doc["events"]] == [(0, 14), (15, 29)]
 
 
 class FakeConnection:
@@ -184,6 +229,22 @@ def test_feed_reconnects_resets_its_count_and_gives_up():
   ]
 
 
+def test_feed_that_opens_but_sends_nothing_runs_out_of_retries():
+  opened, lines = [], []
+
+  def opener(spec, timeout):  # one good connection, then every one accepted and closed at once
+    opened.append(spec)
+    return None if len(opened) > 50 else FakeConnection(3 if len(opened) == 1 else 0)
+
+  feed = sources.Feed("rtsp://cam/x", retries=2, retry_wait=0.01, log=lines.append, opener=opener)
+  feed.open()
+  got = [len(list(frames)) for frames in feed.connections()]
+  assert got[0] == 3 and sum(got) == 3
+  assert len(opened) == 4  # the first, then one at once and one per retry: each empty connection is a failure
+  assert feed.error == "rtsp://cam/x: cannot reopen it (gave up after 2 retries after 3 frame(s))"
+  assert sum("retrying in" in line for line in lines) == 2 and "reconnected" in lines[1]
+
+
 def test_feed_that_never_opens_is_one_error_and_stop_ends_it():
   feed = sources.Feed("rtsp://cam/x", retries=1, retry_wait=0.01, log=lambda line: None, opener=lambda s, t: None)
   with pytest.raises(UserError, match=r"rtsp://cam/x: cannot open it \(gave up after 1 retries\)"):
@@ -205,7 +266,8 @@ def test_source_kinds(tmp_path, monkeypatch):
   assert not sources.is_live("7") and sources.display_name("3") == "camera 3"
 
 
-def test_sigterm_ends_a_live_run_cleanly(model_dir, tmp_path):
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "Ctrl-C"])
+def test_a_signal_ends_a_live_run_cleanly(model_dir, tmp_path, signum):
   video = write_mp4(tmp_path / "long.mp4", 400)  # 20 s at 20 fps: still playing when stopped
   out = tmp_path / "out"
   args = ["--model", model_dir, "--video", video, "--out", str(out), "--realtime", "--threshold", "0.3"]
@@ -222,7 +284,9 @@ def test_sigterm_ends_a_live_run_cleanly(model_dir, tmp_path):
       if (out / "scores.csv").exists() and len(rows(out / "scores.csv")) >= 5:
         break
       time.sleep(0.1)
-    proc.send_signal(signal.SIGTERM)
+    assert proc.poll() is None, "the run ended before it could be stopped"
+    running = json.loads((out / "events.json").read_text())  # written from the start, replaced as events close
+    proc.send_signal(signum)
     _, err = proc.communicate(timeout=60)
   finally:
     proc.kill()
@@ -230,9 +294,10 @@ def test_sigterm_ends_a_live_run_cleanly(model_dir, tmp_path):
   table = rows(out / "scores.csv")
   assert 5 <= len(table) < 400 and [int(r["frame"]) for r in table] == list(range(len(table)))
   summary = json.loads((out / "summary.json").read_text())
-  assert summary["ended"] == "SIGTERM" and summary["frames"] == len(table)
+  assert summary["ended"] == signum.name and summary["frames"] == len(table)
   doc = json.loads((out / "events.json").read_text())
   assert doc["complete"] and doc["frames_scored"] == len(table)
+  assert not running["complete"] and running["frames_scored"] <= len(table)
   assert "latency from frame arrival" in err and "Traceback" not in err
   assert cv2.VideoCapture(str(out / "overlay.mp4")).get(cv2.CAP_PROP_FRAME_COUNT) == len(table)
 
@@ -284,9 +349,10 @@ def test_onnxruntime_live_without_jax_uses_the_alarm_patch(tmp_path, capsys):
   assert predict_cli.main([*args, "--out", str(tmp_path / "jax")]) == 0
   script = tmp_path / "without_jax.py"
   script.write_text(WITHOUT_JAX)
+  env = {**os.environ, "PYTHONPATH": str(ROOT)}  # the script's folder, not the cwd, is on its sys.path
   run = subprocess.run(
     [sys.executable, str(script), *args, "--backend", "onnxruntime", "--realtime", "--out", str(tmp_path / "ort")],
-    cwd=ROOT, capture_output=True, text=True, timeout=120, check=False,
+    cwd=ROOT, env=env, capture_output=True, text=True, timeout=120, check=False,
   )  # fmt: skip
   assert run.returncode == 0, run.stderr
   assert "latency from frame arrival over 20 frames" in run.stderr

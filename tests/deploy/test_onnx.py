@@ -214,6 +214,14 @@ def test_unconvertible_primitive_is_named_in_one_line():
   assert "'fft'" in message and "\n" not in message and isinstance(info.value, UserError)
 
 
+def test_export_check_refuses_a_graph_off_by_more_than_the_tolerance():
+  blob = onnx_export.convert(lambda x: 2 * x, {"x": (2, 3)}, ["y"], "double")
+  x = np.linspace(-1, 1, 6, dtype=np.float32).reshape(2, 3)
+  assert onnx_export.check(blob, "double", [({"x": x}, {"y": 2 * x + 0.9e-4})]) <= 1e-4  # within: the worst is returned
+  with pytest.raises(onnx_export.OnnxExportError, match=r"ONNX export of double: output y differs from jax by 0.0002"):
+    onnx_export.check(blob, "double", [({"x": x}, {"y": 2 * x + 2e-4})])
+
+
 def _checkpoint(tmp_path):
   """A workdir with one checkpoint of a tiny model (no dataset: no held-out share, so no alarm to calibrate)."""
   config = tiny_run.config("unused", "", model__latent_dim=8, data__holdout_share=0.0)

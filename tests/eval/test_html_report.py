@@ -75,6 +75,8 @@ def test_written_with_the_evaluation_and_carrying_its_numbers(evaluated):
     assert f"{name}: AUC {eval_report.cell(auc)}" in text
   assert eval_report.cell(on_disk["pixel"]["pixel_auroc"]) in text and on_disk["pixel"]["protocol"] in text
   assert on_disk["scoring"]["score_map"] in text and "median:window=5" in text
+  policy = on_disk["macro_policy"]
+  assert f"Macro AUC: {policy.removesuffix(': []')}." in text and "excluded: []" not in text  # no empty list shown
 
 
 def test_self_contained_one_image_per_figure(evaluated):
@@ -184,12 +186,24 @@ def test_the_alarm_section_carries_report_json_numbers(tmp_path):
   text = texts(root)
   assert "Alarm threshold" in text and "alarm threshold 0.123457 (on the reconstruction score" in text
   cells = {texts(tr[0]): texts(tr[1]) for tr in root.iter(f"{XHTML}tr") if len(tr) == 2}
-  assert cells["threshold"] == "0.123457" and cells["frame precision"] == "0.5" and cells["frame recall"] == "0.875"
-  assert cells["false alarms per hour"] == "276.923" and cells["anomalous intervals hit"] == "2"
+  test = report["alarm"]["test"]
+  assert cells["threshold"] == "0.123457" and cells["frame precision"] == eval_report.cell(test["precision"])
+  assert cells["frame recall"] == "0.8750" and cells["frame false-positive rate"] == "0.0625"
+  assert cells["false alarms per hour"] == "276.9" and cells["anomalous intervals hit"] == "2"
+  assert cells["alarm events"] == "3" and cells["labelled test footage"] == "0.003611 h (13 s)"
+  assert cells["false-alarm rate asked"] == "0.01 (1% of held-out normal frames)"
+  assert cells["event rule"] == "at least 0.5 s; gaps up to 1 s merged"  # not a second "events" row
   assert cells["held-out normal frames"] == "180" and "the rule <as stated>" in text
   # Beside the threshold-free metrics: right after the headline table, before the post-processing tables.
   headings = [texts(h) for h in root.iter(f"{XHTML}h2")]
   assert headings.index("Alarm threshold") == headings.index("Headline metrics") + 1
+
+
+def test_an_alarm_score_without_patches_states_none(tmp_path):
+  report, _ = hand_built(tmp_path, alarm=_alarm(score="aed_mae", patch=None))
+  root = parse(html_report.write(str(tmp_path), report))
+  cells = {texts(tr[0]): texts(tr[1]) for tr in root.iter(f"{XHTML}tr") if len(tr) == 2}
+  assert cells["score"] == "aed_mae, gaussian:sigma=3.0,taps=25" and "None" not in texts(root)
 
 
 def test_a_missing_alarm_says_why(tmp_path):

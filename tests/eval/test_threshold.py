@@ -87,6 +87,7 @@ class FakeScorer:
   """A scorer whose frame score is the frame's first pixel: held-out scores chosen by hand."""
 
   patch = 8
+  score_name = "reconstruction"  # what the record names as its score (streaming.StreamingScorer's)
   model = types.SimpleNamespace(dtype=np.float32)
 
   def stream(self, videos):
