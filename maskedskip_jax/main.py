@@ -46,8 +46,6 @@ def mode_module(name: str):
 
 def run(config, workdir: str, mode: str, config_name: str | None = None) -> int:
   """Runs `mode`; returns the process exit code."""
-  if config.model.variant == "aed_mae" and mode == "export":
-    raise UserError("--mode=export: AED-MAE is trained and evaluated here (--mode=train_and_eval) but not exported yet")
   if mode in ("train", "train_and_eval"):
     from maskedskip_jax.train import loop  # pylint: disable=g-import-not-at-top
 

@@ -3,7 +3,8 @@
   params.msgpack       {'params', 'batch_stats'} as numpy, flax msgpack (no pickle),
                        keys sorted so equal values give equal bytes
   model.json           format version, architecture (variant, latent_dim, channels,
-                       temporal, skip kernels/masks, ssmctb, mask_head), image_size, metadata,
+                       temporal, skip kernels/masks, ssmctb, mask_head; for AED-MAE its
+                       `aed_mae_bundle.record`), image_size, metadata,
                        and "alarm" when a threshold was calibrated (`eval/threshold.py`; older
                        bundles and those exported with data.holdout_share=0 have none)
   inference.stablehlo  optional jax.export of the eval-mode forward at a fixed shape
@@ -27,6 +28,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from maskedskip_jax import atomic
+from maskedskip_jax.deploy import aed_mae_bundle
 from maskedskip_jax.deploy import bundle_files
 from maskedskip_jax.deploy import stablehlo_export
 from maskedskip_jax.errors import UserError
@@ -54,6 +56,12 @@ def _architecture(model_config: Mapping) -> dict:
   from maskedskip_jax.nn import models  # pylint: disable=g-import-not-at-top
 
   config = dict(model_config)
+  if aed_mae_bundle.is_record(config):
+    rec = config.get("aed_mae")
+    if not isinstance(rec, Mapping):
+      raise UserError("model config: an aed_mae model needs its 'aed_mae' record (aed_mae_bundle.record)")
+    model = aed_mae_bundle.build(rec, "model config")
+    return {"variant": aed_mae_bundle.VARIANT, "channels": model.channels, "temporal": rec["temporal"], "aed_mae": rec}
   unknown = sorted(set(config) - set(ARCH_KEYS) - set(_RUNTIME_KEYS) - {"image_size"})
   if unknown:
     raise UserError(
@@ -68,6 +76,8 @@ def _architecture(model_config: Mapping) -> dict:
 
 
 def _build(arch: Mapping, **kwargs):
+  if aed_mae_bundle.is_record(arch):
+    return aed_mae_bundle.build(arch["aed_mae"], "model.json", kwargs.get("dtype"))
   from maskedskip_jax.nn import models  # pylint: disable=g-import-not-at-top
 
   return models.build(**{k: tuple(v) if isinstance(v, list) else v for k, v in arch.items()}, **kwargs)
@@ -75,6 +85,8 @@ def _build(arch: Mapping, **kwargs):
 
 def _check_shapes(model, variables: dict, where: str) -> None:
   """UserError unless `variables` has exactly the leaves and shapes `model` creates."""
+  if not hasattr(model, "temporal"):  # AED-MAE takes stacked frames, not clips
+    return aed_mae_bundle.check_shapes(model, variables, where)
   x = np.zeros((1, model.temporal, 16, 16, model.channels), np.float32)
   expected = jax.eval_shape(lambda: model.init(jax.random.key(0), x, train=False))
   expected = {k: v for k, v in expected.items() if k != "losses"}  # SSMCTB losses are not weights
@@ -145,12 +157,14 @@ def save(
   tree = _plain_tree({"params": variables["params"], "batch_stats": variables.get("batch_stats", {})})
   _check_shapes(model, tree, out_dir)
   image_size = model_config.get("image_size")
+  is_aed_mae = aed_mae_bundle.is_record(arch)
   if example_shape is not None:
     example_shape = tuple(int(d) for d in example_shape)
     from maskedskip_jax.nn import models  # pylint: disable=g-import-not-at-top
 
-    models.check_input_shape(model, example_shape)
-    image_size = image_size or example_shape[2:4]
+    if not is_aed_mae:
+      models.check_input_shape(model, example_shape)
+    image_size = image_size or (example_shape[1:3] if is_aed_mae else example_shape[2:4])
   doc = {
     "format": FORMAT,
     "format_version": FORMAT_VERSION,
@@ -170,8 +184,12 @@ def save(
       "input_shape": list(example_shape),
       "dtype": "float32",
       "platforms": list(stablehlo_export.PLATFORMS),
-      "returns": "recon (B, H, W, C)",
+      "returns": aed_mae_bundle.RETURNS if is_aed_mae else "recon (B, H, W, C)",
     }
+  if onnx and is_aed_mae:
+    from maskedskip_jax.deploy import onnx_export  # pylint: disable=g-import-not-at-top
+
+    raise onnx_export.OnnxExportError("ONNX graphs cover the U-Net family; an AED-MAE bundle runs with jax")
   if onnx:
     from maskedskip_jax.deploy import onnx_export  # pylint: disable=g-import-not-at-top
 
@@ -204,7 +222,8 @@ def _config(bundle_dir: str, files: Mapping) -> dict:
   path = os.path.join(bundle_dir, CONFIG_FILE)
   doc = bundle_files.read_json(path, bundle_files.read_verified(bundle_dir, CONFIG_FILE, files))
   doc = {**_LATER_ARCH_KEYS, **doc}
-  missing = [k for k in ARCH_KEYS if k not in doc]
+  keys = ("variant", "channels", "temporal", "aed_mae") if aed_mae_bundle.is_record(doc) else ARCH_KEYS
+  missing = [k for k in keys if k not in doc]
   if doc.get("format") != FORMAT or missing:
     raise UserError(f"{path}: not a {FORMAT} model config (missing {missing})")
   return doc
@@ -234,7 +253,8 @@ def load(bundle_dir: str, expect_variant: str | None = None, dtype=None):
     raise UserError(f"{bundle_dir}: holds a {config['variant']!r} model, expected {expect_variant!r}")
   variables = _variables(bundle_dir, files)
   kwargs = {} if dtype is None else {"dtype": dtype}
-  model = _build({k: config[k] for k in ARCH_KEYS}, **kwargs)
+  arch_keys = ("variant", "aed_mae") if aed_mae_bundle.is_record(config) else ARCH_KEYS
+  model = _build({k: config[k] for k in arch_keys}, **kwargs)
   _check_shapes(model, variables, os.path.join(bundle_dir, PARAMS_FILE))
   return model, jax.tree.map(jnp.asarray, variables), config
 

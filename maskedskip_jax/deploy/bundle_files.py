@@ -15,7 +15,8 @@ PARAMS_FILE = "params.msgpack"
 CONFIG_FILE = "model.json"
 MANIFEST_FILE = "manifest.json"
 ALARM_KEY = "alarm"  # model.json's calibrated alarm threshold, when the export calibrated one
-ALARM_SCORE = "reconstruction"  # the one frame score predict computes
+ALARM_SCORE = "reconstruction"  # the frame score predict computes for the U-Net family
+AED_MAE_SCORE = "aed_mae"  # and for AED-MAE (its variant's name)
 DEFAULT_PATCH = 16  # the frame-score patch (`nn/scoring.py`) of a bundle without an alarm record
 
 
@@ -92,18 +93,23 @@ def alarm(bundle_dir: str) -> dict | None:
   min_event_seconds and merge_gap_seconds (None if not recorded), calibration ({} if not recorded).
   """
   where = os.path.join(bundle_dir, CONFIG_FILE)
-  record = model_config(bundle_dir).get(ALARM_KEY)
+  doc = model_config(bundle_dir)
+  record = doc.get(ALARM_KEY)
   if record is None:
     return None
   if not isinstance(record, dict):
     raise UserError(f"{where}: alarm record: expected a JSON object, got {type(record).__name__}")
-  if record.get("score", ALARM_SCORE) != ALARM_SCORE:
+  # predict computes one frame score per family: the reconstruction's patch maximum, or AED-MAE's Eq. 6.
+  score = AED_MAE_SCORE if doc.get("variant") == AED_MAE_SCORE else ALARM_SCORE
+  if record.get("score", ALARM_SCORE) != score:
     raise UserError(
       f"{where}: alarm record: calibrated on the {record['score']!r} score; predict computes only the "
-      f"{ALARM_SCORE!r} score"
+      f"{score!r} score for a {doc.get('variant')!r} model"
     )
-  patch = record.get("patch", DEFAULT_PATCH)
-  if isinstance(patch, bool) or not isinstance(patch, int) or patch < 1:
+  patch = record.get("patch", None if score == AED_MAE_SCORE else DEFAULT_PATCH)
+  if score == AED_MAE_SCORE and patch is not None:
+    raise UserError(f"{where}: alarm record: AED-MAE's score has no patch, got {patch!r}")
+  if score != AED_MAE_SCORE and (isinstance(patch, bool) or not isinstance(patch, int) or patch < 1):
     raise UserError(f"{where}: alarm record: 'patch' must be a positive integer, got {patch!r}")
   chain = record.get("postprocess", "none")
   if not isinstance(chain, str) or not chain.strip():
@@ -119,7 +125,7 @@ def alarm(bundle_dir: str) -> dict | None:
   }
   return {
     "threshold": _number(record, "threshold", where),
-    "score": ALARM_SCORE,
+    "score": score,
     "patch": patch,
     "postprocess": chain,
     **optional,

@@ -17,6 +17,10 @@ With `--config.export.onnx=auto` (or `on`) the bundle also holds that forward as
 graphs at the same batch (`onnx_export.py`, needs the `onnx` extra), for
 `predict --backend onnxruntime`. Under 'auto' a model they cannot convert is exported
 without them and a warning; under 'on' that is a one-line error.
+
+An AED-MAE checkpoint (model.variant=aed_mae) is exported with its forward over stacked frames (batch, H, W, 3C)
+and the Eq. 6 score settings it is evaluated with (`aed_mae_bundle.py`); its alarm is calibrated on that score.
+ONNX graphs cover the U-Net family only.
 """
 
 import dataclasses
@@ -27,6 +31,7 @@ import sys
 import jax
 
 from maskedskip_jax import config as config_lib
+from maskedskip_jax.deploy import aed_mae_bundle
 from maskedskip_jax.deploy import bundle
 from maskedskip_jax.deploy import onnx_export
 from maskedskip_jax.errors import UserError
@@ -76,6 +81,34 @@ def _onnx(config, onnx: bool | None) -> bool | None:
   return onnx
 
 
+def _is_aed_mae(config) -> bool:
+  return config.model.variant == aed_mae_bundle.VARIANT
+
+
+def _aed_mae_record(config, model) -> dict:
+  from maskedskip_jax.eval import aed_mae_scorer  # pylint: disable=g-import-not-at-top
+
+  return aed_mae_bundle.record(model, config.model.aed_mae.frame_offset, aed_mae_scorer.settings(config))
+
+
+def _model_config(config, model) -> dict:
+  """What model.json records of the architecture (`bundle.save`'s model_config)."""
+  if _is_aed_mae(config):
+    record = _aed_mae_record(config, model)
+    return {"variant": aed_mae_bundle.VARIANT, "aed_mae": record, "image_size": list(config.data.image_size)}
+  return {
+    "variant": model.variant,
+    "latent_dim": model.latent_dim,
+    "channels": model.channels,
+    "temporal": model.temporal,
+    "skip_kernels": model.skip_kernels,
+    "skip_masks": model.skip_masks,
+    "ssmctb": dataclasses.asdict(model.ssmctb),
+    "mask_head": model.mask_head,
+    "image_size": list(config.data.image_size),
+  }
+
+
 def _alarm(config, workdir: str, model, variables, step: int) -> dict | None:
   """The alarm record of this checkpoint, calibrated on the held-out share of the training split; None without one."""
   from maskedskip_jax.eval import streaming  # pylint: disable=g-import-not-at-top
@@ -86,9 +119,14 @@ def _alarm(config, workdir: str, model, variables, step: int) -> dict | None:
     print("export: no alarm threshold in the bundle: data.holdout_share is 0, so no normal footage was held out")
     return None
   train = inputs.load_split(config, workdir, "train", all_processes=False)  # process 0 alone gets here
-  scorer = streaming.StreamingScorer(
-    model, variables, config.data.image_size, batch_size=config.eval.batch_size, patch=config.eval.patch
-  )
+  if _is_aed_mae(config):
+    scorer = aed_mae_bundle.scorer(
+      model, variables, config.data.image_size, _aed_mae_record(config, model), config.eval.batch_size
+    )
+  else:
+    scorer = streaming.StreamingScorer(
+      model, variables, config.data.image_size, batch_size=config.eval.batch_size, patch=config.eval.patch
+    )
   record = threshold.calibrate(threshold.plan(config, train, step), scorer)
   if record["calibration"]["warning"]:
     print(f"warning: alarm threshold: {record['calibration']['warning']}", file=sys.stderr)
@@ -114,17 +152,7 @@ def run(
     return out_dir  # every process restored the same weights; process 0 writes
   variables = sharding.host_copy(variables)
   alarm = _alarm(config, workdir, model, variables, step)
-  model_config = {
-    "variant": model.variant,
-    "latent_dim": model.latent_dim,
-    "channels": model.channels,
-    "temporal": model.temporal,
-    "skip_kernels": model.skip_kernels,
-    "skip_masks": model.skip_masks,
-    "ssmctb": dataclasses.asdict(model.ssmctb),
-    "mask_head": model.mask_head,
-    "image_size": list(config.data.image_size),
-  }
+  model_config = _model_config(config, model)
   metadata = {
     "checkpoint_step": step,
     "dataset": config.data.name,
@@ -132,7 +160,10 @@ def run(
     "masked_kernels": config.model.masked_kernels,
     "training_config": config_lib.to_json(config, exclude=_PRIVATE_KEYS),
   }
-  example_shape = (batch, model.temporal, *config.data.image_size, model.channels)
+  if _is_aed_mae(config):
+    example_shape = aed_mae_bundle.input_shape(batch, config.data.image_size, model.channels)
+  else:
+    example_shape = (batch, model.temporal, *config.data.image_size, model.channels)
   save = functools.partial(
     bundle.save, out_dir, variables, model_config, metadata, example_shape=example_shape, alarm=alarm
   )
@@ -149,5 +180,5 @@ def run(
     graphs += (
       f", alarm threshold {alarm['threshold']:.6g} at {alarm['false_alarm_rate'] * 100:g}% held-out false alarms"
     )
-  print(f"exported checkpoint step {step} ({model.variant}, input {example_shape}{graphs}) -> {path}")
+  print(f"exported checkpoint step {step} ({config.model.variant}, input {example_shape}{graphs}) -> {path}")
   return path

@@ -16,6 +16,9 @@ A video file or frame folder is scored as fast as it can be read, and the output
 `--batch-size` says otherwise, and its outputs are written into OUT_DIR as it goes, with latency measured and a
 summary.json at the end (`live.py`): a dropped stream is retried, and Ctrl-C or SIGTERM ends it cleanly.
 
+An AED-MAE bundle is scored by its paper's Eq. 6 as its evaluation scored it (`eval/aed_mae_scorer.py`): whole
+videos (its filters look ahead), with the jax backend, so a file or frame folder and not a live source.
+
 Backends: 'jax' runs the bundle's weights with the model code (`eval/streaming.py`); 'onnxruntime' runs the
 bundle's ONNX graphs (`onnx_runtime.py`, float32, the graphs' own batch) and needs no jax: nothing this module
 imports at its top imports jax, which the jax backend imports when it starts.
@@ -33,6 +36,7 @@ import numpy as np
 
 from maskedskip_jax import atomic
 from maskedskip_jax.deploy import alarms
+from maskedskip_jax.deploy import bundle_files
 from maskedskip_jax.deploy import live
 from maskedskip_jax.deploy import onnx_runtime
 from maskedskip_jax.deploy import smoothing
@@ -87,6 +91,7 @@ def _scorer(model_dir: str, backend: str, batch_size: int, write_overlay: bool, 
   if backend == "onnxruntime":
     scorer = onnx_runtime.OnnxScorer(model_dir, patch=patch)
     return scorer, scorer.temporal
+  from maskedskip_jax.deploy import aed_mae_bundle  # pylint: disable=g-import-not-at-top
   from maskedskip_jax.deploy import bundle  # pylint: disable=g-import-not-at-top
   from maskedskip_jax.eval import streaming  # pylint: disable=g-import-not-at-top
   from maskedskip_jax.nn import dtypes  # pylint: disable=g-import-not-at-top
@@ -96,10 +101,23 @@ def _scorer(model_dir: str, backend: str, batch_size: int, write_overlay: bool, 
   if not image_size:
     raise UserError(f"{model_dir}: model.json has no image_size; re-export the bundle with one")
   map_size = image_size if write_overlay else None
+  if aed_mae_bundle.is_record(config):
+    # Frame indices are clamped into the video, as in its evaluation: one readable frame is enough.
+    return aed_mae_bundle.scorer(model, variables, image_size, config["aed_mae"], batch_size, map_size), 1
   scorer = streaming.StreamingScorer(
     model, variables, image_size, batch_size=batch_size, patch=patch, map_size=map_size
   )
   return scorer, model.temporal
+
+
+def _check_aed_mae(backend: str, is_live: bool) -> None:
+  if backend != "jax":
+    raise UserError(f"--backend {backend}: an AED-MAE bundle runs with the jax backend (it has no ONNX graphs)")
+  if is_live:
+    raise UserError(
+      "an AED-MAE bundle scores whole videos (its Eq. 6 maps go through a 3-D mean and a temporal Gaussian over "
+      "frames ahead): pass a video file or frame folder without --realtime; live sources need a U-Net-family bundle"
+    )
 
 
 def _notes(settings: alarms.Settings) -> None:
@@ -153,6 +171,8 @@ def predict(
     model_dir, threshold=threshold, postprocess=postprocess, min_duration=min_duration, merge_gap=merge_gap
   )
   is_live = sources.is_live(video, realtime)
+  if bundle_files.model_config(model_dir).get("variant") == bundle_files.AED_MAE_SCORE:
+    _check_aed_mae(backend, is_live)
   if is_live:
     smoothing.radius(settings.steps)  # a chain that needs the whole video is refused before anything starts
   out_dir = os.path.abspath(out_dir)

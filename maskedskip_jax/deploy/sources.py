@@ -1,20 +1,16 @@
 """Where predict's frames come from: a video file or frame folder, a network stream, or a camera.
 
 `--video` names one of:
-  a file or folder   read as fast as the scorer takes it (`open_file`); with `realtime` it is instead played at its
-                     own frame rate, as a stand-in for a live stream (`Feed`);
+  a file or folder   read as fast as the scorer takes it (`open_file`), or at its own rate with `realtime` (`Feed`);
   a URL              rtsp://, rtsps://, rtmp://, http:// or https:// (an IP camera's RTSP or MJPEG stream): live;
   a camera index     a number such as `0` that is not an existing path: that local camera, live.
 
-A live source is read by a background thread (`Feed`), which stamps each frame with its arrival time, so latency is
-measured from the moment a frame could first be had, whatever the scorer is doing. A network stream has no end: a
-read that fails, or that gets no frame for `read_timeout` seconds (a stall), is a dropped connection. It is reopened
-at once, then after waits that double from `retry_wait` seconds up to a minute, each failed attempt announced in one
-line on stderr, and the reconnection too; a connection that delivers frames again resets the count (one that opens
-but gives no frame is a failed attempt), and `retries` failed attempts in a row end the feed with a one-line error.
-Frames are never dropped here: a scorer slower than the source shows as growing latency.
-
-Frames are uint8 RGB (H, W, 3) or grey (H, W), as in training (`data_pipeline.frame_io`). Nothing here imports jax.
+A live source is read by a background thread (`Feed`) that stamps each frame with its arrival time: latency counts
+from when a frame could first be had. A failed read, or none for `read_timeout` s (a stall), drops the connection;
+it is reopened at once, then after waits doubling from `retry_wait` s up to a minute, each attempt and the
+reconnection announced in one line on stderr. Frames reset the count (a connection that opens but gives none is a
+failed attempt); `retries` failures in a row end the feed with a one-line error. No frame is dropped here: a slow
+scorer shows as growing latency. Frames are uint8 RGB (H, W, 3) or grey (H, W). Nothing here imports jax.
 """
 
 from collections.abc import Callable, Iterator
@@ -62,8 +58,7 @@ def _rgb(frame: np.ndarray) -> np.ndarray:
   return cv2.cvtColor(frame, cv2.COLOR_BGR2RGB) if frame.ndim == 3 and frame.shape[2] == 3 else frame
 
 
-def _sane_fps(fps: float) -> float:
-  return fps if 0 < fps < 1000 else DEFAULT_FPS  # containers and cameras report 0, NaN or garbage
+_sane_fps = lambda fps: fps if 0 < fps < 1000 else DEFAULT_FPS  # containers and cameras report 0, NaN or garbage
 
 
 def open_file(path: str) -> tuple[Iterator[np.ndarray], int, float]:

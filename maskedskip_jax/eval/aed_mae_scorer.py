@@ -66,6 +66,31 @@ def settings(config) -> ScoreSettings:
   )
 
 
+def check_eval_options(**options) -> None:
+  """A UserError naming the first of the U-Net family's eval options (hybrid_beta, ...) that is set."""
+  for key, value in options.items():
+    if value:
+      raise UserError(
+        f"eval.{key}={value}: AED-MAE is scored by its paper's Eq. 6 (eval.aed_mae.*); eval.{key} belongs to "
+        "the U-Net family, set it to its default"
+      )
+
+
+def report_section(settings: ScoreSettings) -> dict:
+  """report.json's `frame_score` for an AED-MAE evaluation."""
+  return {
+    "kind": "aed_mae",
+    "formula": "o_t = alpha ||x - x_teacher||^2 + beta ||x_teacher - x_student||^2 + gamma p(anomalous) (Eq. 6)",
+    **dataclasses.asdict(settings),
+  }
+
+
+def weighted(components: dict, settings: ScoreSettings) -> dict:
+  """The terms of `components` (AedMaeScorer.components) that the headline weighs, in COMPONENTS order."""
+  weights = dict(zip(COMPONENTS, (settings.alpha, settings.beta, settings.gamma)))
+  return {k: components[k] for k in COMPONENTS if weights[k] > 0 and k in components}
+
+
 @functools.partial(jax.jit, static_argnames=("model", "settings"))
 def _maps(model, settings: ScoreSettings, variables, x, frames):
   """(B, H, W) maps of the headline and of each term alone; x is the stacked input, frames the targets."""

@@ -38,6 +38,7 @@ from maskedskip_jax.eval import plots
 from maskedskip_jax.eval import postprocess as postprocess_lib
 from maskedskip_jax.eval import report as eval_report
 from maskedskip_jax.eval import streaming
+from maskedskip_jax.eval import summary
 from maskedskip_jax.eval import threshold
 from maskedskip_jax.nn import aed_mae as aed_mae_model
 from maskedskip_jax.nn import models
@@ -79,37 +80,6 @@ def _standardisation(scorer, train_store, spec: hybrid.Spec) -> hybrid.Standardi
     recon[item.video].append(item.score)
   frames = (train_store.video_frames(v) for v in range(train_store.num_videos))
   return hybrid.standardisation(recon, frames, spec)
-
-
-def _check_aed_mae_settings(hybrid_beta: float, mask_weight: float, write_videos: bool) -> None:
-  for key, value in (("hybrid_beta", hybrid_beta), ("mask_weight", mask_weight), ("write_videos", write_videos)):
-    if value:
-      raise UserError(
-        f"eval.{key}={value}: AED-MAE is scored by its paper's Eq. 6 (eval.aed_mae.*); eval.{key} belongs to "
-        "the U-Net family, set it to its default"
-      )
-
-
-def _aed_mae_section(settings) -> dict[str, Any]:
-  return {
-    "kind": "aed_mae",
-    "formula": "o_t = alpha ||x - x_teacher||^2 + beta ||x_teacher - x_student||^2 + gamma p(anomalous) (Eq. 6)",
-    "alpha": settings.alpha,
-    "beta": settings.beta,
-    "gamma": settings.gamma,
-    "box": settings.box,
-    "sigma": settings.sigma,
-    "taps": settings.taps,
-    "anomaly_maps": settings.anomaly_maps,
-  }
-
-
-def _components(components, labels, names, known, steps) -> dict[str, dict[str, Any]]:
-  out = {}
-  for name, scores in components.items():
-    result = eval_report.frame_results(scores, labels, names, known, steps)[1]
-    out[name] = {k: v for k, v in result.items() if k in eval_report.HEADLINE}
-  return out
 
 
 def evaluate_store(
@@ -159,7 +129,7 @@ def evaluate_store(
   baselines = baselines_lib.parse_names(baselines)
   is_aed_mae = isinstance(model, aed_mae_model.AedMae)
   if is_aed_mae:
-    _check_aed_mae_settings(hybrid_beta, mask_weight, write_videos)
+    aed_mae_scorer.check_eval_options(hybrid_beta=hybrid_beta, mask_weight=mask_weight, write_videos=write_videos)
     worst_frames = 0
   elif mask_weight > 0 and not model.mask_head:
     raise UserError(
@@ -176,16 +146,9 @@ def evaluate_store(
   out_dir = os.path.abspath(out_dir)
   grid = tuple(min(int(pixel_size), s) for s in store.image_size)  # never above the model's resolution
   if is_aed_mae:
-    settings = aed_mae or aed_mae_scorer.ScoreSettings()
-    scorer = aed_mae_scorer.AedMaeScorer(
-      model,
-      variables,
-      store.image_size,
-      frame_offset=frame_offset,
-      batch_size=batch_size,
-      settings=settings,
-      map_size=grid if pixel_metrics else None,
-    )
+    settings, map_size = aed_mae or aed_mae_scorer.ScoreSettings(), grid if pixel_metrics else None
+    kw = dict(frame_offset=frame_offset, batch_size=batch_size, settings=settings, map_size=map_size)
+    scorer = aed_mae_scorer.AedMaeScorer(model, variables, store.image_size, **kw)
   else:
     scorer = streaming.StreamingScorer(
       model,
@@ -227,7 +190,7 @@ def evaluate_store(
       "postprocess_table_markdown": eval_report.markdown_table(table),
       "scoring": settings.describe() if is_aed_mae else _scoring_protocol(patch),
       "temporal": model_temporal,
-      "frame_score": _aed_mae_section(settings) if is_aed_mae else hybrid.report_section(spec, stats),
+      "frame_score": aed_mae_scorer.report_section(settings) if is_aed_mae else hybrid.report_section(spec, stats),
       "image_size": list(store.image_size),
       "channels": model.channels,
       "dtype": np.dtype(model.dtype).name,
@@ -239,22 +202,12 @@ def evaluate_store(
       "alarm": alarm,
       **baseline_eval.report_section(base, patch, method),
     }
-    if is_aed_mae:
-      # Eq. 6's terms alone, each through the same 3-D and temporal filters, post-processed like the headline.
-      weights = {"reconstruction": settings.alpha, "distillation": settings.beta, "classifier": settings.gamma}
-      used = {k: v for k, v in components.items() if weights[k] > 0}
-      report["score_components"] = _components(used, labels, names, known, steps)
-    elif not spec.reconstruction_only:
-      # The hybrid's terms alone, post-processed like the headline: the reconstruction's row is always there.
+    if is_aed_mae:  # Eq. 6's terms alone, each through the same filters, post-processed like the headline
+      terms = aed_mae_scorer.weighted(components, settings)
+    elif not spec.reconstruction_only:  # the hybrid's terms alone: the reconstruction's row is always there
       terms = {"reconstruction": recon, **({f"motion ({spec.motion})": motion_terms} if motion_terms else {})}
-      report["score_components"] = {
-        name: {
-          k: v
-          for k, v in eval_report.frame_results(t, labels, names, known, steps)[1].items()
-          if k in eval_report.HEADLINE
-        }
-        for name, t in terms.items()
-      }
+    if is_aed_mae or not spec.reconstruction_only:
+      report["score_components"] = eval_report.headlines(terms, labels, names, known, steps)
     if not is_aed_mae and model.mask_head:
       alone = eval_report.frame_results(mask_scores, labels, names, known, postprocess_lib.parse_chain("none"))[1]
       report["mask_head_score"] = {k: alone[k] for k in eval_report.HEADLINE}
@@ -332,31 +285,8 @@ def run(config, workdir: str, *, trained=None, out_dir: str | None = None) -> di
   out_dir = os.path.abspath(out_dir or os.path.join(workdir, "eval"))
   # The eval.* settings are evaluate_store's keyword arguments by name.
   alarm = threshold.plan(config, train, step)
-  family = (
-    {"aed_mae": aed_mae_scorer.settings(config), "frame_offset": config.model.aed_mae.frame_offset}
-    if is_aed_mae
-    else {}
-  )
-  report = evaluate_store(
-    model, variables, store, out_dir=out_dir, train_store=train, info=info, alarm=alarm, **s, **family
-  )
-  print(report["postprocess_table_markdown"])
-  line = (
-    f"eval ({report['postprocess']}): frame AUC micro {report['frame_auc_micro']}, macro "
-    f"{report['frame_auc_macro']}, EER {report['eer']}, AP {report['average_precision']}"
-  )
-  if report["pixel"]:
-    p = report["pixel"]
-    line += f"; pixel AUROC {p['pixel_auroc']}, RBDC {p['rbdc']}, TBDC {p['tbdc']} at {p['resolution']}"
-  print(f"{line}; {report['num_frames']} frames at {report['frames_per_second']:.0f} frames/s -> {out_dir}")
-  if report["baselines"]:
-    each = ", ".join(f"{n} {eval_report.cell(m['frame_auc_micro'])}" for n, m in report["baselines"].items())
-    print(
-      f"baselines ({report['postprocess']}), frame AUC micro: {each}; "
-      f"{baseline_eval.comparison(report['frame_auc_micro'], report['baselines'])}"
-    )
-  if report.get("score_components"):
-    each = ", ".join(f"{n} {eval_report.cell(m['frame_auc_micro'])}" for n, m in report["score_components"].items())
-    print(f"the frame score's terms alone ({report['postprocess']}), frame AUC micro: {each}")
-  print(threshold.summary(report["alarm"]))
+  family = {"aed_mae": aed_mae_scorer.settings(config), "frame_offset": config.model.aed_mae.frame_offset}
+  kwargs = dict(out_dir=out_dir, train_store=train, info=info, alarm=alarm, **s, **(family if is_aed_mae else {}))
+  report = evaluate_store(model, variables, store, **kwargs)
+  summary.print_lines(report, out_dir)
   return report

@@ -108,3 +108,12 @@ def write_csv(path: str, names, columns: dict[str, list[np.ndarray]]) -> None:
       ]
       for k in range(lengths[v]):
         out.writerow([name, k, *(t[k] for t in texts)])
+
+
+def headlines(named_scores, labels, names, known, steps) -> dict[str, dict[str, Any]]:
+  """{name: the HEADLINE metrics of those per-video frame scores, post-processed by `steps`}."""
+  out = {}
+  for name, scores in named_scores.items():
+    result = frame_results(scores, labels, names, known, steps)[1]
+    out[name] = {k: result[k] for k in HEADLINE}
+  return out

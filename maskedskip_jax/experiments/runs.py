@@ -50,9 +50,11 @@ def parse_variants(names) -> tuple[str, ...]:
 
 
 def variant_config(config, variant: str):
-  """`config` for `variant`: T=1 variants see single frames, the others keep the config's T (3 if it is 1)."""
+  """`config` for `variant`: T=1 U-Net variants see single frames, the others keep the config's T (3 if it is 1)."""
   c = copy.deepcopy(config)
   c.model.variant = variant
+  if variant not in models.VARIANTS:  # another family (aed_mae, cae): its config already says its T
+    return c
   if models.default_temporal(variant) == 1:
     c.model.temporal = 1
   elif config.model.temporal == 1:

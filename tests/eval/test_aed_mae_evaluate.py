@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 import tiny_run
 
-from maskedskip_jax import main as main_lib
 from maskedskip_jax.errors import UserError
 from maskedskip_jax.eval import aed_mae_scorer
 from maskedskip_jax.eval import evaluate
@@ -110,8 +109,3 @@ def test_unet_scoring_options_are_refused_by_name(evaluated, key, tmp_path):
     evaluate.evaluate_store(model, variables, store, out_dir=str(tmp_path / "x"), **{key: 1})
   assert not os.path.exists(tmp_path / "x")
 
-
-def test_main_refuses_to_export_aed_mae_until_it_can(tmp_path):
-  config = tiny_run.config("/unused", **SMALL)
-  with pytest.raises(UserError, match="--mode=export: AED-MAE"):
-    main_lib.run(config, str(tmp_path), "export")
