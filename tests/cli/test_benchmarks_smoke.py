@@ -298,3 +298,16 @@ def test_aed_mae_size_reports_every_setting():
   doc = json.loads(out.stdout)
   assert [r["setting"] for r in doc["rows"]] == ["avenue", "shanghaitech", "ped2"]
   assert all(r["params"] > 1_000_000 and r["gflops_per_frame"] > 0 for r in doc["rows"])
+
+
+@pytest.mark.slow  # compiles the paper-size network twice
+def test_aed_mae_speed_scores_every_frame_of_its_video():
+  out = subprocess.run(
+    [sys.executable, os.path.join(ROOT, "benchmarks", "aed_mae_speed.py"), "--setting=ped2", "--frames=9", "--batch=4"],
+    capture_output=True,
+    text=True,
+    check=True,
+  )
+  doc = json.loads(out.stdout)
+  assert doc["frames_scored"] == 9 and doc["frame"] == [80, 160] and doc["patch"] == 4
+  assert doc["forward_frames_per_s"] > 0 and doc["end_to_end_frames_per_s"] > 0
