@@ -19,6 +19,17 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SYNTHETIC_CONFIG = os.path.join(REPO, "configs", "synthetic.py")
 # One JAX compilation cache for every test process: the tiny model compiles once.
 JAX_CACHE = os.path.join(tempfile.gettempdir(), "maskedskip_jax_tests_jax_cache")
+# A narrow, shallow AED-MAE on 32 x 32 grey frames, 4 x 4 tokens of 8 x 8: every code path, a short compile.
+AED_MAE = dict(
+  model__variant="aed_mae",
+  model__temporal=3,
+  model__aed_mae__frame_offset=1,
+  model__aed_mae__patch=8,
+  model__aed_mae__embed_dim=16,
+  model__aed_mae__depth=1,
+  model__aed_mae__decoder_dim=16,
+  model__aed_mae__decoder_depth=2,
+)
 
 
 def make_dataset(root: str, num_train: int = 2, num_test: int = 1, frames: int = 20, size: int = 32) -> str:

@@ -23,14 +23,7 @@ from maskedskip_jax.eval import aed_mae_scorer
 from maskedskip_jax.train import loop
 
 SMALL = dict(
-  model__variant="aed_mae",
-  model__temporal=3,
-  model__aed_mae__frame_offset=1,
-  model__aed_mae__patch=8,
-  model__aed_mae__embed_dim=16,
-  model__aed_mae__depth=1,
-  model__aed_mae__decoder_dim=16,
-  model__aed_mae__decoder_depth=2,
+  **tiny_run.AED_MAE,
   train__num_steps=2,
   train__stage2_fraction=0.5,
   train__paste_prob=0.5,

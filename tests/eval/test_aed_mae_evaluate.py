@@ -18,14 +18,7 @@ from maskedskip_jax.train import inputs as train_data
 from maskedskip_jax.train import state as train_state
 
 SMALL = dict(
-  model__variant="aed_mae",
-  model__temporal=3,
-  model__aed_mae__frame_offset=1,
-  model__aed_mae__patch=8,
-  model__aed_mae__embed_dim=16,
-  model__aed_mae__depth=1,
-  model__aed_mae__decoder_dim=16,
-  model__aed_mae__decoder_depth=2,
+  **tiny_run.AED_MAE,
   eval__aed_mae__box=3,
   eval__aed_mae__taps=5,
   eval__aed_mae__sigma=1.0,
@@ -108,4 +101,3 @@ def test_unet_scoring_options_are_refused_by_name(evaluated, key, tmp_path):
   with pytest.raises(UserError, match=rf"eval\.{key}=.*AED-MAE is scored by its paper's Eq\. 6"):
     evaluate.evaluate_store(model, variables, store, out_dir=str(tmp_path / "x"), **{key: 1})
   assert not os.path.exists(tmp_path / "x")
-

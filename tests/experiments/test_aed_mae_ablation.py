@@ -59,14 +59,7 @@ def test_ablate_trains_and_evaluates_every_row_through_main(tmp_path):
   root = tiny_run.make_dataset(str(tmp_path / "data"), num_train=2, num_test=1, frames=12)
   flags = tiny_run.overrides(
     root,
-    model__variant="aed_mae",
-    model__temporal=3,
-    model__aed_mae__frame_offset=1,
-    model__aed_mae__patch=8,
-    model__aed_mae__embed_dim=16,
-    model__aed_mae__depth=1,
-    model__aed_mae__decoder_dim=16,
-    model__aed_mae__decoder_depth=2,
+    **tiny_run.AED_MAE,
     train__num_steps=2,
     train__stage2_fraction=0.5,
     train__paste_prob=0.5,

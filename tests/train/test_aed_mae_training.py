@@ -20,16 +20,8 @@ from maskedskip_jax.train import sharding
 from maskedskip_jax.train import state as train_state
 
 STEPS, EVERY = 6, 2  # stage 1 is steps 1-4, stage 2 steps 5-6 (stage2_fraction 1/3)
-# A narrow, shallow network on 32 x 32 grey frames, 4 x 4 tokens of 8 x 8: every code path, a short compile.
 SMALL = dict(
-  model__variant="aed_mae",
-  model__temporal=3,
-  model__aed_mae__frame_offset=1,
-  model__aed_mae__patch=8,
-  model__aed_mae__embed_dim=16,
-  model__aed_mae__depth=1,
-  model__aed_mae__decoder_dim=16,
-  model__aed_mae__decoder_depth=2,
+  **tiny_run.AED_MAE,
   train__stage2_fraction=1 / 3,
   train__paste_prob=0.5,  # labels and anomaly maps of both kinds
   train__num_steps=STEPS,
