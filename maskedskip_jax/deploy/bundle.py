@@ -85,17 +85,19 @@ def _build(arch: Mapping, **kwargs):
 
 def _check_shapes(model, variables: dict, where: str) -> None:
   """UserError unless `variables` has exactly the leaves and shapes `model` creates."""
-  if not hasattr(model, "temporal"):  # AED-MAE takes stacked frames, not clips
-    return aed_mae_bundle.check_shapes(model, variables, where)
-  x = np.zeros((1, model.temporal, 16, 16, model.channels), np.float32)
-  expected = jax.eval_shape(lambda: model.init(jax.random.key(0), x, train=False))
+  if hasattr(model, "temporal"):
+    x = np.zeros((1, model.temporal, 16, 16, model.channels), np.float32)
+    expected = jax.eval_shape(lambda: model.init(jax.random.key(0), x, train=False))
+  else:  # AED-MAE takes stacked frames, not clips
+    expected = aed_mae_bundle.expected_variables(model)
   expected = {k: v for k, v in expected.items() if k != "losses"}  # SSMCTB losses are not weights
   want = {jax.tree_util.keystr(p): tuple(a.shape) for p, a in jax.tree_util.tree_flatten_with_path(expected)[0]}
   have = {jax.tree_util.keystr(p): tuple(np.shape(a)) for p, a in jax.tree_util.tree_flatten_with_path(variables)[0]}
   wrong = sorted(k for k in set(want) | set(have) if want.get(k) != have.get(k))
   if wrong:
     shown = ", ".join(f"{k} {have.get(k)} != {want.get(k)}" for k in wrong[:10])
-    raise UserError(f"{where}: variables do not fit the {model.variant} model config: {shown}")
+    variant = getattr(model, "variant", aed_mae_bundle.VARIANT)
+    raise UserError(f"{where}: variables do not fit the {variant} model config: {shown}")
 
 
 def _checked_alarm(alarm: Mapping, where: str) -> dict:
