@@ -10,6 +10,7 @@ import fcntl
 import json
 import os
 
+from fault import tiny_training
 import pytest
 import tiny_run
 
@@ -38,3 +39,23 @@ def run_once(tmp_path_factory):
 def tiny_dataset(run_once) -> str:
   """tests/tiny_run.py's default dataset (2 training and 1 test 32x32 grey videos), made once; read-only."""
   return run_once("tiny_dataset", lambda folder: tiny_run.make_dataset(os.path.join(folder, "data")))
+
+
+@pytest.fixture(scope="session")
+def tiny_training_run(run_once, tiny_dataset) -> dict:
+  """tests/fault/tiny_training.py's uninterrupted run through the command line, made once; read-only.
+
+  {"dataset", "workdir", "losses", "startup_s", "seconds"}: what kills, resumes and reruns are compared with.
+  """
+
+  def make(folder):
+    ref = tiny_training.reference_run(tiny_dataset, os.path.join(folder, "run"))
+    return {
+      "dataset": tiny_dataset,
+      "workdir": ref.workdir,
+      "losses": ref.losses,
+      "startup_s": ref.startup_s,
+      "seconds": ref.seconds,
+    }
+
+  return run_once("fault_reference", make)

@@ -1,3 +1,4 @@
+import jax
 import numpy as np
 import pytest
 
@@ -28,11 +29,15 @@ def _by_hand(model, variables, frames, settings):
   x = frames.astype(np.float32) / 255.0
   idx = np.arange(n)
   stacked = np.concatenate([x[np.clip(idx - OFFSET, 0, n - 1)], x, x[np.clip(idx + OFFSET, 0, n - 1)]], axis=-1)
-  out = model.apply(variables, stacked, train=False)
-  maps = aed_mae_losses.pixel_scores(
-    x, out["teacher"], out["student"], out["logit"], settings.alpha, settings.beta, settings.gamma
-  )
-  return np.asarray(aed_mae_losses.frame_scores(maps, settings.box, settings.sigma, settings.taps))
+
+  def formula(x, stacked):  # compiled as one program: op by op, a CPU compiles a kernel per op and shape
+    out = model.apply(variables, stacked, train=False)
+    maps = aed_mae_losses.pixel_scores(
+      x, out["teacher"], out["student"], out["logit"], settings.alpha, settings.beta, settings.gamma
+    )
+    return aed_mae_losses.frame_scores(maps, settings.box, settings.sigma, settings.taps)
+
+  return np.asarray(jax.jit(formula)(x, stacked))
 
 
 def test_scores_match_the_whole_volume_formula_across_chunks(tiny):

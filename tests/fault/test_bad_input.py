@@ -3,8 +3,9 @@
 Every case runs the real command line (`python -m maskedskip_jax.main|predict|convert_torch|
 reconstruct`) in a subprocess and checks: exit code 1, exactly one `error:` line on stderr that
 names the offending file or config key (and what was wrong), no Python traceback, and no output
-left behind, not even a temporary folder. The subprocesses run concurrently: most of their time
-is interpreter and JAX start-up.
+left behind, not even a temporary folder. The processes run concurrently, and the `python -m` ones
+are forked from one process that has imported the libraries (tests/forked_cli.py): most of their
+time would be interpreter and JAX start-up.
 """
 
 import concurrent.futures
@@ -16,6 +17,7 @@ import shutil
 import subprocess
 import sys
 
+import forked_cli
 import jax
 import numpy as np
 import pytest
@@ -198,9 +200,16 @@ class Matrix:
 def matrix(dataset, reference, run_once):
   def make(root):
     cases = _cases(root, dataset, reference)
-    slow_first = sorted(cases.values(), key=lambda c: c is not cases["nan_loss"])
-    with concurrent.futures.ThreadPoolExecutor(4) as pool:
-      list(pool.map(_run, slow_first))
+    # The `python -m` command lines, the slow one first, run forked (tests/forked_cli.py); meanwhile the others (the
+    # disk-full wrapper) run as they are.
+    forked = sorted((n for n, c in cases.items() if c.argv[1] == "-m"), key=lambda n: n != "nan_loss")
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+      others = [pool.submit(_run, c) for n, c in cases.items() if n not in forked]
+      results = forked_cli.run([(cases[n].argv[2], cases[n].argv[3:]) for n in forked], os.path.join(root, "logs"), 3)
+      for done in others:
+        done.result()
+    for name, result in zip(forked, results):
+      cases[name].rc, cases[name].stderr = result["rc"], result["stderr"]
     return {"root": root, "cases": {name: dataclasses.asdict(case) for name, case in cases.items()}}
 
   shared = run_once("bad_input", make)

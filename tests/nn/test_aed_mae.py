@@ -4,6 +4,7 @@ import math
 
 import jax
 import jax.numpy as jnp
+from model_helpers import jit_apply
 import numpy as np
 import optax
 import pytest
@@ -38,7 +39,7 @@ def frames():
 
 
 def _train(model, variables, x, rngs, **kw):
-  return model.apply(variables, x, train=True, rngs=rngs, mutable=["batch_stats"], **kw)
+  return jit_apply(model, variables, x, rngs=rngs, train=True, mutable=["batch_stats"], **kw)
 
 
 def _check_shapes(out):
@@ -48,7 +49,7 @@ def _check_shapes(out):
 
 
 def test_output_shapes_train_and_inference(model, variables, frames):
-  _check_shapes(model.apply(variables, frames))
+  _check_shapes(jit_apply(model, variables, frames))
   _check_shapes(_train(model, variables, frames, _rngs())[0])
   paper = aed_mae.AedMae(patch=PATCH)
   _check_shapes(jax.eval_shape(paper.apply, aed_mae.variable_shapes(paper, frames.shape), frames))
@@ -127,13 +128,13 @@ def test_masks_differ_between_keys_and_frames_and_repeat_for_one_key(model, vari
 
 
 def test_inference_masks_nothing_and_needs_no_rng_unless_asked(model, variables, frames):
-  out = model.apply(variables, frames)
+  out = jit_apply(model, variables, frames)
   assert not np.asarray(out["mask"]).any()
-  again = model.apply(variables, frames)
+  again = jit_apply(model, variables, frames)
   np.testing.assert_array_equal(out["teacher"], again["teacher"])
-  masked = model.apply(variables, frames, mask=True, rngs={"masking": jax.random.key(5)})  # the authors' test-time
+  masked = jit_apply(model, variables, frames, mask=True, rngs={"masking": jax.random.key(5)})  # the authors' test-time
   assert np.asarray(masked["mask"]).mean() == 0.5
-  again = model.apply(variables, frames, mask=True, rngs={"masking": jax.random.key(5)})
+  again = jit_apply(model, variables, frames, mask=True, rngs={"masking": jax.random.key(5)})
   np.testing.assert_array_equal(masked["teacher"], again["teacher"])
 
 
@@ -258,7 +259,7 @@ def test_classification_loss_eq5_by_hand():
 
 
 def test_stage1_loss_is_eq3_plus_eq5_with_labels_from_the_maps(model, variables, frames):
-  out = model.apply(variables, frames)
+  out = jit_apply(model, variables, frames)
   target, previous = frames[..., 3:6], frames[..., :3]
   anomaly = jnp.zeros((B, HW, HW)).at[1, 4:9, 4:9].set(1.0)
   total, parts = L.stage1_loss(out, target, previous, anomaly, PATCH)

@@ -3,6 +3,7 @@ scorer uses, dropout only in training, its input rules, and a round trip through
 
 import jax
 import jax.numpy as jnp
+from model_helpers import jit_apply
 import numpy as np
 import pytest
 
@@ -44,8 +45,10 @@ def test_table_1_parameter_count_and_rows():
 def test_output_shapes_of_table_1():
   model = _paper_model()
   variables = cae.init_variables(model, 0, (1, 3, 200, 200, 1))
-  _, inter = model.apply(
-    variables, jnp.zeros((1, 3, 200, 200, 1)), capture_intermediates=lambda m, name: name == "__call__"
+  _, inter = jax.eval_shape(  # shapes only: nothing is computed
+    lambda v, x: model.apply(v, x, capture_intermediates=lambda m, name: name == "__call__"),
+    variables,
+    jnp.zeros((1, 3, 200, 200, 1)),
   )
   got = {k: v["__call__"][0].shape[1:] for k, v in inter["intermediates"].items() if k in TABLE_1}
   assert got == {k: shape for k, (shape, _) in TABLE_1.items()}
@@ -59,23 +62,23 @@ def test_encode_decode_is_the_forward_and_only_the_centre_frame_counts():
   model = _small()
   variables = cae.init_variables(model, 1, (2, 3, 32, 32, 1))
   clips = jnp.asarray(np.random.default_rng(0).random((2, 3, 32, 32, 1)), jnp.float32)
-  recon = model.apply(variables, clips)
+  recon = jit_apply(model, variables, clips)
   assert recon.shape == (2, 32, 32, 1) and float(recon.min()) >= 0 and float(recon.max()) <= 1
   (feats,) = streaming.encode(model, variables, clips.reshape(6, 32, 32, 1))
   assert feats.shape == (6, 4, 4, 16)
   windows = (feats.reshape(2, 3, *feats.shape[1:]),)
   np.testing.assert_allclose(streaming.decode_centre(model, variables, windows), recon, atol=1e-6)
   moved = clips.at[:, 0].set(1.0).at[:, 2].set(0.0)
-  np.testing.assert_array_equal(model.apply(variables, moved), recon)
+  np.testing.assert_array_equal(jit_apply(model, variables, moved), recon)
 
 
 def test_dropout_only_in_training():
   model = _small()
   variables = cae.init_variables(model, 0, (1, 3, 32, 32, 1))
   x = jnp.full((1, 3, 32, 32, 1), 0.5)
-  a, b = (model.apply(variables, x, train=True, rngs={"dropout": jax.random.key(k)}) for k in (0, 1))
+  a, b = (jit_apply(model, variables, x, train=True, rngs={"dropout": jax.random.key(k)}) for k in (0, 1))
   assert not np.allclose(a, b)
-  np.testing.assert_array_equal(model.apply(variables, x), model.apply(variables, x))
+  np.testing.assert_array_equal(jit_apply(model, variables, x), jit_apply(model, variables, x))
 
 
 def test_host_init_is_seeded_glorot_uniform_with_zero_biases():
@@ -116,9 +119,9 @@ def test_round_trip_through_a_bundle(tmp_path):
   loaded, loaded_vars, doc = bundle.load(str(tmp_path / "b"), expect_variant="cae")
   assert isinstance(loaded, cae.Cae) and doc["latent_dim"] == 16 and doc["skip_kernels"] == []
   clips = jnp.asarray(np.random.default_rng(1).random((2, 3, 32, 32, 1)), jnp.float32)
-  np.testing.assert_array_equal(loaded.apply(loaded_vars, clips), model.apply(variables, clips))
+  np.testing.assert_array_equal(jit_apply(loaded, loaded_vars, clips), jit_apply(model, variables, clips))
   exported = bundle.load_exported(str(tmp_path / "b"))
-  np.testing.assert_allclose(np.asarray(exported(clips)), model.apply(variables, clips), atol=1e-5)
+  np.testing.assert_allclose(np.asarray(exported(clips)), jit_apply(model, variables, clips), atol=1e-5)
   frames = (np.asarray(clips[0]) * 255).astype(np.uint8)
   scored = list(streaming.StreamingScorer(loaded, loaded_vars, (32, 32), batch_size=2).stream([frames]))
   assert [s.frame for s in scored] == [0, 1, 2]

@@ -269,6 +269,17 @@ def test_kernel_masks_include_ssmctb_blocks():
   assert ("mconv4",) in masks
 
 
+@pytest.fixture
+def cache_every_compile():
+  """Op by op, a forward compiles a few hundred one-op programs, each far below the persistent compilation cache's
+  one-second threshold: here they all go into the cache (where the suite has one), and a rerun reads them back."""
+  threshold = jax.config.jax_persistent_cache_min_compile_time_secs
+  jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
+  yield
+  jax.config.update("jax_persistent_cache_min_compile_time_secs", threshold)
+
+
+@pytest.mark.usefixtures("cache_every_compile")
 @pytest.mark.parametrize(
   "variant,kwargs",
   [

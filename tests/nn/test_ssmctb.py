@@ -8,6 +8,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 from model_helpers import init_shapes
+from model_helpers import jit_apply
 import numpy as np
 import optax
 import pytest
@@ -85,10 +86,10 @@ def test_masked_conv_predicts_each_pixel_from_corners_at_distance_d():
 def test_block_shapes(temporal, centre, shape, out_shape):
   block = ssmctb.SSMCTB(temporal=temporal, centre_frame=centre)
   x = jax.random.uniform(jax.random.key(0), shape)
-  variables = block.init(jax.random.key(1), x)
+  variables = jax.jit(block.init)(jax.random.key(1), x)
   kernel = variables["params"]["conv"]["masked_kernel"]
   assert kernel.shape == (*ssmctb.ssmctb_mask(1, 1, temporal).shape[:-2], 4, 4)
-  assert block.apply(variables, x).shape == out_shape
+  assert jit_apply(block, variables, x).shape == out_shape
 
 
 def test_block_rejects_wrong_rank():
@@ -108,8 +109,8 @@ def test_sown_loss_is_weighted_huber_between_output_and_input(temporal, centre):
   block = ssmctb.SSMCTB(temporal=temporal, centre_frame=centre, delta=delta, weight=weight)
   shape = (2, 8, 8, 4) if temporal is None else (2, 3, 8, 8, 4)
   x = 2.0 * jax.random.uniform(jax.random.key(0), shape)
-  variables = ssmctb.without_losses(block.init(jax.random.key(1), x))
-  out, upd = block.apply(variables, x, mutable=["losses"])
+  variables = ssmctb.without_losses(jax.jit(block.init)(jax.random.key(1), x))
+  out, upd = jit_apply(block, variables, x, mutable=["losses"])
   target = x[:, 1] if centre else x
   err = np.abs(np.asarray(out) - np.asarray(target))
   assert (err < delta).any() and (err > delta).any()  # both branches of the Huber loss are exercised
@@ -164,18 +165,18 @@ def test_ssl_loss_trains_conv_and_transformer_and_can_stop_the_input_gradient():
   input_grads = {}
   for stop in (False, True):
     block = ssmctb.SSMCTB(stop_target_gradient=stop)
-    params = block.init(jax.random.key(1), x)["params"]
+    params = jax.jit(block.init)(jax.random.key(1), x)["params"]
 
     def loss(p, inp, block=block):
       _, upd = block.apply({"params": p}, inp, mutable=["losses"])
       return ssmctb.total_ssl_loss(upd)
 
-    g = jax.grad(loss)(params, x)
+    g = jax.jit(jax.grad(loss))(params, x)
     assert float(jnp.abs(g["conv"]["masked_kernel"]).max()) > 0
     assert float(jnp.abs(g["transformer"]["projection"]["kernel"]).max()) > 0
     # d loss / d input through the target term alone is -(huber'); with the target stopped the input
     # gradient comes only through the conv, so the two must differ.
-    input_grads[stop] = jax.grad(loss, argnums=1)(params, x)
+    input_grads[stop] = jax.jit(jax.grad(loss, argnums=1))(params, x)
   assert not np.allclose(input_grads[True], input_grads[False])
 
 
@@ -203,13 +204,13 @@ def test_options_placements_and_checks():
 
 def _conv_support(block, x, where):
   """Input positions that reach the block's masked-conv output at `where` (before the gate mixes everything)."""
-  variables = block.init(jax.random.key(1), x)
+  variables = jax.jit(block.init)(jax.random.key(1), x)
 
   def conv_out(inp):
     _, state = block.apply(variables, inp, capture_intermediates=True, mutable=["intermediates"])
     return state["intermediates"]["conv"]["__call__"][0][(0, *where)].sum()
 
-  return np.argwhere(np.abs(np.asarray(jax.grad(conv_out)(x))[0]).sum(-1) > 0)
+  return np.argwhere(np.abs(np.asarray(jax.jit(jax.grad(conv_out))(x))[0]).sum(-1) > 0)
 
 
 def _corner_offsets(kp, d, axes):

@@ -12,6 +12,7 @@ from model_helpers import STORE_SIZE as SIZE
 from model_helpers import STREAM_LENGTHS as LENGTHS
 from model_helpers import centre_clips
 from model_helpers import init_shapes
+from model_helpers import jit_apply
 from model_helpers import random_variables
 import numpy as np
 import pytest
@@ -72,13 +73,13 @@ def test_output_shapes_and_the_extra_decoder_channel():
   variables = initialization.init_variables(head, 0, (1, T, H, W, 1))
   assert variables["params"]["decoder_4"]["conv_last"]["kernel"].shape == (1, 1, 6, 2)  # (3 * (C+1), C+1)
   x = _clips(0, batch=2)
-  assert head.apply(variables, x).shape == (2, H, W, 1)
-  recon, mask = head.apply(variables, x, return_mask=True)
+  assert jit_apply(head, variables, x).shape == (2, H, W, 1)
+  recon, mask = jit_apply(head, variables, x, return_mask=True)
   assert recon.shape == (2, H, W, 1) and mask.shape == (2, H, W) and mask.dtype == jnp.float32
   assert 0 <= float(mask.min()) and float(mask.max()) <= 1
   plain = models.build("maskedskip_unet", latent_dim=8, channels=1)
   with pytest.raises(UserError, match="model.mask_head"):
-    plain.apply(initialization.init_variables(plain, 0, (1, T, H, W, 1)), x, return_mask=True)
+    jit_apply(plain, initialization.init_variables(plain, 0, (1, T, H, W, 1)), x, return_mask=True)
 
 
 def test_only_the_last_decoder_block_grows_and_the_default_count_is_the_reference():
@@ -90,18 +91,20 @@ def test_only_the_last_decoder_block_grows_and_the_default_count_is_the_referenc
   assert models.count_params(head) > models.count_params(plain)
 
 
+def _decoder_4(module, _):
+  return module.name == "decoder_4"
+
+
 def test_reconstruction_and_mask_are_one_sigmoid_output():
   model = models.build("maskedskip_unet", latent_dim=8, channels=3, mask_head=True)
   variables = random_variables(model)
   x = _clips(1, batch=2, channels=3)
-  recon, state = model.apply(
-    variables, x, capture_intermediates=lambda m, _: m.name == "decoder_4", mutable=["intermediates"]
-  )
+  recon, state = jit_apply(model, variables, x, capture_intermediates=_decoder_4, mutable=["intermediates"])
   logits = state["intermediates"]["decoder_4"]["__call__"][0]
   assert logits.shape == (2, H, W, 4)
   out = jax.nn.sigmoid(logits)
   np.testing.assert_array_equal(recon, out[..., :3])
-  both = model.apply(variables, x, return_mask=True)
+  both = jit_apply(model, variables, x, return_mask=True)
   np.testing.assert_array_equal(both[0], recon)
   np.testing.assert_array_equal(both[1], out[..., 3])
 
@@ -111,7 +114,8 @@ def test_loss_adds_the_weighted_mask_bce():
   batch = _pasted_batch(0)
   anomaly_map = np.asarray(batch["anomaly_map"])
   assert 0 < anomaly_map.mean() < 0.5 and set(np.unique(anomaly_map)) == {0.0, 1.0}
-  (recon, mask), _ = model.apply(
+  (recon, mask), _ = jit_apply(
+    model,
     {"params": state["params"], "batch_stats": state["batch_stats"]},
     batch["clips"],
     train=True,
@@ -136,7 +140,8 @@ def test_training_with_the_head_learns_where_the_pasted_object_is():
   for k in range(100):
     state, _ = step(state, _pasted_batch(k), 1.0)
   after = float(step(state, held_out, 1.0)[1]["mask_loss"])
-  (_, mask), _ = model.apply(
+  (_, mask), _ = jit_apply(
+    model,
     {"params": state["params"], "batch_stats": state["batch_stats"]},
     held_out["clips"],
     train=True,
@@ -221,8 +226,8 @@ def test_bundle_round_trip_rebuilds_the_head_and_old_bundles_still_load(tmp_path
   loaded, loaded_vars, config = bundle.load(path)
   assert loaded == model and loaded.mask_head and config["mask_head"] is True
   x = _clips(3, batch=3)
-  want_recon, want_mask = model.apply(variables, x, return_mask=True)
-  got_recon, got_mask = loaded.apply(loaded_vars, x, return_mask=True)
+  want_recon, want_mask = jit_apply(model, variables, x, return_mask=True)
+  got_recon, got_mask = jit_apply(loaded, loaded_vars, x, return_mask=True)
   np.testing.assert_array_equal(got_recon, want_recon)
   np.testing.assert_array_equal(got_mask, want_mask)
   recon = inference.reconstruct(loaded, loaded_vars, x, batch_size=2)

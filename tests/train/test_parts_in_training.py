@@ -5,6 +5,7 @@ import functools
 
 import jax
 import jax.numpy as jnp
+from model_helpers import jit_apply
 from model_helpers import make_store
 from model_helpers import random_variables
 import numpy as np
@@ -62,7 +63,8 @@ def test_ssmctb_blocks_sit_where_configured_and_their_loss_joins_the_step(placem
   # The paper's placement is instead of the last decoder conv layer: that layer's kernels are gone.
   assert ("convs_0" in state["params"]["decoder_4"]) == (placement != "penultimate")
   batch = {"clips": jnp.asarray(_clips())}
-  recon, upd = model.apply(
+  recon, upd = jit_apply(
+    model,
     {"params": state["params"], "batch_stats": state["batch_stats"]},
     batch["clips"],
     train=True,
@@ -89,7 +91,7 @@ def test_frozen_mode_freezes_the_network_masks_not_the_ssmctb_kernel():
 
 def test_ssmctb_three_dimensional_block_needs_t_frames():
   model = models.build("maskedskip_unet", latent_dim=16, channels=1, ssmctb={"placement": "all_skips", "dims": 3})
-  y = model.apply(initialization.init_variables(model, 0, (1, 3, 32, 32, 1)), jnp.asarray(_clips()))
+  y = jit_apply(model, initialization.init_variables(model, 0, (1, 3, 32, 32, 1)), jnp.asarray(_clips()))
   assert y.shape == (2, 32, 32, 1)
   with pytest.raises(UserError, match="model.ssmctb"):
     models.build("unet", latent_dim=16, channels=1, ssmctb={"placement": "all_skips", "dims": 3})
@@ -122,8 +124,8 @@ def test_motion_weighted_step_uses_the_motion_weights(weighting):
   state = train_state.init_state(0, model=model, tx=tx, input_shape=(1, 3, 32, 32, 1))
   clips = jnp.asarray(_clips())
   options = step_lib.LossOptions(motion_weighting=weighting, motion_median=3, motion_patch=8, motion_uniform_mix=0.1)
-  recon, _ = model.apply(
-    {"params": state["params"], "batch_stats": state["batch_stats"]}, clips, train=True, mutable=["batch_stats"]
+  recon, _ = jit_apply(
+    model, {"params": state["params"], "batch_stats": state["batch_stats"]}, clips, train=True, mutable=["batch_stats"]
   )
   weights = motion.motion_weights(clips, median=3, patch=8 if weighting == "patch" else None, uniform_mix=0.1)
   want = float(motion.motion_weighted_norm_loss(clips[:, 1], recon, weights))
@@ -165,7 +167,8 @@ def test_pasted_step_reconstructs_the_clean_centre():
   pasted = next(
     train_data.with_pasted_anomalies(iter([{"clips": clips}]), start=0, seed=0, p=1.0, source="sprites", row_offset=0)
   )
-  recon, _ = model.apply(
+  recon, _ = jit_apply(
+    model,
     {"params": state["params"], "batch_stats": state["batch_stats"]},
     jnp.asarray(pasted["clips"]),
     train=True,

@@ -1,32 +1,22 @@
 """Pre-emption and crashes: SIGTERM saves and stops, SIGKILL loses at most one interval,
-and the resumed run ends bit-identical to an uninterrupted one (CPU, float32)."""
+and the resumed run ends bit-identical to an uninterrupted one (CPU, float32): the session's shared run of
+tests/fault/tiny_training.py's config (tests/conftest.py's tiny_training_run)."""
 
 import os
 import signal
 import time
 
+from fault import tiny_training
 import jax
 import numpy as np
 import pytest
 import tiny_run
 
 from maskedskip_jax.train import checkpointing
-from maskedskip_jax.train import loop
 from maskedskip_jax.train import metrics_log
 from maskedskip_jax.train import state as train_state
 
-STEPS, EVERY = 24, 3
-
-
-@pytest.fixture(scope="module")
-def dataset(tiny_dataset):
-  return tiny_dataset
-
-
-def _flags(dataset):
-  return tiny_run.overrides(
-    dataset, train__num_steps=STEPS, train__checkpoint_every_steps=EVERY, train__keep_checkpoints=2
-  )
+STEPS, EVERY = tiny_training.STEPS, tiny_training.EVERY  # 18 steps, a checkpoint every 3, the newest 2 kept
 
 
 def _finished_steps(workdir):
@@ -52,13 +42,11 @@ def _losses(workdir):
   return [(r["step"], r["loss"]) for r in metrics_log.read(os.path.join(workdir, "metrics.jsonl"))]
 
 
-def test_sigterm_then_sigkill_then_resume_is_bit_identical(dataset, tmp_path):
-  flags = _flags(dataset)
-  config = tiny_run.config(
-    dataset, train__num_steps=STEPS, train__checkpoint_every_steps=EVERY, train__keep_checkpoints=2
-  )
-  reference = str(tmp_path / "reference")
-  assert loop.train(config, reference)["step"] == STEPS  # uninterrupted, in this process
+def test_sigterm_then_sigkill_then_resume_is_bit_identical(tiny_training_run, tmp_path):
+  dataset = tiny_training_run["dataset"]
+  flags = tiny_training.flags(dataset)
+  config = tiny_training.config(dataset)
+  reference = tiny_training_run["workdir"]  # uninterrupted, through the same command line; read-only
 
   workdir = str(tmp_path / "interrupted")
   # 1. SIGTERM after the first checkpoint: a final checkpoint, then exit code 143.
