@@ -6,6 +6,8 @@ global backend of a notebook, and the figures are freed when they go out of scop
 name in the target folder and moved into place, so a reader never sees half a PNG.
 """
 
+import textwrap
+
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 import numpy as np
@@ -110,7 +112,7 @@ def plot_scores(
     labels = np.asarray(labels)
     if labels.shape != scores.shape:
       raise UserError(f"plot_scores: labels {labels.shape} must match scores {scores.shape}")
-  fig = Figure(figsize=(8, 2.8 if alarm is None else 4.8), dpi=100)
+  fig = Figure(figsize=(9, 2.8 if alarm is None else 4.8), dpi=100)
   axes = fig.subplots(1 if alarm is None else 2, 1, sharex=True, squeeze=False)[:, 0]
   ax = axes[0]
   if labels is not None:
@@ -140,7 +142,9 @@ def plot_scores(
     ax = axes[1]
     if labels is not None:
       _shade(ax, labels)
-    ax.plot(np.arange(len(scores)), np.asarray(a_scores, np.float64), lw=1.0, color="tab:gray", label=a_label)
+    # Wrapped: a one-line legend as long as the chain would squeeze both axes to a third of the figure.
+    wrapped = textwrap.fill(a_label, 30)
+    ax.plot(np.arange(len(scores)), np.asarray(a_scores, np.float64), lw=1.0, color="tab:gray", label=wrapped)
     _threshold_line(ax, a_value, f"alarm threshold {a_value:.4g}")
     ax.set(xlabel="Frame", ylabel="Alarm score")
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0) if others else None, fontsize="small")
