@@ -157,6 +157,9 @@ SCHEMA: dict[str, f.Field] = {
     f.below_one,
     "aed_mae: share of the steps that train the student alone (paper: 100 + 40 epochs; 0: no self-distillation)",
   ),
+  "train.micro_batches": f.Field(
+    1, f.at_least(1), "aed_mae: gradients of this many parts of each batch averaged into one update (memory)"
+  ),
   "train.mask_loss_weight": f.Field(1.0, f.at_least(0), "weight of the mask head's binary cross-entropy in the loss"),
   "eval.aed_mae.alpha": f.Field(0.4, f.at_least(0), "aed_mae score (Eq. 6): weight of the teacher's error"),
   "eval.aed_mae.beta": f.Field(0.3, f.at_least(0), "aed_mae score: weight of the teacher-student gap"),

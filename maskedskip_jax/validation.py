@@ -124,6 +124,11 @@ def _check_training_options(flat: dict[str, Any]) -> None:
   for key in ("train.early_stopping_patience", "train.augment"):
     if flat[key] and flat["model.variant"] == aed_mae_step.VARIANT:
       raise UserError(f"config key {key}: not available for aed_mae; expected 0 / False, got {flat[key]!r}")
+  k, batch = flat["train.micro_batches"], flat["train.batch_size"]
+  if k > 1 and flat["model.variant"] != aed_mae_step.VARIANT:
+    raise UserError(f"config key train.micro_batches: only aed_mae takes its batch in parts; expected 1, got {k}")
+  if batch % k:
+    raise UserError(f"config key train.micro_batches: expected a divisor of train.batch_size={batch}, got {k}")
 
 
 def _check_cae(flat: dict[str, Any]) -> None:

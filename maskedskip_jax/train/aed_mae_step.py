@@ -19,6 +19,7 @@ outweighs any gradient there anyway.
 """
 
 import dataclasses
+import functools
 from typing import Any
 
 import jax
@@ -36,11 +37,12 @@ PARTS = ("reconstruction", "classification", "self_distillation")  # the loss te
 @dataclasses.dataclass(frozen=True)
 class StageOptions:
   """stage: 1 trains the teacher, 2 the student. frame_offset: see `stacked`. parts: the paper's components that
-  are on (Table 2's ablation; all by default)."""
+  are on (Table 2's ablation; all by default). micro_batches: see `train_step`."""
 
   stage: int
   frame_offset: int = 3
   parts: aed_mae_losses.Components = aed_mae_losses.Components()
+  micro_batches: int = 1  # the batch's parts whose gradients are averaged before the one update (`train_step`)
 
 
 # model.aed_mae keys that are not fields of the network: the input's frame spacing and Table 2's switches.
@@ -48,10 +50,10 @@ COMPONENT_KEYS = ("motion_weights", "anomaly_maps", "classifier")
 NOT_NETWORK_KEYS = ("frame_offset", *COMPONENT_KEYS)
 
 
-def stage_options(section, stage: int) -> StageOptions:
-  """The options of `stage` from a config's model.aed_mae section."""
+def stage_options(section, stage: int, micro_batches: int = 1) -> StageOptions:
+  """The options of `stage` from a config's model.aed_mae section (and train.micro_batches)."""
   parts = aed_mae_losses.Components(section.motion_weights, section.anomaly_maps, section.classifier)
-  return StageOptions(stage, section.frame_offset, parts)
+  return StageOptions(stage, section.frame_offset, parts, micro_batches)
 
 
 def stacked(clips: jax.Array, offset: int) -> jax.Array:
@@ -71,6 +73,53 @@ def _keep_student(old: dict, new: dict) -> dict:
   return {name: old[name] if aed_mae.label_of(name) == "student" else value for name, value in new.items()}
 
 
+def gradients(params, batch_stats, inputs: dict[str, jax.Array], rngs, *, model: aed_mae.AedMae, options):
+  """((loss, (new batch statistics, loss parts)), gradients) of one batch or micro-batch.
+
+  `inputs`: 'x' (the stacked input), 'frame' (the clean target), 'previous' and 'anomaly_map', as `train_step`
+  builds them; `rngs`: the 'masking' and 'dropout' keys.
+  """
+  stage1 = options.stage == 1
+
+  def loss_fn(p):
+    out, updates = model.apply(
+      {"params": p, "batch_stats": batch_stats},
+      inputs["x"],
+      train=True,
+      freeze_backbone=not stage1,
+      mutable=["batch_stats"],
+      rngs=rngs,
+    )
+    loss = aed_mae_losses.stage1_loss if stage1 else aed_mae_losses.stage2_loss
+    total, parts = loss(out, inputs["frame"], inputs["previous"], inputs["anomaly_map"], model.patch, options.parts)
+    stats = updates["batch_stats"]
+    return total, (_keep_student(batch_stats, stats) if stage1 else stats, parts)
+
+  return jax.value_and_grad(loss_fn, has_aux=True)(params)
+
+
+def _accumulated(state, inputs, rngs, *, model, options):
+  """`gradients` averaged over `options.micro_batches` equal parts of the batch, in order: part i uses the keys
+  folded with i, and sees the batch statistics the parts before it left. Loss and parts are averaged too."""
+  k = options.micro_batches
+  split = jax.tree.map(lambda a: a.reshape(k, a.shape[0] // k, *a.shape[1:]), inputs)
+  grad = functools.partial(gradients, model=model, options=options)
+
+  def body(carry, xs):
+    stats, acc = carry
+    i, part = xs
+    keys = {name: jax.random.fold_in(key, i) for name, key in rngs.items()}
+    (total, (stats, parts)), grads = grad(state["params"], stats, part, keys)
+    return (stats, jax.tree.map(jnp.add, acc, (total, parts, grads))), None
+
+  first = jax.tree.map(lambda a: a[0], split)
+  shapes = jax.eval_shape(grad, state["params"], state["batch_stats"], first, rngs)
+  zeros = jax.tree.map(lambda a: jnp.zeros(a.shape, a.dtype), (shapes[0][0], shapes[0][1][1], shapes[1]))
+  (stats, acc), _ = jax.lax.scan(body, (state["batch_stats"], zeros), (jnp.arange(k), split))
+  total, parts, grads = jax.tree.map(lambda a: a / k, acc)
+  return (total, (stats, parts)), grads
+
+
 def train_step(
   state: dict[str, Any], batch: dict[str, jax.Array], *, model: aed_mae.AedMae, tx, options: StageOptions
 ) -> tuple[dict[str, Any], dict[str, jax.Array]]:
@@ -79,35 +128,28 @@ def train_step(
   `batch` holds 'clips' in [0, 1] and, when objects were pasted into them, the clean centre frames 'target' and
   the pasted pixels 'anomaly_map' (B, H, W); without a map every frame is normal (label 0, an all-zero map).
   Metrics: the loss, the stage, the gradient norm and `PARTS` (0 for the other stage's terms, so that both
-  stages' metrics have one structure).
+  stages' metrics have one structure). With `options.micro_batches` k > 1 the batch is taken in k parts one after
+  another and their gradients averaged (`_accumulated`): the paper's batch of 100 in a fifth of the activation
+  memory, the same update but for BatchNorm, whose statistics are each part's.
   """
   assert options.stage in (1, 2), options.stage
   clips = batch["clips"]
   centre = (clips.shape[1] - 1) // 2
-  x = stacked(clips, options.frame_offset)
   frame = batch.get("target", clips[:, centre])
-  previous = clips[:, centre - 1]
-  anomaly_map = batch.get("anomaly_map", jnp.zeros(frame.shape[:3], jnp.float32))
+  inputs = {
+    "x": stacked(clips, options.frame_offset),
+    "frame": frame,
+    "previous": clips[:, centre - 1],
+    "anomaly_map": batch.get("anomaly_map", jnp.zeros(frame.shape[:3], jnp.float32)),
+  }
   rng, masking, dropout = jax.random.split(state["rng"], 3)
   rngs = {"masking": masking, "dropout": dropout}
-
-  stage1 = options.stage == 1
-
-  def loss_fn(params):
-    out, updates = model.apply(
-      {"params": params, "batch_stats": state["batch_stats"]},
-      x,
-      train=True,
-      freeze_backbone=not stage1,
-      mutable=["batch_stats"],
-      rngs=rngs,
+  if options.micro_batches > 1:
+    (total, (batch_stats, parts)), grads = _accumulated(state, inputs, rngs, model=model, options=options)
+  else:
+    (total, (batch_stats, parts)), grads = gradients(
+      state["params"], state["batch_stats"], inputs, rngs, model=model, options=options
     )
-    loss = aed_mae_losses.stage1_loss if stage1 else aed_mae_losses.stage2_loss
-    total, parts = loss(out, frame, previous, anomaly_map, model.patch, options.parts)
-    stats = updates["batch_stats"]
-    return total, (_keep_student(state["batch_stats"], stats) if stage1 else stats, parts)
-
-  (total, (batch_stats, parts)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state["params"])
   new_state = step_lib.apply_gradients(state, grads, tx=tx, batch_stats=batch_stats, rng=rng)
   parts = {k: parts.get(k, jnp.zeros((), jnp.float32)) for k in PARTS}
   metrics = {"loss": total, "stage": jnp.int32(options.stage), "grad_norm": optax.tree.norm(grads), **parts}

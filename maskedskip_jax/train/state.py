@@ -121,7 +121,7 @@ def stage_of(config, step: int, total_steps: int) -> int:
 def train_step_fn(config, *, model, tx, stage: int = 0):
   """The train step of the config's family and `stage` (`stage_of`), options bound: a function of (state, batch)."""
   if is_aed_mae(config):
-    options = aed_mae_step.stage_options(config.model.aed_mae, stage)
+    options = aed_mae_step.stage_options(config.model.aed_mae, stage, config.train.micro_batches)
     return functools.partial(aed_mae_step.train_step, model=model, tx=tx, options=options)
   kw = dict(model=model, tx=tx, augment=augment.Options.from_config(config))
   if isinstance(model, cae.Cae):
