@@ -17,6 +17,7 @@ from data_pipeline import pipeline
 from data_pipeline import registry
 from data_pipeline import synthetic
 from maskedskip_jax import config_fields as f
+from maskedskip_jax.eval import aed_mae_scorer
 from maskedskip_jax.eval import baselines
 from maskedskip_jax.eval import hybrid
 from maskedskip_jax.eval import threshold
@@ -169,6 +170,10 @@ SCHEMA: dict[str, f.Field] = {
     11.0, f.positive, "aed_mae score: temporal Gaussian sigma (authors: 11 Avenue, 282 SHT)"
   ),
   "eval.aed_mae.taps": f.Field(37, f.odd_positive, "aed_mae score: temporal Gaussian taps (1 = none)"),
+  "eval.aed_mae.masking": f.Field(
+    "cover", f.one_of(*aed_mae_scorer.MASKING), "aed_mae score: test-time token dropping (eval/aed_mae_scorer.py)"
+  ),
+  "eval.aed_mae.mask_seed": f.Field(0, f.at_least(0), "aed_mae score: seed of the test-time token dropping"),
   "eval.batch_size": f.Field(32, f.at_least(1), "clips per evaluation batch (global)"),
   "eval.postprocess": f.Field("none", f.postprocess_chain, "frame-score smoothing, e.g. 'median:window=17'"),
   "eval.patch": f.Field(16, f.at_least(1), "frame score = max over patch means of this size"),

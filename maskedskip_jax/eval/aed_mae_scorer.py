@@ -7,6 +7,15 @@ frame goes through the 3-D mean filter over the video's (T, H, W) volume, then t
 temporal Gaussian: the frame score. Each term is also scored alone through the same filters (`COMPONENTS`), so a
 report can show what the teacher's error, the teacher-student gap and the classifier each contribute.
 
+Test-time masking (`MASKING`). The teacher is trained on every token (Eq. 3 sums over all n), the dropped ones
+rebuilt from context and the kept ones seen, so with nothing dropped at test time it copies the test frame, an
+anomaly included, and its error says little. The authors' evaluation drops a random share of the tokens of each
+test frame at the training ratio, as in training (`random`; their frame score averages over all tokens, seen and
+rebuilt). `cover` drops every token exactly once over ceil(n / m) passes (m = the tokens dropped in training, the
+last pass wrapping round), and builds each token's output from the pass that dropped it (the mean where two did): a
+map rebuilt entirely from context, at that many forwards' cost. `none` drops nothing. The draws depend only on
+(`mask_seed`, video, frame), so scores do not change with the batch size.
+
 The volume is never held whole: maps are filtered in chunks of frames with a halo of half the filter on each
 side, which gives exactly the whole-video filter (the filter only reads its window), so long videos at the
 paper's resolutions fit in memory. The temporal Gaussian needs each video's frame scores, which are small.
@@ -26,6 +35,7 @@ from maskedskip_jax.eval import streaming
 from maskedskip_jax.nn import aed_mae_losses
 
 COMPONENTS = ("reconstruction", "distillation", "classifier")  # Eq. 6's terms, each alone with weight 1
+MASKING = ("none", "random", "cover")  # test-time token dropping (module docstring)
 _CHUNK = 64  # frames filtered at once (plus the halo)
 
 
@@ -40,9 +50,16 @@ class ScoreSettings:
   sigma: float = aed_mae_losses.TEMPORAL_GAUSSIAN["avenue"][0]
   taps: int = aed_mae_losses.TEMPORAL_GAUSSIAN["avenue"][1]
   anomaly_maps: bool = True  # False for a model trained without them: the map channel is left out
+  masking: str = "cover"
+  mask_seed: int = 0
+
+  def __post_init__(self):
+    if self.masking not in MASKING:
+      raise UserError(f"aed_mae scoring: masking must be one of {', '.join(MASKING)}, got {self.masking!r}")
 
   def describe(self) -> dict:
     return {
+      "masking": f"{self.masking} (seed {self.mask_seed})",
       "map": f"{self.alpha} ||x - x_teacher||^2 + {self.beta} ||x_teacher - x_student||^2 + {self.gamma} p(anomalous)",
       "volume_filter": f"{self.box}x{self.box}x{self.box} mean over the in-bounds window",
       "frame_score": "max of the filtered map",
@@ -63,6 +80,8 @@ def settings(config) -> ScoreSettings:
     sigma=e.sigma,
     taps=e.taps,
     anomaly_maps=m.anomaly_maps,
+    masking=e.masking,
+    mask_seed=e.mask_seed,
   )
 
 
@@ -91,11 +110,49 @@ def weighted(components: dict, settings: ScoreSettings) -> dict:
   return {k: components[k] for k in COMPONENTS if weights[k] > 0 and k in components}
 
 
+def _dropped_sets(model, settings: ScoreSettings, keys: jax.Array, n: int) -> list[jax.Array]:
+  """Per pass, the (B, n) tokens each frame drops: one random draw, or passes that drop every token once."""
+  m = int(n * model.mask_ratio)
+  if settings.masking == "none" or m == 0:
+    return [jnp.zeros((len(keys), n), bool)]
+  order = jax.vmap(lambda k: jax.random.permutation(k, n))(keys)  # (B, n): a random order of the tokens
+  passes = 1 if settings.masking == "random" else -(-n // m)
+  rows = jnp.arange(len(keys))[:, None]
+  return [
+    jnp.zeros((len(keys), n), bool).at[rows, order[:, (g * m + jnp.arange(m)) % n]].set(True) for g in range(passes)
+  ]
+
+
+def _outputs(model, settings: ScoreSettings, variables, x, keys):
+  """Teacher and student outputs (B, H, W, c + 1) and the logit (B,) under the settings' test-time masking."""
+  b, hh, ww, _ = x.shape
+  p = model.patch
+  h, w = hh // p, ww // p
+  teacher = student = count = logit = 0.0
+  sets = _dropped_sets(model, settings, keys, h * w)
+  for dropped in sets:
+    if settings.masking == "none":
+      out = model.apply(variables, x, train=False)
+    else:  # stable: the kept (False) positions first, in raster order
+      keep = jnp.argsort(dropped, axis=1, stable=True)[:, : h * w - int(h * w * model.mask_ratio)]
+      out = model.apply(variables, x, train=False, keep=keep)
+    # Under `cover` a token's output comes from the passes that dropped it; otherwise every token counts.
+    use = dropped if settings.masking == "cover" else jnp.ones_like(dropped)
+    weight = jnp.repeat(jnp.repeat(use.reshape(b, h, w).astype(jnp.float32), p, 1), p, 2)[..., None]
+    teacher = teacher + weight * out["teacher"]
+    student = student + weight * out["student"]
+    count = count + weight
+    logit = logit + out["logit"]
+  return teacher / count, student / count, logit / len(sets)
+
+
 @functools.partial(jax.jit, static_argnames=("model", "settings"))
-def _maps(model, settings: ScoreSettings, variables, x, frames):
-  """(B, H, W) maps of the headline and of each term alone; x is the stacked input, frames the targets."""
-  out = model.apply(variables, x, train=False)
-  t, s, logit = out["teacher"], out["student"], out["logit"]
+def _maps(model, settings: ScoreSettings, variables, x, frames, video, rows):
+  """(B, H, W) maps of the headline and of each term alone; x is the stacked input, frames the targets, `rows`
+  the frames' indices in video `video` (they seed the test-time masking)."""
+  base = jax.random.fold_in(jax.random.key(settings.mask_seed), video)
+  keys = jax.vmap(lambda r: jax.random.fold_in(base, r))(rows)
+  t, s, logit = _outputs(model, settings, variables, x, keys)
   maps = functools.partial(aed_mae_losses.pixel_scores, frames, t, s, logit, anomaly_maps=settings.anomaly_maps)
   return {
     "score": maps(settings.alpha, settings.beta, settings.gamma),
@@ -149,17 +206,19 @@ class AedMaeScorer:
     """Compiles (and runs once on zeros) the batched forward; returns self."""
     b, (h, w, c) = self.batch_size, self.frame_shape
     x = jnp.zeros((b, h, w, 3 * c), jnp.float32)
-    jax.block_until_ready(_maps(self.model, self.settings, self.variables, x, x[..., :c]))
+    rows = jnp.arange(b, dtype=jnp.int32)
+    jax.block_until_ready(_maps(self.model, self.settings, self.variables, x, x[..., :c], 0, rows))
     return self
 
-  def _video_maps(self, frames: np.ndarray) -> Iterator[dict[str, np.ndarray]]:
+  def _video_maps(self, frames: np.ndarray, video: int) -> Iterator[dict[str, np.ndarray]]:
     """Per batch of frames, the host maps of `_maps` (padding rows dropped)."""
     n, o, b = len(frames), self.frame_offset, self.batch_size
     for start in range(0, n, b):
       t = np.arange(start, min(start + b, n))
       rows = np.concatenate([t, np.full(b - len(t), t[-1])])  # a fixed batch shape: one compilation
       stack = [frames[np.clip(rows + d, 0, n - 1)].astype(np.float32) / 255.0 for d in (-o, 0, o)]
-      out = _maps(self.model, self.settings, self.variables, np.concatenate(stack, axis=-1), stack[1])
+      x = np.concatenate(stack, axis=-1)
+      out = _maps(self.model, self.settings, self.variables, x, stack[1], video, rows.astype(np.int32))
       yield {k: v[: len(t)] for k, v in jax.device_get(out).items()}
 
   def _peaks(self, maps: Iterable[dict[str, np.ndarray]], n: int) -> tuple[dict[str, np.ndarray], list]:
@@ -209,7 +268,7 @@ class AedMaeScorer:
         continue
       if frames.shape[1:] != self.frame_shape or frames.dtype != np.uint8:
         raise UserError(f"video {v}: expected uint8 frames {self.frame_shape}, got {frames.dtype} {frames.shape[1:]}")
-      peaks, small = self._peaks(self._video_maps(frames), len(frames))
+      peaks, small = self._peaks(self._video_maps(frames, v), len(frames))
       for k in COMPONENTS:
         self.components[k].append(self._temporal(peaks[k]))
       scores = self._temporal(peaks["score"])

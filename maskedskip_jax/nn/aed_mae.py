@@ -15,8 +15,9 @@ and the decoder's first `branch` blocks are shared: the teacher adds the remaini
 blocks, the student its own `student_depth` blocks, each with a LayerNorm and a linear layer to patch x patch x
 (c + 1) values per token. Outputs are linear, in the targets' units, as in MAE.
 
-Inference (`train=False`) drops no tokens, so outputs are deterministic. The authors' evaluation masks test frames
-with the training ratio; `mask=True` does that at inference (with a 'masking' key). Stage 2
+Inference (`train=False`) drops no tokens unless asked: `mask=True` drops a random `mask_ratio` of them (a 'masking'
+key), as the authors' evaluation does, and `keep` (B, K) names the kept tokens' raster positions outright, so a
+scorer can mask every token exactly once over a few passes (`eval/aed_mae_scorer.py`). Stage 2
 (`freeze_backbone=True`) runs the shared backbone and the teacher's head on BatchNorm's running averages without
 dropout, and stops gradients at the branch point; only the student's blocks train.
 `backbone_labels` names the three parameter groups for `optax.multi_transform` (`stage2_transform`).
@@ -102,11 +103,18 @@ class AedMae(nn.Module):
 
   @nn.compact
   def __call__(
-    self, x: jax.Array, *, train: bool = False, freeze_backbone: bool = False, mask: bool | None = None
+    self,
+    x: jax.Array,
+    *,
+    train: bool = False,
+    freeze_backbone: bool = False,
+    mask: bool | None = None,
+    keep: jax.Array | None = None,
   ) -> dict:
     """Returns {'teacher', 'student': (B, H, W, c + 1), 'logit': (B,), 'mask': (B, h, w) True where dropped}.
 
-    `train` selects BatchNorm's batch statistics and dropout; `mask` (default: `train`) drops tokens.
+    `train` selects BatchNorm's batch statistics and dropout; `mask` (default: `train`) drops random tokens;
+    `keep` (B, K) int, ascending raster positions, keeps exactly those tokens instead (`mask` is then ignored).
     """
     self._check(x.shape)
     kw = dict(dtype=self.dtype, param_dtype=self.param_dtype)
@@ -119,7 +127,13 @@ class AedMae(nn.Module):
     tokens = cvt.ConvEmbed(self.embed_dim, self.patch, name="embed", **kw)(x.astype(self.dtype))
     tokens = tokens.reshape(b, n, self.embed_dim)
     drop = train if mask is None else mask
-    if drop:
+    if keep is not None:
+      if keep.ndim != 2 or keep.shape[0] != b or not 0 < keep.shape[1] <= n:
+        raise UserError(f"aed_mae keep: expected (batch, K) token positions with 0 < K <= {n}, got {keep.shape}")
+      index = keep.astype(jnp.int32)
+      dropped = jnp.ones((b, n), bool).at[jnp.arange(b)[:, None], index].set(False)
+      tokens = jnp.take_along_axis(tokens, index[..., None], axis=1)
+    elif drop:
       index, dropped = self._random_keep(b, n)
       tokens = jnp.take_along_axis(tokens, index[..., None], axis=1)
     else:

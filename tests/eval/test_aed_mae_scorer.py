@@ -42,7 +42,7 @@ def _by_hand(model, variables, frames, settings):
 
 def test_scores_match_the_whole_volume_formula_across_chunks(tiny):
   model, variables = tiny
-  settings = aed_mae_scorer.ScoreSettings(box=5, sigma=3.0, taps=9)
+  settings = aed_mae_scorer.ScoreSettings(box=5, sigma=3.0, taps=9, masking="none")
   videos = [_video(100, 1), _video(7, 2)]  # 100 frames: several filter chunks; 7: fewer than one batch
   scorer = aed_mae_scorer.AedMaeScorer(
     model, variables, (HW, HW), frame_offset=OFFSET, batch_size=16, settings=settings, map_size=(4, 4)
@@ -54,7 +54,7 @@ def test_scores_match_the_whole_volume_formula_across_chunks(tiny):
     got = np.array([i.score for i in items if i.video == v])
     np.testing.assert_allclose(got, _by_hand(model, variables, frames, settings), rtol=2e-5, atol=1e-6)
   assert set(scorer.components) == set(aed_mae_scorer.COMPONENTS)
-  alone = aed_mae_scorer.ScoreSettings(alpha=1.0, beta=0.0, gamma=0.0, box=5, sigma=3.0, taps=9)
+  alone = aed_mae_scorer.ScoreSettings(alpha=1.0, beta=0.0, gamma=0.0, box=5, sigma=3.0, taps=9, masking="none")
   np.testing.assert_allclose(
     scorer.components["reconstruction"][0], _by_hand(model, variables, videos[0], alone), rtol=2e-5, atol=1e-6
   )
@@ -62,7 +62,9 @@ def test_scores_match_the_whole_volume_formula_across_chunks(tiny):
 
 def test_headline_is_the_weighted_sum_of_its_terms(tiny):
   model, variables = tiny
-  settings = aed_mae_scorer.ScoreSettings(box=3, taps=1)  # both filters are linear, so the sum survives them
+  settings = aed_mae_scorer.ScoreSettings(
+    box=3, taps=1, masking="none"
+  )  # both filters are linear, so the sum survives them
   scorer = aed_mae_scorer.AedMaeScorer(model, variables, (HW, HW), frame_offset=OFFSET, settings=settings)
   scores = np.array([i.score for i in scorer.stream([_video(20, 3)])])
   parts = {k: v[0] for k, v in scorer.components.items()}
@@ -81,3 +83,54 @@ def test_bad_frames_and_sizes_are_one_line_errors(tiny):
   scorer = aed_mae_scorer.AedMaeScorer(model, variables, (HW, HW), frame_offset=1)
   with pytest.raises(UserError, match="video 0: expected uint8"):
     list(scorer.stream([np.zeros((3, HW, HW, 3), np.uint8)]))
+
+
+def _outputs(model, variables, x, masking, seed=0):
+  settings = aed_mae_scorer.ScoreSettings(masking=masking, mask_seed=seed)
+  keys = jax.vmap(lambda r: jax.random.fold_in(jax.random.key(seed), r))(np.arange(len(x)))
+  return jax.jit(lambda v, x, k: aed_mae_scorer._outputs(model, settings, v, x, k))(variables, x, keys)
+
+
+def test_cover_rebuilds_every_token_without_seeing_it(tiny):
+  """Under `cover`, a token's output never depends on its own pixels (an anomaly cannot be copied through); with
+  nothing dropped it does."""
+  model, variables = tiny
+  x = np.random.default_rng(5).random((2, HW, HW, 3 * C), dtype=np.float32)
+  changed = x.copy()
+  changed[:, 4:8, 8:12] = 1.0 - changed[:, 4:8, 8:12]  # one 4x4 token, in every stacked frame
+  for masking, copies in (("cover", False), ("none", True)):
+    before, after = (_outputs(model, variables, v, masking)[0] for v in (x, changed))
+    token = np.abs(np.asarray(after - before))[:, 4:8, 8:12].max()
+    assert (token > 1e-3) == copies, (masking, token)
+    assert np.isfinite(np.asarray(before)).all()
+
+
+def test_random_masking_is_one_pass_seeded_by_frame(tiny):
+  model, variables = tiny
+  n, m = (HW // 4) ** 2, int((HW // 4) ** 2 * model.mask_ratio)
+  keys = jax.vmap(lambda r: jax.random.fold_in(jax.random.key(0), r))(np.arange(3))
+  for masking, passes in (("random", 1), ("cover", -(-n // m)), ("none", 1)):
+    sets = aed_mae_scorer._dropped_sets(model, aed_mae_scorer.ScoreSettings(masking=masking), keys, n)
+    assert len(sets) == passes
+    dropped = np.stack([np.asarray(d) for d in sets])
+    assert (dropped.sum(axis=2) == (0 if masking == "none" else m)).all()
+    if masking == "cover":
+      assert dropped.any(axis=0).all()  # every token of every frame dropped at least once
+  x = np.random.default_rng(6).random((2, HW, HW, 3 * C), dtype=np.float32)
+  a, b = (_outputs(model, variables, x, "random", seed)[0] for seed in (0, 1))
+  assert not np.allclose(a, b)
+
+
+def test_scores_do_not_depend_on_the_batch_size(tiny):
+  model, variables = tiny
+  video = _video(11, 4)
+  got = []
+  for batch in (4, 16):
+    scorer = aed_mae_scorer.AedMaeScorer(model, variables, (HW, HW), frame_offset=OFFSET, batch_size=batch)
+    got.append([i.score for i in scorer.stream([video])])
+  np.testing.assert_allclose(got[0], got[1], rtol=1e-5, atol=1e-7)
+
+
+def test_unknown_masking_is_a_one_line_error():
+  with pytest.raises(UserError, match="masking must be one of none, random, cover, got 'all'"):
+    aed_mae_scorer.ScoreSettings(masking="all")

@@ -147,6 +147,17 @@ def test_dropped_tokens_never_reach_the_network(model, variables, frames):
     np.testing.assert_array_equal(out[k], out2[k])
 
 
+def test_keep_names_the_kept_tokens_outright(model, variables, frames):
+  masked = jit_apply(model, variables, frames, mask=True, rngs={"masking": jax.random.key(5)})
+  n = (HW // PATCH) ** 2
+  keep = np.argsort(np.asarray(masked["mask"]).reshape(B, n), axis=1, kind="stable")[:, : n // 2]
+  given = jax.jit(lambda v, x, k: model.apply(v, x, keep=k))(variables, frames, jnp.asarray(keep))
+  for k in ("teacher", "student", "logit", "mask"):
+    np.testing.assert_array_equal(given[k], masked[k])
+  with pytest.raises(UserError, match=r"aed_mae keep: expected \(batch, K\)"):
+    model.apply(variables, frames, keep=jnp.zeros((B, n + 1), jnp.int32))
+
+
 def test_backbone_labels():
   params = aed_mae.variable_shapes(aed_mae.AedMae(patch=PATCH), (1, HW, HW, C_IN))["params"]  # the paper's
   labels = aed_mae.backbone_labels(params)
