@@ -78,10 +78,13 @@ def expected_variables(model) -> dict:
 
 
 def score_settings(rec: Mapping):
-  """The `aed_mae_scorer.ScoreSettings` the bundle was evaluated with."""
+  """The `aed_mae_scorer.ScoreSettings` the bundle was evaluated with.
+
+  Bundles written before test-time masking (no "masking" in the record) were evaluated with nothing dropped.
+  """
   from maskedskip_jax.eval import aed_mae_scorer  # pylint: disable=g-import-not-at-top
 
-  return aed_mae_scorer.ScoreSettings(**rec["score"])
+  return aed_mae_scorer.ScoreSettings(**{"masking": "none", **rec["score"]})
 
 
 def scorer(model, variables, image_size, rec: Mapping, batch_size: int, map_size=None):

@@ -55,6 +55,9 @@ def test_model_json_records_the_family_both_decoders_and_the_score(exported):
   rec = doc["aed_mae"]
   assert rec["decoders"] == {"teacher": 2, "student": 2} and rec["frame_offset"] == 1 and rec["patch"] == 8
   assert rec["score"] == {**rec["score"], "alpha": 0.4, "beta": 0.3, "gamma": 0.3, "box": 3, "taps": 5}
+  assert rec["score"]["masking"] == "cover" and aed_mae_bundle.score_settings(rec).masking == "cover"
+  older = {**rec, "score": {k: v for k, v in rec["score"].items() if k not in ("masking", "mask_seed")}}
+  assert aed_mae_bundle.score_settings(older).masking == "none"  # how bundles before test-time masking scored
   assert doc["export"]["input_shape"] == [1, 32, 32, 3] and "teacher" in doc["export"]["returns"]
   assert doc["alarm"]["score"] == "aed_mae" and doc["alarm"]["patch"] is None
   assert doc["alarm"]["calibration"]["videos"] == ["v1"]
