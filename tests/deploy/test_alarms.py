@@ -9,6 +9,7 @@ import sys
 
 import cv2
 import jax
+import jax_free
 from model_helpers import centre_clips
 from model_helpers import random_variables
 import numpy as np
@@ -191,20 +192,14 @@ def test_running_chain_gives_the_batch_values(chain):
     smoothing.RunningChain(postprocess.parse_chain("median+minmax"))
 
 
-BLOCKED = ("jax", "jaxlib", "flax", "optax", "orbax", "tensorflow", "ml_collections", "absl", "tqdm", "torch")
-
-
 def test_events_sources_and_live_need_no_jax():
-  script = f"""
-import importlib.abc, sys
-class Blocked(importlib.abc.MetaPathFinder):
-  def find_spec(self, name, path=None, target=None):
-    if name.split(".")[0] in {BLOCKED!r}:
-      raise ImportError(name)
-sys.meta_path.insert(0, Blocked())
+  script = (
+    jax_free.BLOCKER
+    + """
 import maskedskip_jax.predict, maskedskip_jax.deploy.live, maskedskip_jax.deploy.sources, maskedskip_jax.eval.events
 import maskedskip_jax.deploy.alarms, maskedskip_jax.deploy.smoothing, maskedskip_jax.deploy.onnx_runtime
 print("ok")
 """
+  )
   run = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, check=False)
   assert run.returncode == 0 and run.stdout.strip() == "ok", run.stderr

@@ -1,9 +1,5 @@
-"""predict on live sources: a file played at its frame rate scores like the batch path and takes its duration; a
-stream that dies or stalls mid-way is retried, reported, and keeps everything written up to the drop, events from
-the bundle's threshold included; one that comes back is scored on; SIGTERM or Ctrl-C ends a live run cleanly; the
-reading thread's reconnection rules on a fake source."""
+"""predict on live sources: a realtime file, MJPEG streams that drop, stall or come back, SIGTERM and Ctrl-C."""
 
-import csv
 import http.server
 import json
 import os
@@ -15,39 +11,19 @@ import threading
 import time
 
 import cv2
+from live_scene import FPS
+from live_scene import rows
+from live_scene import scene
+from live_scene import write_mp4
 from model_helpers import random_variables
 import numpy as np
 import pytest
 
 from maskedskip_jax import predict as predict_cli
 from maskedskip_jax.deploy import bundle
-from maskedskip_jax.deploy import sources
-from maskedskip_jax.errors import UserError
 from maskedskip_jax.eval import events
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
-SIZE = (40, 56)
-FPS = 20
-
-
-def scene(k: int) -> np.ndarray:
-  img = np.zeros((*SIZE, 3), np.uint8)
-  img[..., 0] = np.linspace(30, 200, SIZE[1], dtype=np.uint8)[None, :]
-  img[10:22, k % 44 : k % 44 + 12] = (250, 250, 40)
-  return img
-
-
-def write_mp4(path, count):
-  writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), FPS, SIZE[::-1])
-  for k in range(count):
-    writer.write(cv2.cvtColor(scene(k), cv2.COLOR_RGB2BGR))
-  writer.release()
-  return str(path)
-
-
-def rows(path):
-  with open(path) as f:
-    return list(csv.DictReader(f))
 
 
 @pytest.fixture(scope="module")
@@ -192,80 +168,6 @@ def test_stream_that_comes_back_is_scored_on_with_its_frame_numbers(model_dir, t
   assert doc["complete"] and [(e["start_frame"], e["end_frame"]) for e in doc["events"]] == [(0, 14), (15, 29)]
 
 
-class FakeConnection:
-  def __init__(self, count, stall_s=0.0, fps=FPS):
-    self.left, self.stall_s, self.fps = count, stall_s, fps
-
-  def read(self):
-    if self.left == 0:
-      time.sleep(self.stall_s)
-      return None
-    self.left -= 1
-    return np.zeros((4, 4), np.uint8)
-
-  def close(self):
-    pass
-
-
-def test_feed_reconnects_resets_its_count_and_gives_up():
-  plan = [FakeConnection(3), None, FakeConnection(2, stall_s=0.3), None, None]
-  lines = []
-  feed = sources.Feed(
-    "rtsp://user:secret@cam/x", read_timeout=0.3, retries=2, retry_wait=0.01, log=lines.append,
-    opener=lambda spec, timeout: plan.pop(0) if plan else None,
-  )  # fmt: skip
-  assert feed.open() == FPS
-  got = [len(list(frames)) for frames in feed.connections()]
-  assert got[:2] == [3, 2] and sum(got) == 5  # each connection its own run of frames
-  assert feed.reconnects == 1 and feed.error.startswith("rtsp://user:***@cam/x: cannot reopen it (gave up after 2")
-  assert "secret" not in "\n".join(lines) + feed.error
-  assert [line.split(": ", 2)[-1].split(" after")[0].split(";")[0] for line in lines] == [
-    "stream dropped",
-    "cannot reopen it",
-    "reconnected",
-    "stream stalled (no frame for 0.3 s)",
-    "cannot reopen it",
-    "cannot reopen it",
-  ]
-
-
-def test_feed_that_opens_but_sends_nothing_runs_out_of_retries():
-  opened, lines = [], []
-
-  def opener(spec, timeout):  # one good connection, then every one accepted and closed at once
-    opened.append(spec)
-    return None if len(opened) > 50 else FakeConnection(3 if len(opened) == 1 else 0)
-
-  feed = sources.Feed("rtsp://cam/x", retries=2, retry_wait=0.01, log=lines.append, opener=opener)
-  feed.open()
-  got = [len(list(frames)) for frames in feed.connections()]
-  assert got[0] == 3 and sum(got) == 3
-  assert len(opened) == 4  # the first, then one at once and one per retry: each empty connection is a failure
-  assert feed.error == "rtsp://cam/x: cannot reopen it (gave up after 2 retries after 3 frame(s))"
-  assert sum("retrying in" in line for line in lines) == 2 and "reconnected" in lines[1]
-
-
-def test_feed_that_never_opens_is_one_error_and_stop_ends_it():
-  feed = sources.Feed("rtsp://cam/x", retries=1, retry_wait=0.01, log=lambda line: None, opener=lambda s, t: None)
-  with pytest.raises(UserError, match=r"rtsp://cam/x: cannot open it \(gave up after 1 retries\)"):
-    feed.open()
-  feed = sources.Feed("0", log=lambda line: None, opener=lambda s, t: FakeConnection(10**9))
-  feed.open()
-  frames = next(feed.connections())
-  assert next(frames) is not None
-  feed.stop.set()
-  assert len(list(frames)) < 10**3 and not list(feed.connections())
-  feed.close()
-
-
-def test_source_kinds(tmp_path, monkeypatch):
-  assert sources.is_live("rtsp://cam/1") and sources.is_live("HTTPS://cam/1.mjpg") and sources.is_live("0")
-  assert not sources.is_live("clip.mp4") and sources.is_live("clip.mp4", realtime=True)
-  (tmp_path / "7").mkdir()
-  monkeypatch.chdir(tmp_path)  # an existing path named like a camera index is that path
-  assert not sources.is_live("7") and sources.display_name("3") == "camera 3"
-
-
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "Ctrl-C"])
 def test_a_signal_ends_a_live_run_cleanly(model_dir, tmp_path, signum):
   video = write_mp4(tmp_path / "long.mp4", 400)  # 20 s at 20 fps: still playing when stopped
@@ -300,65 +202,3 @@ def test_a_signal_ends_a_live_run_cleanly(model_dir, tmp_path, signum):
   assert not running["complete"] and running["frames_scored"] <= len(table)
   assert "latency from frame arrival" in err and "Traceback" not in err
   assert cv2.VideoCapture(str(out / "overlay.mp4")).get(cv2.CAP_PROP_FRAME_COUNT) == len(table)
-
-
-BLOCKED = (
-  "jax",
-  "jaxlib",
-  "flax",
-  "optax",
-  "orbax",
-  "chex",
-  "jax2onnx",
-  "tensorflow",
-  "ml_collections",
-  "absl",
-  "tqdm",
-)
-WITHOUT_JAX = f"""
-import importlib.abc, runpy, sys
-class Blocked(importlib.abc.MetaPathFinder):
-  def find_spec(self, name, path=None, target=None):
-    if name.split(".")[0] in {BLOCKED!r}:
-      raise ImportError(f"{{name}} cannot be imported in this test")
-sys.meta_path.insert(0, Blocked())
-sys.argv[0] = "maskedskip_jax.predict"
-runpy.run_module("maskedskip_jax.predict", run_name="__main__", alter_sys=True)
-"""
-
-
-@pytest.mark.slow  # the ONNX export alone takes about 20 s
-def test_onnxruntime_live_without_jax_uses_the_alarm_patch(tmp_path, capsys):
-  from maskedskip_jax.deploy import onnx_export  # pylint: disable=g-import-not-at-top
-  from maskedskip_jax.nn import models  # pylint: disable=g-import-not-at-top
-
-  if not onnx_export.available():
-    pytest.skip("needs the onnx extra (jax2onnx, onnxruntime)")
-  model = models.build("maskedskip_unet", latent_dim=8, channels=1)
-  config = {"variant": "maskedskip_unet", "latent_dim": 8, "channels": 1, "image_size": (32, 32)}
-  alarm = {
-    "threshold": 0.3, "score": "reconstruction", "patch": 8, "postprocess": "median:window=3", "false_alarm_rate": 0.01,
-    "min_event_seconds": 0.1, "merge_gap_seconds": 0.0, "calibration": {},
-  }  # fmt: skip
-  path = bundle.save(
-    str(tmp_path / "model"), random_variables(model, seed=5), config, example_shape=(1, 3, 32, 32, 1), onnx=True,
-    alarm=alarm,
-  )  # fmt: skip
-  video = write_mp4(tmp_path / "clip.mp4", 20)
-  args = ["--model", path, "--video", video, "--no-overlay"]
-  assert predict_cli.main([*args, "--out", str(tmp_path / "jax")]) == 0
-  script = tmp_path / "without_jax.py"
-  script.write_text(WITHOUT_JAX)
-  env = {**os.environ, "PYTHONPATH": str(ROOT)}  # the script's folder, not the cwd, is on its sys.path
-  run = subprocess.run(
-    [sys.executable, str(script), *args, "--backend", "onnxruntime", "--realtime", "--out", str(tmp_path / "ort")],
-    cwd=ROOT, env=env, capture_output=True, text=True, timeout=120, check=False,
-  )  # fmt: skip
-  assert run.returncode == 0, run.stderr
-  assert "latency from frame arrival over 20 frames" in run.stderr
-  want, got = rows(tmp_path / "jax" / "scores.csv"), rows(tmp_path / "ort" / "scores.csv")
-  for key in ("score", "score_smoothed"):
-    np.testing.assert_allclose([float(r[key]) for r in got], [float(r[key]) for r in want], atol=1e-4)
-  docs = [json.loads((tmp_path / d / "events.json").read_text()) for d in ("jax", "ort")]
-  assert all(d["patch"] == 8 and d["threshold_source"] == "bundle alarm" for d in docs)
-  assert [e["start_frame"] for e in docs[0]["events"]] == [e["start_frame"] for e in docs[1]["events"]]

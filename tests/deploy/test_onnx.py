@@ -11,6 +11,7 @@ import sys
 import cv2
 import jax
 import jax.numpy as jnp
+from jax_free import PREDICT
 from model_helpers import STREAM_LENGTHS
 from model_helpers import random_variables
 import numpy as np
@@ -36,33 +37,6 @@ pytestmark = pytest.mark.skipif(not onnx_export.available(), reason="needs the o
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 CONFIG = {"variant": "maskedskip_unet", "latent_dim": 8, "channels": 1, "image_size": (32, 32)}
 SHAPE = (2, 3, 32, 32, 1)  # batch 2: the last batch of an odd-length video is padded
-# Everything the jax backend needs and the onnxruntime one must not.
-BLOCKED = (
-  "jax",
-  "jaxlib",
-  "flax",
-  "optax",
-  "orbax",
-  "chex",
-  "jax2onnx",
-  "tensorflow",
-  "ml_collections",
-  "torch",
-  "absl",
-  "tqdm",
-)
-WITHOUT_JAX = f"""
-import importlib.abc, runpy, sys
-
-class Blocked(importlib.abc.MetaPathFinder):
-  def find_spec(self, name, path=None, target=None):
-    if name.split(".")[0] in {BLOCKED!r}:
-      raise ImportError(f"{{name}} cannot be imported in this test")
-
-sys.meta_path.insert(0, Blocked())
-sys.argv[0] = "maskedskip_jax.predict"
-runpy.run_module("maskedskip_jax.predict", run_name="__main__", alter_sys=True)
-"""
 
 
 @pytest.fixture(scope="module")
@@ -153,7 +127,7 @@ def test_predict_with_onnxruntime_needs_no_jax_and_matches_jax(saved, tmp_path):
   args = ["--model", str(saved), "--video", str(video), "--batch-size", "4"]
   assert predict_cli.main([*args, "--out", str(tmp_path / "jax"), "--no-overlay"]) == 0
   script = tmp_path / "without_jax.py"
-  script.write_text(WITHOUT_JAX)
+  script.write_text(PREDICT)
   env = {**os.environ, "PYTHONPATH": str(ROOT)}
   proc = subprocess.run(
     [sys.executable, str(script), *args, "--out", str(tmp_path / "ort"), "--backend", "onnxruntime"],
