@@ -141,5 +141,5 @@ def test_aed_mae_speed_scores_every_frame_of_its_video():
   )
   doc = json.loads(out.stdout)
   assert doc["frames_scored"] == 9 and doc["frame"] == [80, 160] and doc["patch"] == 4
-  assert doc["masking"] == "cover"
+  assert doc["masking"] == "random"
   assert doc["forward_frames_per_s"] > 0 and doc["end_to_end_frames_per_s"] > 0
