@@ -8,9 +8,9 @@ The paper (Sec. 4.1): RGB frames, tokens of 16x16 on Avenue, Adam 1e-4, batch 10
 then 40 for the student on a frozen backbone (train.stage2_fraction = 40/140), synthetic anomalies blended into a
 quarter of the frames; the score of Eq. 6 (alpha, beta, gamma = 0.4, 0.3, 0.3) with the authors' filters
 (eval.aed_mae defaults: a 9x9x9 mean, then a temporal Gaussian of sigma 11 over 37 taps). Where it is silent, the
-authors' code: 320x640 inputs, mask ratio 0.5, the frame stacked with frames t-3 and t+3. Our pasted objects are
-the project's sprites and other clips' objects, feathered; a folder of UBnormal's object clips with masks can be
-used instead (train.paste_source=cutouts, train.paste_dir=...).
+authors' code: 320x640 inputs, mask ratio 0.5 (in training and at test time), the frame stacked with frames t-3
+and t+3. Our pasted objects are the project's sprites and other clips' objects, feathered; a folder of UBnormal's
+object clips with masks can be used instead (train.paste_source=cutouts, train.paste_dir=...).
 
 Batch 100 of 800 tokens does not fit in 23 GB of host memory (BENCHMARKS.md, AED-MAE on the CPU): on a CPU
 machine pass --config.train.batch_size=20. The dev copy (training video 12, test video 21) is small: the numbers

@@ -7,8 +7,9 @@ r"""AED-MAE (seed 004) on UCSD Ped2 at the paper's training settings, on the dev
 The paper (Sec. 4.1): tokens of 4x4 on Ped2, Adam 1e-4, batch 100, 100 epochs for the teacher then 40 for the
 student on a frozen backbone (train.stage2_fraction = 40/140), synthetic anomalies blended into a quarter of the
 frames, the score of Eq. 6 through the authors' filters (eval.aed_mae). Where it is silent, the authors' code:
-mask ratio 0.5, the frame stacked with frames t-3 and t+3 (T = 7, frame_offset 3). Frames are grey 80x160 here
-(the authors' 20 x 40 token grid at d = 4; Ped2's own frames are 240x360). Our pasted objects are the project's
+mask ratio 0.5 in training and at test time (eval.aed_mae.masking), the frame stacked with frames t-3 and t+3
+(T = 7, frame_offset 3). Frames are grey 80x160 here (the authors' 20 x 40 token grid at d = 4; Ped2's own frames
+are 240x360). Our pasted objects are the project's
 sprites and other clips' objects, feathered, not UBnormal's (train.paste_source=cutouts takes a folder of them).
 
 On a 2-core CPU these settings do not run as they stand (BENCHMARKS.md, AED-MAE on the CPU): batch 100 runs out of
