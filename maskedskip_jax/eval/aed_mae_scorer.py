@@ -111,13 +111,18 @@ def weighted(components: dict, settings: ScoreSettings) -> dict:
   return {k: components[k] for k in COMPONENTS if weights[k] > 0 and k in components}
 
 
+def _masking(model, settings: ScoreSettings, n: int) -> str:
+  """The settings' test-time masking, or 'none' for a model that drops no token of n in training."""
+  return settings.masking if int(n * model.mask_ratio) else "none"
+
+
 def _dropped_sets(model, settings: ScoreSettings, keys: jax.Array, n: int) -> list[jax.Array]:
   """Per pass, the (B, n) tokens each frame drops: one random draw, or passes that drop every token once."""
-  m = int(n * model.mask_ratio)
-  if settings.masking == "none" or m == 0:
+  masking, m = _masking(model, settings, n), int(n * model.mask_ratio)
+  if masking == "none":
     return [jnp.zeros((len(keys), n), bool)]
   order = jax.vmap(lambda k: jax.random.permutation(k, n))(keys)  # (B, n): a random order of the tokens
-  passes = 1 if settings.masking == "random" else -(-n // m)
+  passes = 1 if masking == "random" else -(-n // m)
   rows = jnp.arange(len(keys))[:, None]
   return [
     jnp.zeros((len(keys), n), bool).at[rows, order[:, (g * m + jnp.arange(m)) % n]].set(True) for g in range(passes)
@@ -129,16 +134,18 @@ def _outputs(model, settings: ScoreSettings, variables, x, keys):
   b, hh, ww, _ = x.shape
   p = model.patch
   h, w = hh // p, ww // p
+  n = h * w
+  masking = _masking(model, settings, n)
   teacher = student = count = logit = 0.0
-  sets = _dropped_sets(model, settings, keys, h * w)
+  sets = _dropped_sets(model, settings, keys, n)
   for dropped in sets:
-    if settings.masking == "none":
+    if masking == "none":
       out = model.apply(variables, x, train=False)
     else:  # stable: the kept (False) positions first, in raster order
-      keep = jnp.argsort(dropped, axis=1, stable=True)[:, : h * w - int(h * w * model.mask_ratio)]
+      keep = jnp.argsort(dropped, axis=1, stable=True)[:, : n - int(n * model.mask_ratio)]
       out = model.apply(variables, x, train=False, keep=keep)
     # Under `cover` a token's output comes from the passes that dropped it; otherwise every token counts.
-    use = dropped if settings.masking == "cover" else jnp.ones_like(dropped)
+    use = dropped if masking == "cover" else jnp.ones_like(dropped)
     weight = jnp.repeat(jnp.repeat(use.reshape(b, h, w).astype(jnp.float32), p, 1), p, 2)[..., None]
     teacher = teacher + weight * out["teacher"]
     student = student + weight * out["student"]

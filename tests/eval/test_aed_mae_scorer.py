@@ -134,3 +134,13 @@ def test_scores_do_not_depend_on_the_batch_size(tiny):
 def test_unknown_masking_is_a_one_line_error():
   with pytest.raises(UserError, match="masking must be one of none, random, cover, got 'all'"):
     aed_mae_scorer.ScoreSettings(masking="all")
+
+
+def test_a_model_trained_without_masking_is_scored_unmasked(tiny):
+  model, variables = tiny
+  unmasked = model.clone(mask_ratio=0.0)
+  x = np.random.default_rng(7).random((2, HW, HW, 3 * C), dtype=np.float32)
+  for masking in aed_mae_scorer.MASKING:
+    got = _outputs(unmasked, variables, x, masking)
+    np.testing.assert_allclose(got[0], _outputs(unmasked, variables, x, "none")[0], rtol=1e-6)
+    assert np.isfinite(np.asarray(got[0])).all()
