@@ -143,3 +143,16 @@ def test_aed_mae_speed_scores_every_frame_of_its_video():
   assert doc["frames_scored"] == 9 and doc["frame"] == [80, 160] and doc["patch"] == 4
   assert doc["masking"] == "random"
   assert doc["forward_frames_per_s"] > 0 and doc["end_to_end_frames_per_s"] > 0
+
+
+@pytest.mark.slow  # compiles AED-MAE's step three times
+def test_aed_mae_micro_batches_forms_compute_the_same_step():
+  docs = {}
+  for form in ("scan", "unrolled", "whole"):
+    args = [f"--form={form}", "--batch=4", "--parts=2", "--patch=16", "--steps=1"]
+    script = os.path.join(ROOT, "benchmarks", "aed_mae_micro_batches.py")
+    out = subprocess.run([sys.executable, script, *args], capture_output=True, text=True, check=True)
+    docs[form] = json.loads(out.stdout)
+  assert docs["scan"]["parts"] == docs["unrolled"]["parts"] == 2 and docs["whole"]["parts"] == 1
+  np.testing.assert_allclose(docs["scan"]["loss"], docs["unrolled"]["loss"], rtol=1e-5)
+  assert all(d["step_s"][0] > 0 and d["peak_rss_bytes"] > 0 for d in docs.values())
