@@ -8,8 +8,9 @@
 one after another in a Python loop inside the jitted step (the package's `aed_mae_step.gradients` per part, keys
 folded with the part's index, batch statistics carried), which is what the scan computes. Grey 80x160 with the
 token side --patch (4 is the paper's on Ped2). Prints one JSON object: compile seconds, the wall seconds of each of
---steps steps, their losses (the same for every form but rounding), and the peak memory. Weights are freshly
-initialised; speed does not depend on them.
+--steps steps, their losses (the same for scan and unrolled but rounding; `whole` draws its masks and BatchNorm
+statistics over the whole batch), and the peak memory. Weights are freshly initialised; speed does not depend on
+them.
 """
 
 import argparse

@@ -7,7 +7,7 @@ Prints one JSON object. `forward_frames_per_s`: the network alone (both decoders
 frames already on the device), the median of --steps timed batches; `end_to_end_frames_per_s`: the whole score
 (`AedMaeScorer.stream`: uint8 frames from the host, stacking, Eq. 6, the 3-D mean filter, the frame maximum and the
 temporal Gaussian) over one video of --frames frames, compile time apart, with --masking's test-time token dropping
-(`random`, the default, and `none` run one forward per frame, `cover` ceil(1 / mask ratio)). Weights are freshly
+(`cover`, the default, runs ceil(1 / mask ratio) forwards per frame, `random` and `none` one). Weights are freshly
 initialised: speed does not depend on them. The paper's 1655 frames/s is an RTX 3090's; compare like with like.
 """
 

@@ -171,8 +171,9 @@ SCHEMA: dict[str, f.Field] = {
   ),
   "eval.aed_mae.taps": f.Field(37, f.odd_positive, "aed_mae score: temporal Gaussian taps (1 = none)"),
   "eval.aed_mae.masking": f.Field(
-    "random", f.one_of(*aed_mae_scorer.MASKING), "aed_mae score: test-time token dropping (eval/aed_mae_scorer.py)"
+    "cover", f.one_of(*aed_mae_scorer.MASKING), "aed_mae score: test-time token dropping (eval/aed_mae_scorer.py)"
   ),
+  "eval.aed_mae.draws": f.Field(1, f.at_least(1), "aed_mae score: independent test-time maskings averaged per frame"),
   "eval.aed_mae.mask_seed": f.Field(0, f.at_least(0), "aed_mae score: seed of the test-time token dropping"),
   "eval.batch_size": f.Field(32, f.at_least(1), "clips per evaluation batch (global)"),
   "eval.postprocess": f.Field("none", f.postprocess_chain, "frame-score smoothing, e.g. 'median:window=17'"),

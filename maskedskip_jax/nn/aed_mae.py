@@ -114,7 +114,8 @@ class AedMae(nn.Module):
     """Returns {'teacher', 'student': (B, H, W, c + 1), 'logit': (B,), 'mask': (B, h, w) True where dropped}.
 
     `train` selects BatchNorm's batch statistics and dropout; `mask` (default: `train`) drops random tokens;
-    `keep` (B, K) int, ascending raster positions, keeps exactly those tokens instead (`mask` is then ignored).
+    `keep` (B, K) int keeps exactly the tokens at those raster positions instead: distinct, in [0, n), in any order
+    (tokens are placed by position; not checked, as they are traced values); not with `mask=True`.
     """
     self._check(x.shape)
     kw = dict(dtype=self.dtype, param_dtype=self.param_dtype)
@@ -128,8 +129,11 @@ class AedMae(nn.Module):
     tokens = tokens.reshape(b, n, self.embed_dim)
     drop = train if mask is None else mask
     if keep is not None:
-      if keep.ndim != 2 or keep.shape[0] != b or not 0 < keep.shape[1] <= n:
-        raise UserError(f"aed_mae keep: expected (batch, K) token positions with 0 < K <= {n}, got {keep.shape}")
+      if mask:
+        raise UserError("aed_mae: pass either mask=True (random tokens) or keep (given tokens), not both")
+      if not hasattr(keep, "ndim") or keep.ndim != 2 or keep.shape[0] != b or not 0 < keep.shape[1] <= n:
+        got = getattr(keep, "shape", type(keep).__name__)
+        raise UserError(f"aed_mae keep: expected a (batch, K) array of token positions, 0 < K <= {n}, got {got}")
       index = keep.astype(jnp.int32)
       dropped = jnp.ones((b, n), bool).at[jnp.arange(b)[:, None], index].set(False)
       tokens = jnp.take_along_axis(tokens, index[..., None], axis=1)

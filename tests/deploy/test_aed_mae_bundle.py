@@ -55,7 +55,7 @@ def test_model_json_records_the_family_both_decoders_and_the_score(exported):
   rec = doc["aed_mae"]
   assert rec["decoders"] == {"teacher": 2, "student": 2} and rec["frame_offset"] == 1 and rec["patch"] == 8
   assert rec["score"] == {**rec["score"], "alpha": 0.4, "beta": 0.3, "gamma": 0.3, "box": 3, "taps": 5}
-  assert rec["score"]["masking"] == "random" and aed_mae_bundle.score_settings(rec).masking == "random"
+  assert rec["score"]["masking"] == "cover" and aed_mae_bundle.score_settings(rec).masking == "cover"
   older = {**rec, "score": {k: v for k, v in rec["score"].items() if k not in ("masking", "mask_seed")}}
   assert aed_mae_bundle.score_settings(older).masking == "none"  # how bundles before test-time masking scored
   assert doc["export"]["input_shape"] == [1, 32, 32, 3] and "teacher" in doc["export"]["returns"]

@@ -87,8 +87,8 @@ def test_bad_frames_and_sizes_are_one_line_errors(tiny):
 
 def _outputs(model, variables, x, masking, seed=0):
   settings = aed_mae_scorer.ScoreSettings(masking=masking, mask_seed=seed)
-  keys = jax.vmap(lambda r: jax.random.fold_in(jax.random.key(seed), r))(np.arange(len(x)))
-  return jax.jit(lambda v, x, k: aed_mae_scorer._outputs(model, settings, v, x, k))(variables, x, keys)
+  keys = aed_mae_scorer.frame_keys(seed, np.arange(len(x)))
+  return jax.jit(lambda v, x, k: aed_mae_scorer.masked_outputs(model, settings, v, x, k))(variables, x, keys)
 
 
 def test_cover_rebuilds_every_token_without_seeing_it(tiny):
@@ -101,16 +101,22 @@ def test_cover_rebuilds_every_token_without_seeing_it(tiny):
   for masking, copies in (("cover", False), ("none", True)):
     before, after = (_outputs(model, variables, v, masking)[0] for v in (x, changed))
     token = np.abs(np.asarray(after - before))[:, 4:8, 8:12].max()
-    assert (token > 1e-3) == copies, (masking, token)
+    assert (token > 1e-3) if copies else token == 0.0, (masking, token)
     assert np.isfinite(np.asarray(before)).all()
 
 
 def test_random_masking_is_one_pass_seeded_by_frame(tiny):
   model, variables = tiny
   n, m = (HW // 4) ** 2, int((HW // 4) ** 2 * model.mask_ratio)
-  keys = jax.vmap(lambda r: jax.random.fold_in(jax.random.key(0), r))(np.arange(3))
+  keys = aed_mae_scorer.frame_keys(0, np.arange(3))
   for masking, passes in (("random", 1), ("cover", -(-n // m)), ("none", 1)):
-    sets = aed_mae_scorer._dropped_sets(model, aed_mae_scorer.ScoreSettings(masking=masking), keys, n)
+    sets = aed_mae_scorer.dropped_sets(model, aed_mae_scorer.ScoreSettings(masking=masking), keys, n)
+    three = aed_mae_scorer.dropped_sets(model, aed_mae_scorer.ScoreSettings(masking=masking, draws=3), keys, n)
+    assert len(three) == (1 if masking == "none" else 3 * passes)
+    for a, b in zip(sets, three):  # the first draw is the single draw's, the others differ from it
+      np.testing.assert_array_equal(a, b)
+    if masking != "none":
+      assert not np.array_equal(three[0], three[passes])
     assert len(sets) == passes
     dropped = np.stack([np.asarray(d) for d in sets])
     assert (dropped.sum(axis=2) == (0 if masking == "none" else m)).all()
@@ -121,19 +127,21 @@ def test_random_masking_is_one_pass_seeded_by_frame(tiny):
   assert not np.allclose(a, b)
 
 
-def test_scores_do_not_depend_on_the_batch_size(tiny):
+def test_scores_depend_neither_on_the_batch_size_nor_on_the_other_videos(tiny):
   model, variables = tiny
-  video = _video(11, 4)
+  video, other = _video(11, 4), _video(5, 8)
   got = []
-  for batch in (4, 16):
+  for batch, videos in ((4, [video]), (16, [other, video])):  # alone, or second in the stream as evaluate has it
     scorer = aed_mae_scorer.AedMaeScorer(model, variables, (HW, HW), frame_offset=OFFSET, batch_size=batch)
-    got.append([i.score for i in scorer.stream([video])])
+    got.append([i.score for i in scorer.stream(videos) if i.video == len(videos) - 1])
   np.testing.assert_allclose(got[0], got[1], rtol=1e-5, atol=1e-7)
 
 
 def test_unknown_masking_is_a_one_line_error():
   with pytest.raises(UserError, match="masking must be one of none, random, cover, got 'all'"):
     aed_mae_scorer.ScoreSettings(masking="all")
+  with pytest.raises(UserError, match="draws must be a positive integer, got 0"):
+    aed_mae_scorer.ScoreSettings(draws=0)
 
 
 def test_a_model_trained_without_masking_is_scored_unmasked(tiny):

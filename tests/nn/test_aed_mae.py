@@ -112,8 +112,10 @@ def test_keep_names_the_kept_tokens_outright(model, variables, frames):
   given = jax.jit(lambda v, x, k: model.apply(v, x, keep=k))(variables, frames, jnp.asarray(keep))
   for k in ("teacher", "student", "logit", "mask"):
     np.testing.assert_array_equal(given[k], masked[k])
-  with pytest.raises(UserError, match=r"aed_mae keep: expected \(batch, K\)"):
+  with pytest.raises(UserError, match=r"aed_mae keep: expected a \(batch, K\) array"):
     model.apply(variables, frames, keep=jnp.zeros((B, n + 1), jnp.int32))
+  with pytest.raises(UserError, match="either mask=True .* or keep"):
+    model.apply(variables, frames, mask=True, keep=jnp.asarray(keep), rngs={"masking": jax.random.key(5)})
 
 
 def test_stage2_step_moves_only_the_student(model, variables, frames):
