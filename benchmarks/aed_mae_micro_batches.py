@@ -39,17 +39,10 @@ SIZE, OFFSET = (80, 160), 3
 
 def unrolled_step(state, batch, *, model, tx, options):
   """Stage 1 on `options.micro_batches` parts in a Python loop: the update the scanned step computes."""
-  clips = batch["clips"]
-  centre = (clips.shape[1] - 1) // 2
-  frame = clips[:, centre]
-  inputs = {
-    "x": aed_mae_step.stacked(clips, options.frame_offset),
-    "frame": frame,
-    "previous": clips[:, centre - 1],
-    "anomaly_map": jnp.zeros(frame.shape[:3], jnp.float32),
-  }
+  inputs = aed_mae_step.step_inputs(batch, options.frame_offset)
   rng, masking, dropout = jax.random.split(state["rng"], 3)
-  k, n = options.micro_batches, clips.shape[0] // options.micro_batches
+  k = options.micro_batches
+  n = batch["clips"].shape[0] // k
   grad = functools.partial(aed_mae_step.gradients, model=model, options=options)
   stats, acc = state["batch_stats"], None
   for i in range(k):

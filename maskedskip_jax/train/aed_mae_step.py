@@ -68,6 +68,20 @@ def stacked_shape(clip_shape: tuple[int, ...]) -> tuple[int, ...]:
   return (b, h, w, 3 * c)
 
 
+def step_inputs(batch: dict[str, jax.Array], frame_offset: int) -> dict[str, jax.Array]:
+  """What `gradients` reads of a batch (see `train_step`): the stacked input 'x', the clean target 'frame', the
+  frame before it 'previous' and the pasted pixels 'anomaly_map' (all zero where nothing was pasted)."""
+  clips = batch["clips"]
+  centre = (clips.shape[1] - 1) // 2
+  frame = batch.get("target", clips[:, centre])
+  return {
+    "x": stacked(clips, frame_offset),
+    "frame": frame,
+    "previous": clips[:, centre - 1],
+    "anomaly_map": batch.get("anomaly_map", jnp.zeros(frame.shape[:3], jnp.float32)),
+  }
+
+
 def _keep_student(old: dict, new: dict) -> dict:
   """`new` batch statistics with the student's taken from `old`: stage 1 runs the student but must not move it."""
   return {name: old[name] if aed_mae.label_of(name) == "student" else value for name, value in new.items()}
@@ -133,15 +147,7 @@ def train_step(
   memory, the same update but for BatchNorm, whose statistics are each part's.
   """
   assert options.stage in (1, 2), options.stage
-  clips = batch["clips"]
-  centre = (clips.shape[1] - 1) // 2
-  frame = batch.get("target", clips[:, centre])
-  inputs = {
-    "x": stacked(clips, options.frame_offset),
-    "frame": frame,
-    "previous": clips[:, centre - 1],
-    "anomaly_map": batch.get("anomaly_map", jnp.zeros(frame.shape[:3], jnp.float32)),
-  }
+  inputs = step_inputs(batch, options.frame_offset)
   rng, masking, dropout = jax.random.split(state["rng"], 3)
   rngs = {"masking": masking, "dropout": dropout}
   if options.micro_batches > 1:
