@@ -36,6 +36,8 @@ import numpy as np  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 from maskedskip_jax.nn import models  # pylint: disable=g-import-not-at-top,wrong-import-position
 from maskedskip_jax.train import optim  # pylint: disable=g-import-not-at-top,wrong-import-position
+from maskedskip_jax.train import state as train_state  # pylint: disable=g-import-not-at-top,wrong-import-position
+from maskedskip_jax.train import step as step_lib  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 # name -> (XLA compiler options, experimental model changes from experimental.PATCHES, model.conv_lowering)
 CANDIDATES = {
@@ -93,17 +95,16 @@ def main(argv=None) -> int:
   )
   shape = model_speed.clip_shape(model, args.batch, args.image_size)
   x = jax.device_put(model_speed.clips(shape))
-  init_fn, step_fn, source = model_speed._train_fns()  # pylint: disable=protected-access
   tx = optim.make_optimizer(1e-2)
   # Not jitted: the project's init_state draws parameters on the host from a concrete seed.
-  init = functools.partial(init_fn, model=model, tx=tx, input_shape=(1, *shape[1:]))
+  init = functools.partial(train_state.init_state, model=model, tx=tx, input_shape=(1, *shape[1:]))
   kept = init(0)  # never donated: inference and the equivalence check use it
   variables = {"params": kept["params"], "batch_stats": kept["batch_stats"]}
   runners, report = (
     {},
     {
       "what": args.what,
-      "train_step": source,
+      "train_step": model_speed.TRAIN_STEP,
       "shape": list(shape),
       "dtype": args.dtype,
       **bench_env.environment(),
@@ -116,7 +117,7 @@ def main(argv=None) -> int:
     cand = model.clone(conv_lowering=lowering)
     state = init(0)  # a state per candidate: each one's step donates its own
     if args.what == "train":
-      fn = functools.partial(step_fn, model=cand, tx=tx)
+      fn = functools.partial(step_lib.train_step, model=cand, tx=tx)
       compiled, seconds = _compile(fn, (state, {"clips": x}), options, patch_names, donate=True)
       holder = [state]
 

@@ -31,57 +31,15 @@ import numpy as np  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 from maskedskip_jax.nn import conv_lowering  # pylint: disable=g-import-not-at-top,wrong-import-position
 from maskedskip_jax.nn import initialization  # pylint: disable=g-import-not-at-top,wrong-import-position
-from maskedskip_jax.nn import losses  # pylint: disable=g-import-not-at-top,wrong-import-position
 from maskedskip_jax.nn import models  # pylint: disable=g-import-not-at-top,wrong-import-position
 from maskedskip_jax.train import optim  # pylint: disable=g-import-not-at-top,wrong-import-position
+from maskedskip_jax.train import state as train_state  # pylint: disable=g-import-not-at-top,wrong-import-position
+from maskedskip_jax.train import step as step_lib  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 
 
-def _local_train_step(state, batch, *, model, tx):
-  """Used only where `maskedskip_jax.train.step` cannot be imported: the same maths, fewer extras."""
-  import optax  # pylint: disable=g-import-not-at-top
-
-  clips = batch["clips"]
-  target = clips[:, (clips.shape[1] - 1) // 2]
-
-  def loss_fn(params):
-    recon, upd = model.apply(
-      {"params": params, "batch_stats": state["batch_stats"]}, clips, train=True, mutable=["batch_stats"]
-    )
-    return losses.norm_loss(target, recon), upd["batch_stats"]
-
-  (loss, batch_stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(state["params"])
-  updates, opt_state = tx.update(grads, state["opt_state"], state["params"])
-  return dict(
-    state,
-    params=optax.apply_updates(state["params"], updates),
-    batch_stats=batch_stats,
-    opt_state=opt_state,
-    step=state["step"] + 1,
-  ), {"loss": loss}
-
-
-def _local_init_state(seed, *, model, tx, input_shape):
-  variables = initialization.init_variables(model, seed, input_shape)
-  return dict(
-    params=variables["params"],
-    batch_stats=variables["batch_stats"],
-    opt_state=tx.init(variables["params"]),
-    step=jnp.zeros((), jnp.int32),
-    rng=jax.random.PRNGKey(seed),
-  )
-
-
-def _train_fns():
-  """(init_state, train_step, name): the project's training step, or the local twin without it."""
-  try:
-    from maskedskip_jax.train import state as train_state  # pylint: disable=g-import-not-at-top
-    from maskedskip_jax.train import step as step_lib  # pylint: disable=g-import-not-at-top
-
-    return train_state.init_state, step_lib.train_step, "maskedskip_jax.train.step.train_step"
-  except ImportError:
-    return _local_init_state, _local_train_step, "local (maskedskip_jax.train.step not importable)"
+TRAIN_STEP = "maskedskip_jax.train.step.train_step"
 
 
 def _cost_flops(compiled) -> float | None:
@@ -115,13 +73,12 @@ def bench_train(
 
   `profile_dir`: after timing, a jax.profiler trace of 3 more steps goes there (for a missed target's why).
   """
-  init_fn, step_fn, source = _train_fns()
   tx = optim.make_optimizer(learning_rate)
   shape = clip_shape(model, batch_size, image_size)
-  init = functools.partial(init_fn, model=model, tx=tx, input_shape=(1, *shape[1:]))
+  init = functools.partial(train_state.init_state, model=model, tx=tx, input_shape=(1, *shape[1:]))
   state = jax.device_put(init(0))
   batch = {"clips": jax.device_put(clips(shape))}
-  jitted = jax.jit(functools.partial(step_fn, model=model, tx=tx), donate_argnums=0)
+  jitted = jax.jit(functools.partial(step_lib.train_step, model=model, tx=tx), donate_argnums=0)
   begin = time.perf_counter()
   with experimental.patches(patch_names):
     lowered = jitted.lower(state, batch)
@@ -150,7 +107,7 @@ def bench_train(
         run()
   flops = _cost_flops(compiled)
   out = {
-    "train_step": source,
+    "train_step": TRAIN_STEP,
     "trace_s": round(trace_s, 3),
     "compile_s": round(compile_s, 3),
     "first_step_s": round(first_s, 3),
