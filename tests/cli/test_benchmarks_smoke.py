@@ -1,4 +1,5 @@
-"""Benchmark scripts end to end at a tiny size: torch_train, score_variants, AED-MAE's size, speed, micro-batches."""
+"""Benchmark scripts end to end at a tiny size: torch_train, score_variants, AED-MAE's size, speed, micro-batches,
+object sizes."""
 
 import json
 import os
@@ -156,3 +157,65 @@ def test_aed_mae_micro_batches_forms_compute_the_same_step():
   assert docs["scan"]["parts"] == docs["unrolled"]["parts"] == 2 and docs["whole"]["parts"] == 1
   np.testing.assert_allclose(docs["scan"]["loss"], docs["unrolled"]["loss"], rtol=1e-5)
   assert all(d["step_s"][0] > 0 and d["peak_rss_bytes"] > 0 for d in docs.values())
+
+
+def _write_moving_boxes(root, heights_widths, frames=12, size=64):
+  """A generic-layout dataset: one training video per (h, w), a dark h x w box crossing a grey frame."""
+  import cv2  # pylint: disable=g-import-not-at-top
+
+  for i, (h, w) in enumerate(heights_widths):
+    video = root / "train" / f"{i:02d}"
+    video.mkdir(parents=True)
+    for t in range(frames):
+      frame = np.full((size, size), 160, np.uint8)
+      x = 2 + 4 * t
+      frame[20 : 20 + h, x : x + w] = 20
+      cv2.imwrite(str(video / f"{t:03d}.png"), frame)
+
+
+def test_object_sizes_measures_the_moving_blobs_and_their_fit_in_a_token(tmp_path):
+  """benchmarks/object_sizes.py on boxes of known size: their heights, widths and the share inside a d x d token."""
+  root = tmp_path / "data"
+  _write_moving_boxes(root, [(6, 4), (12, 10)])
+  out = tmp_path / "sizes.json"
+  proc = subprocess.run(
+    [
+      sys.executable,
+      os.path.join(BENCH, "object_sizes.py"),
+      "--config=configs/aed_mae_ped2.py",
+      f"--workdir={tmp_path / 'work'}",
+      f"--json={out}",
+      "--tokens=4,8,16",
+      "--every=1",
+      "--config.data.image_size=(64,64)",
+      f"--config.data.root={root}",
+      "--config.data.cache_dir=",
+    ],
+    cwd=ROOT,
+    capture_output=True,
+    text=True,
+    timeout=300,
+  )
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  record = json.loads(out.read_text())
+  small, large = record["videos"]["00"], record["videos"]["01"]
+  assert small["blobs"] == 12 and large["blobs"] == 12  # one box in each of the 12 frames
+  assert (small["height"]["p50"], small["width"]["p50"]) == (6, 4)
+  assert (large["height"]["p50"], large["width"]["p50"]) == (12, 10)
+  assert small["fits_in_one_token"] == {"4": 0.0, "8": 1.0, "16": 1.0}
+  assert record["all"]["fits_in_one_token"] == {"4": 0.0, "8": 0.5, "16": 1.0}
+  assert not list(tmp_path.glob("sizes.json.*"))  # written by temp + rename
+
+
+def test_object_sizes_refuses_bad_token_sides_in_one_line(tmp_path):
+  proc = subprocess.run(
+    [sys.executable, os.path.join(BENCH, "object_sizes.py"), f"--workdir={tmp_path}", "--tokens=8,x"],
+    cwd=ROOT,
+    capture_output=True,
+    text=True,
+    timeout=120,
+  )
+  assert proc.returncode == 1
+  assert (
+    proc.stderr.strip().splitlines()[-1] == "error: --tokens: expected comma-separated positive integers, got '8,x'"
+  )
