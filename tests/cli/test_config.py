@@ -66,6 +66,19 @@ def test_benchmark_configs_use_the_reference_hyperparameters(path):
   assert (c.train.learning_rate, c.train.batch_size, c.train.epochs, c.train.num_steps) == (1e-2, 16, 10, 0)
 
 
+def test_the_aed_mae_cpu_recipe_is_the_paper_config_but_for_token_size_batch_and_epochs():
+  """BENCHMARKS' AED-MAE CPU rows were run as aed_mae_ped2.py plus these overrides: the CPU config must hold them."""
+  paper = config_lib.flatten(_load(os.path.join(tiny_run.REPO, "configs", "aed_mae_ped2.py")).get_config())
+  cpu = config_lib.flatten(_load(os.path.join(tiny_run.REPO, "configs", "aed_mae_ped2_cpu.py")).get_config())
+  changed = {k: cpu[k] for k in cpu if cpu[k] != paper.get(k)}
+  assert changed == {
+    "model.aed_mae.patch": 8,
+    "train.batch_size": 20,
+    "train.epochs": 30,
+    "train.stage2_fraction": 0.25,
+  }
+
+
 def _bad(key, value):
   config = config_lib.default_config()
   group, leaf = key.rsplit(".", 1)
