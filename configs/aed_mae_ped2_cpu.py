@@ -16,30 +16,23 @@ why 8x8 tokens cost AUC on Ped2 at 80x160 (a token holds a whole pedestrian); th
 about 15 hours here.
 """
 
+import importlib.util
 import os
 
-from maskedskip_jax import config as config_lib
 
-_DEV_DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared", "data", "ped2_dev")
+def _paper_config():
+  """configs/aed_mae_ped2.py's config, loaded from beside this file (configs/ is a folder, not a package)."""
+  path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "aed_mae_ped2.py")
+  spec = importlib.util.spec_from_file_location("aed_mae_ped2", path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module.get_config()
 
 
 def get_config():
-  config = config_lib.default_config()
-  config.data.name = "generic"
-  config.data.root = os.path.normpath(_DEV_DATA)
-  config.data.image_size = (80, 160)
-  config.data.channels = 1
-  config.model.variant = "aed_mae"
-  config.model.temporal = 7
+  config = _paper_config()
   config.model.aed_mae.patch = 8
-  config.model.aed_mae.frame_offset = 3
   config.train.batch_size = 20
-  config.train.num_steps = 0
   config.train.epochs = 30
   config.train.stage2_fraction = 0.25
-  config.train.learning_rate = 1e-4
-  config.train.paste_prob = 0.25
-  config.train.paste_blend = "feather"
-  config.train.checkpoint_every_steps = 50
-  config.train.log_every_steps = 5
   return config
