@@ -21,7 +21,6 @@ import sys
 
 from absl import app
 from absl import flags
-from absl import logging
 import cv2
 import numpy as np
 
@@ -79,7 +78,7 @@ def summarise(boxes: np.ndarray, tokens: list[int]) -> dict:
 
 
 def run(
-  config, workdir: str, json_path: str, split: str, tokens: list[int], threshold: float, min_area: int, every: int
+  config, workdir: str, json_path: str, split: str, tokens: list[int], *, threshold: float, min_area: int, every: int
 ) -> dict:
   if every < 1 or min_area < 1:
     raise UserError(f"--every and --min_area must be >= 1, got {every} and {min_area}")
@@ -107,29 +106,15 @@ def run(
 
 
 def main(argv) -> None:
-  if not flags.FLAGS["verbosity"].present:
-    logging.set_verbosity(logging.ERROR)  # the frame store logs routine events
-  if len(argv) > 1:
-    raise app.UsageError(f"unexpected arguments {' '.join(argv[1:])}")
-  if not app_lib.WORKDIR.value:
-    raise app.UsageError("--workdir is required")
-  workdir = os.path.abspath(os.path.expanduser(app_lib.WORKDIR.value))
+  workdir = app_lib.script_workdir(argv)
   json_path = os.path.abspath(os.path.expanduser(_JSON.value or os.path.join(workdir, "object_sizes.json")))
   try:
-    tokens = parse_tokens(_TOKENS.value)
+    settings = dict(threshold=_THRESHOLD.value, min_area=_MIN_AREA.value, every=_EVERY.value)
     record = run(
-      app_lib.load_config(_CONFIG),
-      workdir,
-      json_path,
-      _SPLIT.value,
-      tokens,
-      _THRESHOLD.value,
-      _MIN_AREA.value,
-      _EVERY.value,
+      app_lib.load_config(_CONFIG), workdir, json_path, _SPLIT.value, parse_tokens(_TOKENS.value), **settings
     )
   except UserError as e:
-    print(f"error: {e}", file=sys.stderr)
-    sys.exit(1)
+    app_lib.fail(e)
   print(json.dumps(record["all"], indent=1))
   print(f"wrote {json_path}")
 

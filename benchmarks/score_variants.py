@@ -33,7 +33,6 @@ import time
 
 from absl import app
 from absl import flags
-from absl import logging
 import numpy as np
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -253,19 +252,12 @@ def run(config, workdir: str, json_path: str) -> dict:
 
 
 def main(argv) -> None:
-  if not flags.FLAGS["verbosity"].present:
-    logging.set_verbosity(logging.ERROR)  # orbax and the frame store log routine events
-  if len(argv) > 1:
-    raise app.UsageError(f"unexpected arguments {' '.join(argv[1:])}")
-  if not app_lib.WORKDIR.value:
-    raise app.UsageError("--workdir is required")
-  workdir = os.path.abspath(os.path.expanduser(app_lib.WORKDIR.value))
+  workdir = app_lib.script_workdir(argv)
   json_path = os.path.abspath(os.path.expanduser(_JSON.value or os.path.join(workdir, "score_variants.json")))
   try:
     run(app_lib.load_config(_CONFIG), workdir, json_path)
   except UserError as e:
-    print(f"error: {e}", file=sys.stderr)
-    sys.exit(1)
+    app_lib.fail(e)
 
 
 if __name__ == "__main__":

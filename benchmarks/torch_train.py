@@ -33,8 +33,6 @@ import sys
 import time
 
 from absl import app
-from absl import flags
-from absl import logging
 import numpy as np
 
 # Before torch loads: PyTorch's spinning OpenMP threads starve each other on a loaded shared CPU (measured
@@ -221,17 +219,11 @@ def run(config, workdir: str) -> dict:
 
 
 def main(argv) -> None:
-  if not flags.FLAGS["verbosity"].present:
-    logging.set_verbosity(logging.ERROR)  # JAX and the frame store log routine events; progress has its own lines
-  if len(argv) > 1:
-    raise app.UsageError(f"unexpected arguments {' '.join(argv[1:])}")
-  if not app_lib.WORKDIR.value:
-    raise app.UsageError("--workdir is required")
+  workdir = app_lib.script_workdir(argv)
   try:
-    run(app_lib.load_config(_CONFIG), os.path.abspath(os.path.expanduser(app_lib.WORKDIR.value)))
+    run(app_lib.load_config(_CONFIG), workdir)
   except UserError as e:
-    print(f"error: {e}", file=sys.stderr)
-    sys.exit(1)
+    app_lib.fail(e)
 
 
 if __name__ == "__main__":

@@ -162,6 +162,17 @@ def quiet_logs(level: int = logging.ERROR) -> None:
     logger.addFilter(_NoLibraryTracebacks())
 
 
+def script_workdir(argv: list[str]) -> str:
+  """The start of a config-driven script's absl main: logs quieted, no stray arguments, --workdir required and
+  returned absolute (a UsageError otherwise, which absl prints with the usage)."""
+  quiet_logs()
+  if len(argv) > 1:
+    raise absl_app.UsageError(f"unexpected arguments {' '.join(argv[1:])}")
+  if not WORKDIR.value:
+    raise absl_app.UsageError("--workdir is required")
+  return os.path.abspath(os.path.expanduser(WORKDIR.value))
+
+
 def run(main: Callable[[list[str]], None], argv: list[str] | None = None) -> None:
   """Runs an absl `main` under --config (configs/synthetic.py by default): every absl entry point's cli()."""
   argv = list(sys.argv if argv is None else argv)
