@@ -3,11 +3,9 @@ object sizes."""
 
 import json
 import os
-import subprocess
-import sys
 
-from benchmark_scripts import BENCH
 from benchmark_scripts import ROOT
+from benchmark_scripts import run_script
 from benchmark_scripts import uniform as _uniform
 import jax
 import numpy as np
@@ -38,14 +36,7 @@ def test_torch_train_trains_the_twin_and_scores_its_import_with_the_jax_evaluati
     "--config.train.num_steps=3",
     f"--config.train.compilation_cache_dir={tiny_run.JAX_CACHE}",
   ]
-  proc = subprocess.run(
-    [sys.executable, os.path.join(BENCH, "torch_train.py"), *flags, f"--workdir={work}"],
-    cwd=ROOT,
-    env=tiny_run.env(),
-    capture_output=True,
-    text=True,
-    timeout=600,
-  )
+  proc = run_script("torch_train.py", *flags, f"--workdir={work}", env=tiny_run.env())
   assert proc.returncode == 0, proc.stderr[-3000:]
   assert "step 3/3: loss" in proc.stdout
   report = json.loads((work / "eval" / "report.json").read_text())
@@ -81,20 +72,14 @@ def test_score_variants_reports_every_variant_and_patch16_is_the_evaluations_sco
   flags = tiny_run.overrides(root, **{"eval.hybrid_beta": 0.0})
   trained = tiny_run.run_main(str(work), flags, mode="train_and_eval", timeout=300)
   assert trained.returncode == 0, trained.stderr[-3000:]
-  proc = subprocess.run(
-    [
-      sys.executable,
-      os.path.join(BENCH, "score_variants.py"),
-      "--config=configs/synthetic.py",
-      f"--workdir={work}",
-      f"--json={out}",
-      *flags,
-    ],
-    cwd=ROOT,
-    env=tiny_run.env(),
-    capture_output=True,
-    text=True,
+  proc = run_script(
+    "score_variants.py",
+    "--config=configs/synthetic.py",
+    f"--workdir={work}",
+    f"--json={out}",
+    *flags,
     timeout=300,
+    env=tiny_run.env(),
   )
   assert proc.returncode == 0, proc.stderr[-3000:]
   record = json.loads(out.read_text())
@@ -124,9 +109,8 @@ def test_score_variants_reports_every_variant_and_patch16_is_the_evaluations_sco
 
 @pytest.mark.slow  # compiles the paper-size network three times
 def test_aed_mae_size_reports_every_setting():
-  out = subprocess.run(
-    [sys.executable, os.path.join(ROOT, "benchmarks", "aed_mae_size.py")], capture_output=True, text=True, check=True
-  )
+  out = run_script("aed_mae_size.py")
+  assert out.returncode == 0, out.stderr[-3000:]
   doc = json.loads(out.stdout)
   assert [r["setting"] for r in doc["rows"]] == ["avenue", "shanghaitech", "ped2"]
   assert all(r["params"] > 1_000_000 and r["gflops_per_frame"] > 0 for r in doc["rows"])
@@ -134,12 +118,8 @@ def test_aed_mae_size_reports_every_setting():
 
 @pytest.mark.slow  # compiles the paper-size network twice
 def test_aed_mae_speed_scores_every_frame_of_its_video():
-  out = subprocess.run(
-    [sys.executable, os.path.join(ROOT, "benchmarks", "aed_mae_speed.py"), "--setting=ped2", "--frames=9", "--batch=4"],
-    capture_output=True,
-    text=True,
-    check=True,
-  )
+  out = run_script("aed_mae_speed.py", "--setting=ped2", "--frames=9", "--batch=4")
+  assert out.returncode == 0, out.stderr[-3000:]
   doc = json.loads(out.stdout)
   assert doc["frames_scored"] == 9 and doc["frame"] == [80, 160] and doc["patch"] == 4
   assert doc["masking"] == "cover"
@@ -151,8 +131,8 @@ def test_aed_mae_micro_batches_forms_compute_the_same_step():
   docs = {}
   for form in ("scan", "unrolled", "whole"):
     args = [f"--form={form}", "--batch=4", "--parts=2", "--patch=16", "--steps=2"]  # step 2 sees step 1's update
-    script = os.path.join(ROOT, "benchmarks", "aed_mae_micro_batches.py")
-    out = subprocess.run([sys.executable, script, *args], capture_output=True, text=True, check=True)
+    out = run_script("aed_mae_micro_batches.py", *args)
+    assert out.returncode == 0, out.stderr[-3000:]
     docs[form] = json.loads(out.stdout)
   assert docs["scan"]["parts"] == docs["unrolled"]["parts"] == 2 and docs["whole"]["parts"] == 1
   np.testing.assert_allclose(docs["scan"]["loss"], docs["unrolled"]["loss"], rtol=1e-5)
@@ -178,22 +158,16 @@ def test_object_sizes_measures_the_moving_blobs_and_their_fit_in_a_token(tmp_pat
   root = tmp_path / "data"
   _write_moving_boxes(root, [(6, 4), (12, 10)])
   out = tmp_path / "sizes.json"
-  proc = subprocess.run(
-    [
-      sys.executable,
-      os.path.join(BENCH, "object_sizes.py"),
-      "--config=configs/aed_mae_ped2.py",
-      f"--workdir={tmp_path / 'work'}",
-      f"--json={out}",
-      "--tokens=4,8,16",
-      "--every=1",
-      "--config.data.image_size=(64,64)",
-      f"--config.data.root={root}",
-      "--config.data.cache_dir=",
-    ],
-    cwd=ROOT,
-    capture_output=True,
-    text=True,
+  proc = run_script(
+    "object_sizes.py",
+    "--config=configs/aed_mae_ped2.py",
+    f"--workdir={tmp_path / 'work'}",
+    f"--json={out}",
+    "--tokens=4,8,16",
+    "--every=1",
+    "--config.data.image_size=(64,64)",
+    f"--config.data.root={root}",
+    "--config.data.cache_dir=",
     timeout=300,
   )
   assert proc.returncode == 0, proc.stderr[-3000:]
@@ -208,13 +182,7 @@ def test_object_sizes_measures_the_moving_blobs_and_their_fit_in_a_token(tmp_pat
 
 
 def test_object_sizes_refuses_bad_token_sides_in_one_line(tmp_path):
-  proc = subprocess.run(
-    [sys.executable, os.path.join(BENCH, "object_sizes.py"), f"--workdir={tmp_path}", "--tokens=8,x"],
-    cwd=ROOT,
-    capture_output=True,
-    text=True,
-    timeout=120,
-  )
+  proc = run_script("object_sizes.py", f"--workdir={tmp_path}", "--tokens=8,x", timeout=120)
   assert proc.returncode == 1
   assert (
     proc.stderr.strip().splitlines()[-1] == "error: --tokens: expected comma-separated positive integers, got '8,x'"
